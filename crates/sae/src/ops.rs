@@ -1,0 +1,206 @@
+//! Small tensor helpers shared by the architectures, the trainer and the metrics.
+
+use crate::device::is_host;
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Copies a rank-2 tensor to the host as row-major `f32`.
+pub fn to_host(t: Tensor<2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("a float tensor converted to f32 reads back as f32")
+}
+
+/// A rank-2 tensor from row-major host data.
+pub fn from_host(data: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+    debug_assert_eq!(data.len(), rows * cols);
+    Tensor::from_data(TensorData::new(data, [rows, cols]), device)
+}
+
+/// A row vector `[1, n]` from host data.
+pub fn row_from_host(data: Vec<f32>, device: &Device) -> Tensor<2> {
+    let n = data.len();
+    from_host(data, 1, n, device)
+}
+
+/// Reads a scalar tensor (any rank, one element) back to the host.
+pub fn scalar(t: Tensor<1>) -> f64 {
+    t.into_scalar::<f32>() as f64
+}
+
+/// L2 norm of every row: `[r, c] -> [r, 1]`.
+pub fn row_norms(t: Tensor<2>) -> Tensor<2> {
+    t.square().sum_dim(1).sqrt()
+}
+
+/// A 0/1 mask with exactly `k` ones per row, at the row's `k` largest values
+/// (ties broken towards the lower index on the host path).
+///
+/// On the CPU the k-th value of each row is found with `select_nth_unstable`
+/// in linear time, in parallel over rows; burn's generic `topk` sorts every row.
+pub fn row_topk_mask(pre: Tensor<2>, k: usize) -> Tensor<2> {
+    let [rows, cols] = pre.dims();
+    let k = k.min(cols);
+    let device = pre.device();
+    if k == 0 {
+        return Tensor::zeros([rows, cols], &device);
+    }
+    if is_host(&device) {
+        let values = to_host(pre);
+        let mut mask = vec![0f32; rows * cols];
+        mask.par_chunks_mut(cols)
+            .zip(values.par_chunks(cols))
+            .for_each_init(Vec::new, |order: &mut Vec<u32>, (m, v)| {
+                order.clear();
+                order.extend(0..cols as u32);
+                order.select_nth_unstable_by(k - 1, |&a, &b| {
+                    v[b as usize]
+                        .total_cmp(&v[a as usize])
+                        .then(a.cmp(&b))
+                });
+                for &i in &order[..k] {
+                    m[i as usize] = 1.0;
+                }
+            });
+        from_host(mask, rows, cols, &device)
+    } else {
+        let (_, idx): (Tensor<2>, Tensor<2, Int>) = pre.topk_with_indices(k, 1);
+        Tensor::zeros([rows, cols], &device).scatter(
+            1,
+            idx,
+            Tensor::ones([rows, k], &device),
+            IndexingUpdateOp::Assign,
+        )
+    }
+}
+
+/// A 0/1 mask of the `total` largest values of the whole tensor that are also
+/// strictly positive (BatchTopK: k x batch activations shared across the batch).
+pub fn batch_topk_mask(acts: Tensor<2>, total: usize) -> Tensor<2> {
+    let [rows, cols] = acts.dims();
+    let device = acts.device();
+    let n = rows * cols;
+    let total = total.min(n);
+    if total == 0 {
+        return Tensor::zeros([rows, cols], &device);
+    }
+    if is_host(&device) {
+        let values = to_host(acts);
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.par_sort_unstable_by(|&a, &b| {
+            values[b as usize]
+                .total_cmp(&values[a as usize])
+                .then(a.cmp(&b))
+        });
+        let mut mask = vec![0f32; n];
+        for &i in &order[..total] {
+            if values[i as usize] > 0.0 {
+                mask[i as usize] = 1.0;
+            }
+        }
+        from_host(mask, rows, cols, &device)
+    } else {
+        let flat: Tensor<1> = acts.clone().reshape([n]);
+        let kth = flat.topk(total, 0).slice([total - 1..total]);
+        let kth: Tensor<2> = kth.reshape([1, 1]);
+        let keep = acts.clone().greater_equal(kth).float();
+        keep * acts.greater_elem(0.0).float()
+    }
+}
+
+/// Geometric median of the rows of `x` (Weiszfeld's algorithm), computed on
+/// the host in f64. Used to initialise `b_dec`, as in Anthropic's recipe and
+/// dictionary_learning.
+pub fn geometric_median(x: &[f32], d: usize, max_iter: usize, tol: f64) -> Vec<f32> {
+    let n = x.len() / d;
+    if n == 0 {
+        return vec![0.0; d];
+    }
+    let mut guess: Vec<f64> = vec![0.0; d];
+    for row in x.chunks(d) {
+        for (g, &v) in guess.iter_mut().zip(row) {
+            *g += v as f64 / n as f64;
+        }
+    }
+    for _ in 0..max_iter {
+        let (num, den) = x
+            .par_chunks(d)
+            .fold(
+                || (vec![0f64; d], 0f64),
+                |(mut num, mut den), row| {
+                    let dist = row
+                        .iter()
+                        .zip(&guess)
+                        .map(|(&a, &g)| (a as f64 - g).powi(2))
+                        .sum::<f64>()
+                        .sqrt()
+                        .max(1e-12);
+                    let w = 1.0 / dist;
+                    for (acc, &a) in num.iter_mut().zip(row) {
+                        *acc += w * a as f64;
+                    }
+                    den += w;
+                    (num, den)
+                },
+            )
+            .reduce(
+                || (vec![0f64; d], 0f64),
+                |(mut a, da), (b, db)| {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x += y;
+                    }
+                    (a, da + db)
+                },
+            );
+        let next: Vec<f64> = num.iter().map(|v| v / den).collect();
+        let shift = next
+            .iter()
+            .zip(&guess)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        guess = next;
+        if shift < tol {
+            break;
+        }
+    }
+    guess.into_iter().map(|v| v as f32).collect()
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+
+    fn dev() -> Device {
+        Device::flex()
+    }
+
+    #[test]
+    fn topk_mask_keeps_k_largest_per_row() {
+        let x = from_host(vec![0.1, 3.0, -1.0, 2.0, 5.0, 4.0, 0.0, -2.0], 2, 4, &dev());
+        assert_eq!(to_host(row_topk_mask(x, 2)), vec![0., 1., 0., 1., 1., 1., 0., 0.]);
+    }
+
+    #[test]
+    fn batch_topk_mask_shares_budget_and_drops_nonpositive() {
+        let x = from_host(vec![0.1, 3.0, 0.0, 2.0, 5.0, 4.0, 0.0, 0.0], 2, 4, &dev());
+        assert_eq!(to_host(batch_topk_mask(x.clone(), 3)), vec![0., 0., 0., 0., 1., 1., 0., 0.]
+            .iter()
+            .zip([0., 1., 0., 0., 0., 0., 0., 0.])
+            .map(|(a, b)| a + b)
+            .collect::<Vec<f32>>());
+        // Asking for more than the positive entries keeps only positives.
+        let m = to_host(batch_topk_mask(x, 7));
+        assert_eq!(m.iter().sum::<f32>(), 5.0);
+    }
+
+    #[test]
+    fn geometric_median_resists_outliers() {
+        // Five points near the origin and one far outlier: the mean moves,
+        // the geometric median stays near the cluster.
+        let pts = vec![0.0, 0.0, 0.1, 0.0, 0.0, 0.1, -0.1, 0.0, 0.0, -0.1, 100.0, 100.0];
+        let m = geometric_median(&pts, 2, 200, 1e-9);
+        assert!(m[0].abs() < 0.2 && m[1].abs() < 0.2, "{m:?}");
+    }
+}
