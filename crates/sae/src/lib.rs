@@ -8,11 +8,13 @@
 pub mod arch;
 pub mod device;
 pub mod dictionary;
+pub mod io;
 pub mod metrics;
 pub mod ops;
 pub mod sae;
 pub mod saelens;
 pub mod synth;
+pub mod train;
 
 pub use arch::Architecture;
 pub use device::DeviceChoice;

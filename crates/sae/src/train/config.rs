@@ -1,0 +1,273 @@
+//! Training settings: one [`TrainConfig`] for every architecture, with the
+//! defaults of the paper each architecture comes from.
+
+use crate::arch::Architecture;
+
+/// Adam's hyper-parameters (PyTorch's defaults).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamConfig {
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+}
+
+/// p-annealing (Karvonen et al. 2024, "Measuring progress in dictionary
+/// learning for language model interpretability with board game models"):
+/// the sparsity penalty is `sum_j (f_j ||W_dec_j||)^p` with `p` lowered from
+/// `p_start` to `p_end` in `updates` equal steps spread evenly from
+/// `start_fraction` of training to its end. At each change the coefficient is
+/// multiplied by `Lp_old / Lp_new` measured on the current batch, so the
+/// penalty's value is continuous across the change (as dictionary_learning's
+/// `PAnnealTrainer` does with its queue of recent batches).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PAnneal {
+    /// Exponent at the start (1: L1).
+    pub p_start: f64,
+    /// Exponent at the end of training.
+    pub p_end: f64,
+    /// Fraction of the steps after which annealing begins.
+    pub start_fraction: f64,
+    /// Number of changes of `p`.
+    pub updates: usize,
+}
+
+impl Default for PAnneal {
+    fn default() -> Self {
+        // dictionary_learning's PAnnealTrainer defaults.
+        Self { p_start: 1.0, p_end: 0.2, start_fraction: 0.2, updates: 10 }
+    }
+}
+
+impl PAnneal {
+    /// The exponent in force at `step` of `total` steps.
+    pub fn p_at(&self, step: usize, total: usize) -> f64 {
+        let start = (self.start_fraction * total as f64) as usize;
+        if step < start || self.updates == 0 || total <= start {
+            return self.p_start;
+        }
+        let span = (total - start) as f64;
+        let done = (((step - start) as f64 / span) * self.updates as f64).floor() as usize + 1;
+        let done = done.min(self.updates);
+        self.p_start + (self.p_end - self.p_start) * done as f64 / self.updates as f64
+    }
+}
+
+/// Everything the trainer needs besides the dictionary's shape. Build one with
+/// [`TrainConfig::for_architecture`] to get the paper defaults, then override.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Rows per batch.
+    pub batch_size: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Linear learning-rate warm-up from 0 over this many steps.
+    pub lr_warmup_steps: usize,
+    /// Step from which the learning rate decays linearly to 0 at the end
+    /// (`None`: no decay).
+    pub lr_decay_start: Option<usize>,
+    /// Sparsity coefficient (L1/Lp coefficient; L0 coefficient for JumpReLU;
+    /// unused by TopK and BatchTopK).
+    pub sparsity_coefficient: f64,
+    /// Linear warm-up of the sparsity coefficient from 0 over this many steps.
+    pub sparsity_warmup_steps: usize,
+    /// Adam settings.
+    pub adam: AdamConfig,
+    /// Clip the global gradient norm to this value (`None`: no clipping).
+    pub grad_clip_norm: Option<f64>,
+    /// Anneal the Lp exponent (standard and gated SAEs only).
+    pub p_anneal: Option<PAnneal>,
+    /// A feature that has not fired for this many rows counts as dead.
+    pub dead_after_rows: u64,
+    /// TopK/BatchTopK: weight of the AuxK loss.
+    pub auxk_alpha: f64,
+    /// TopK/BatchTopK: dead latents used by AuxK (`None`: `d_in / 2`).
+    pub k_aux: Option<usize>,
+    /// BatchTopK: decay of the exponential moving average of the smallest
+    /// kept activation, the inference threshold.
+    pub threshold_beta: f64,
+    /// BatchTopK: step from which the threshold average is updated.
+    pub threshold_start_step: usize,
+    /// Standard SAE: resample dead features every this many steps
+    /// (Anthropic's 2023 recipe; `None`: never).
+    pub resample_every: Option<usize>,
+    /// Scale activations to mean norm `sqrt(d_in)` during training (estimated
+    /// from a sample, folded into the weights on save).
+    pub normalize_activations: bool,
+    /// Seed of everything random in training (initialisation, resampling).
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            lr: 5e-5,
+            batch_size: 4096,
+            steps: 10_000,
+            lr_warmup_steps: 1000,
+            lr_decay_start: Some(8000),
+            sparsity_coefficient: 5.0,
+            sparsity_warmup_steps: 500,
+            adam: AdamConfig::default(),
+            grad_clip_norm: Some(1.0),
+            p_anneal: None,
+            dead_after_rows: 10_000_000,
+            auxk_alpha: 1.0 / 32.0,
+            k_aux: None,
+            threshold_beta: 0.999,
+            threshold_start_step: 1000,
+            resample_every: None,
+            normalize_activations: true,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The defaults of each architecture's paper (as dictionary_learning
+    /// encodes them), for `steps` optimiser steps:
+    ///
+    /// | architecture | lr | sparsity | other |
+    /// |---|---|---|---|
+    /// | standard (April 2024 update) | 5e-5 | L1 5.0, warm-up 5% | decay over the last 20%, clip 1.0 |
+    /// | gated | 5e-5 | L1 on the gate 1.0 | unit-norm decoder |
+    /// | TopK / BatchTopK | `2e-4 / sqrt(d_sae / 16384)` | none | AuxK 1/32, `k_aux = d_in/2`, dead after 10M rows |
+    /// | JumpReLU | 7e-5 | L0 1.0, warm-up 5% | bandwidth 0.001, threshold 0.001 |
+    ///
+    /// Every architecture warms the learning rate up over the first 5% of
+    /// steps (at most 1000) and decays it linearly to zero over the last 20%.
+    pub fn for_architecture(arch: &Architecture, d_sae: usize, steps: usize) -> Self {
+        let warmup = (steps / 20).min(1000);
+        let base = Self {
+            steps,
+            lr_warmup_steps: warmup,
+            lr_decay_start: Some(steps - steps / 5),
+            sparsity_warmup_steps: steps / 20,
+            threshold_start_step: warmup,
+            ..Self::default()
+        };
+        match arch {
+            Architecture::Standard => base,
+            Architecture::Gated => Self { sparsity_coefficient: 1.0, ..base },
+            Architecture::TopK { .. } | Architecture::BatchTopK { .. } => Self {
+                lr: 2e-4 / (d_sae as f64 / 16384.0).sqrt(),
+                sparsity_coefficient: 0.0,
+                grad_clip_norm: None,
+                ..base
+            },
+            Architecture::JumpRelu { .. } => Self {
+                lr: 7e-5,
+                sparsity_coefficient: 1.0,
+                ..base
+            },
+        }
+    }
+
+    /// The learning rate at `step` (0-based): linear warm-up, constant, then
+    /// linear decay to 0 at `steps`.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        let mut factor = 1.0;
+        if self.lr_warmup_steps > 0 && step < self.lr_warmup_steps {
+            factor = (step + 1) as f64 / self.lr_warmup_steps as f64;
+        }
+        if let Some(start) = self.lr_decay_start {
+            if step >= start && self.steps > start {
+                factor *= (self.steps - step) as f64 / (self.steps - start) as f64;
+            }
+        }
+        self.lr * factor
+    }
+
+    /// The sparsity coefficient's warm-up factor at `step`.
+    pub fn sparsity_warmup_at(&self, step: usize) -> f64 {
+        if self.sparsity_warmup_steps == 0 {
+            1.0
+        } else {
+            ((step + 1) as f64 / self.sparsity_warmup_steps as f64).min(1.0)
+        }
+    }
+
+    /// Checks values a user could get wrong, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |field: &str, why: &str| Err(format!("training config: `{field}` {why}"));
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", &format!("must be a positive number, got {}", self.lr));
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1");
+        }
+        if self.steps == 0 {
+            return bad("steps", "must be at least 1");
+        }
+        if !(self.sparsity_coefficient.is_finite() && self.sparsity_coefficient >= 0.0) {
+            return bad("sparsity_coefficient", "must be a non-negative number");
+        }
+        if let Some(c) = self.grad_clip_norm {
+            if !(c.is_finite() && c > 0.0) {
+                return bad("grad_clip_norm", "must be positive");
+            }
+        }
+        if let Some(pa) = &self.p_anneal {
+            if !(pa.p_end > 0.0 && pa.p_end <= pa.p_start && pa.p_start <= 1.0) {
+                return bad("p_anneal", "needs 0 < p_end <= p_start <= 1");
+            }
+            if !(0.0..1.0).contains(&pa.start_fraction) {
+                return bad("p_anneal.start_fraction", "must be in [0, 1)");
+            }
+        }
+        if !(0.0..1.0).contains(&self.threshold_beta) {
+            return bad("threshold_beta", "must be in [0, 1)");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lr_schedule_warms_up_holds_and_decays_to_zero() {
+        let c = TrainConfig { lr: 1.0, steps: 100, lr_warmup_steps: 10, lr_decay_start: Some(80), ..Default::default() };
+        assert!((c.lr_at(0) - 0.1).abs() < 1e-12);
+        assert!((c.lr_at(9) - 1.0).abs() < 1e-12);
+        assert!((c.lr_at(50) - 1.0).abs() < 1e-12);
+        assert!((c.lr_at(90) - 0.5).abs() < 1e-12);
+        assert!(c.lr_at(99) > 0.0 && c.lr_at(99) <= 0.05 + 1e-12);
+    }
+
+    #[test]
+    fn p_anneal_steps_down_to_p_end() {
+        let pa = PAnneal { p_start: 1.0, p_end: 0.5, start_fraction: 0.5, updates: 5 };
+        assert_eq!(pa.p_at(0, 100), 1.0);
+        assert_eq!(pa.p_at(49, 100), 1.0);
+        assert!((pa.p_at(50, 100) - 0.9).abs() < 1e-12);
+        assert!((pa.p_at(99, 100) - 0.5).abs() < 1e-12);
+        let mut last = 1.0;
+        for s in 0..100 {
+            let p = pa.p_at(s, 100);
+            assert!(p <= last + 1e-12);
+            last = p;
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let c = TrainConfig { lr: -1.0, ..Default::default() };
+        assert!(c.validate().unwrap_err().contains("`lr`"));
+        let c = TrainConfig { p_anneal: Some(PAnneal { p_end: 1.5, ..Default::default() }), ..Default::default() };
+        assert!(c.validate().unwrap_err().contains("p_anneal"));
+        assert!(TrainConfig::for_architecture(&Architecture::TopK { k: 8 }, 4096, 1000).validate().is_ok());
+    }
+}

@@ -1,0 +1,370 @@
+//! The trainer shared by every architecture.
+//!
+//! [`DictTrainer`] optimises one dictionary (Adam with PyTorch's update rule,
+//! learning-rate warm-up and linear decay, sparsity warm-up, global gradient
+//! clipping, unit-norm decoder rows by gradient projection and
+//! renormalisation, dead-feature tracking, AuxK, the BatchTopK threshold,
+//! p-annealing and optional resampling). [`Sweep`] trains several
+//! dictionaries from one pass over the activations, each batch read once and
+//! stepped by every member, with atomic checkpoints every N steps: a run
+//! killed at any moment resumes from the last checkpoint and ends with the
+//! same weights as an uninterrupted run.
+//!
+//! Output directory of a sweep:
+//!
+//! ```text
+//! OUT/sweep.json                      members, their configs, input scale
+//! OUT/checkpoint.json                 last complete checkpoint (step, source position)
+//! OUT/<member>/checkpoint-<step>.safetensors
+//! OUT/<member>/log.jsonl              one JSON object per logged step
+//! OUT/<member>/cfg.json               final dictionary, SAELens layout,
+//! OUT/<member>/sae_weights.safetensors    folded to work on raw activations
+//! OUT/<member>/training.json          training config and last logged step
+//! ```
+
+mod checkpoint;
+mod config;
+mod optim;
+
+pub use config::{AdamConfig, PAnneal, TrainConfig};
+pub use optim::{DictTrainer, StepLog, StepReport, batch_fvu};
+
+use crate::ops::from_host;
+use crate::sae::Sae;
+use burn::tensor::Device;
+use kibitzer_store::ActivationSource;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A source whose reading position can be saved in a checkpoint, so that a
+/// resumed run reads exactly the batches an uninterrupted run would have.
+pub trait SourcePosition {
+    /// The current position, as JSON (opaque to the trainer).
+    fn position(&self) -> serde_json::Value;
+}
+
+/// What can stop training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The activation source failed.
+    #[error("reading activations: {0}")]
+    Source(String),
+    /// The source ran dry before training finished.
+    #[error("the activation source ran out after {rows} rows at step {step}; use a source that cycles or fewer steps")]
+    Exhausted {
+        /// Rows read.
+        rows: u64,
+        /// Step reached.
+        step: usize,
+    },
+    /// A batch had the wrong width.
+    #[error("activation rows have width {found}, but the dictionary {name} expects d_in = {expected}")]
+    Width {
+        /// Member name.
+        name: String,
+        /// Expected width.
+        expected: usize,
+        /// Width found.
+        found: usize,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The sweep is inconsistent (duplicate names, different batch sizes...).
+    #[error("{0}")]
+    Config(String),
+    /// The loss became NaN or infinite.
+    #[error("training of {name} diverged at step {step} (loss {loss}); lower the learning rate or the sparsity coefficient")]
+    Diverged {
+        /// Member name.
+        name: String,
+        /// Step.
+        step: usize,
+        /// The loss value seen.
+        loss: f64,
+    },
+}
+
+pub(crate) fn file_err(path: &Path, message: impl ToString) -> TrainError {
+    TrainError::File { path: path.to_path_buf(), message: message.to_string() }
+}
+
+/// One dictionary of a sweep.
+#[derive(Clone, Debug)]
+pub struct SweepMember {
+    /// Name, also its sub-directory of the output (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Its trainer.
+    pub trainer: DictTrainer,
+}
+
+/// How a sweep runs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Write a checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: usize,
+    /// Log every this many steps (to log.jsonl and the progress bar).
+    pub log_every: usize,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Stop (without a final save) after this many steps of this call: for
+    /// tests that simulate a killed run.
+    pub stop_after: Option<usize>,
+}
+
+impl RunOptions {
+    /// Defaults: checkpoint every 1000 steps, log every 50, progress bar on.
+    pub fn new(out_dir: impl Into<PathBuf>) -> Self {
+        Self { out_dir: out_dir.into(), checkpoint_every: 1000, log_every: 50, progress: true, stop_after: None }
+    }
+}
+
+/// Several dictionaries trained from one pass over the activations.
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    /// The dictionaries.
+    pub members: Vec<SweepMember>,
+    /// Factor applied to every activation row during training
+    /// (`sqrt(d_in) / mean ||x||`, estimated from the first batch), or 1.
+    pub input_scale: Option<f32>,
+    /// Rows read so far.
+    pub rows_seen: u64,
+    /// Steps taken so far (all members step together).
+    pub step: usize,
+    device: Device,
+}
+
+impl Sweep {
+    /// A sweep over `members`, which must agree on `d_in` and batch size and
+    /// have distinct, file-system-safe names.
+    pub fn new(members: Vec<SweepMember>, device: &Device) -> Result<Self, TrainError> {
+        let Some(first) = members.first() else {
+            return Err(TrainError::Config("a sweep needs at least one dictionary".into()));
+        };
+        let (d_in, batch) = (first.trainer.sae.config.d_in, first.trainer.config.batch_size);
+        let mut names = std::collections::HashSet::new();
+        for m in &members {
+            if m.name.is_empty() || !m.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || m.name.starts_with('.') {
+                return Err(TrainError::Config(format!(
+                    "dictionary name {:?}: use letters, digits, '-', '_' and '.' only",
+                    m.name
+                )));
+            }
+            if !names.insert(m.name.clone()) {
+                return Err(TrainError::Config(format!("two dictionaries are named {:?}", m.name)));
+            }
+            if m.trainer.sae.config.d_in != d_in {
+                return Err(TrainError::Config(format!(
+                    "dictionary {} has d_in {}, but {} has {d_in}: a sweep reads one activation stream",
+                    m.name, m.trainer.sae.config.d_in, first.name
+                )));
+            }
+            if m.trainer.config.batch_size != batch {
+                return Err(TrainError::Config(format!(
+                    "dictionary {} has batch_size {}, but {} has {batch}: a sweep shares its batches",
+                    m.name, m.trainer.config.batch_size, first.name
+                )));
+            }
+        }
+        let members = members
+            .into_iter()
+            .map(|m| SweepMember { trainer: DictTrainer { sae: m.trainer.sae.to_device(device), ..m.trainer }, name: m.name })
+            .collect();
+        Ok(Self { members, input_scale: None, rows_seen: 0, step: 0, device: device.clone() })
+    }
+
+    /// The longest member's step count: the sweep runs until every member is done.
+    pub fn total_steps(&self) -> usize {
+        self.members.iter().map(|m| m.trainer.config.steps).max().unwrap_or(0)
+    }
+
+    /// Width of the activations.
+    pub fn d_in(&self) -> usize {
+        self.members[0].trainer.sae.config.d_in
+    }
+
+    fn batch_size(&self) -> usize {
+        self.members[0].trainer.config.batch_size
+    }
+
+    /// Trains until every member has taken its steps (or `stop_after`),
+    /// checkpointing and logging as `options` say, then saves every
+    /// dictionary in SAELens's layout, folded to work on raw activations.
+    pub fn run<S>(&mut self, source: &mut S, options: &RunOptions) -> Result<Vec<StepLog>, TrainError>
+    where
+        S: ActivationSource + SourcePosition,
+    {
+        let d_in = self.d_in();
+        if source.d_in() != d_in {
+            return Err(TrainError::Width { name: self.members[0].name.clone(), expected: d_in, found: source.d_in() });
+        }
+        std::fs::create_dir_all(&options.out_dir).map_err(|e| file_err(&options.out_dir, e))?;
+        for m in &self.members {
+            let dir = options.out_dir.join(&m.name);
+            std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
+        }
+        if self.step == 0 {
+            checkpoint::write_sweep_manifest(self, &options.out_dir)?;
+        }
+        let mut logs = checkpoint::open_logs(self, &options.out_dir)?;
+        let total = self.total_steps();
+        let bar = progress_bar(options.progress, total, self.step);
+        let batch = self.batch_size();
+        let mut host = Vec::with_capacity(batch * d_in);
+        let mut last: Vec<Option<StepLog>> = vec![None; self.members.len()];
+        let started = Instant::now();
+        let mut taken = 0usize;
+        while self.step < total {
+            if options.stop_after.is_some_and(|n| taken >= n) {
+                bar.abandon();
+                return Ok(last.into_iter().flatten().collect());
+            }
+            let rows = source.next_batch(batch, &mut host).map_err(|e| TrainError::Source(e.to_string()))?;
+            if rows == 0 {
+                return Err(TrainError::Exhausted { rows: self.rows_seen, step: self.step });
+            }
+            self.rows_seen += rows as u64;
+            let scale = *self.input_scale.get_or_insert_with(|| {
+                if self.members.iter().any(|m| m.trainer.config.normalize_activations) {
+                    estimate_input_scale(&host, d_in)
+                } else {
+                    1.0
+                }
+            });
+            let x = from_host(std::mem::take(&mut host), rows, d_in, &self.device).mul_scalar(scale);
+            let log_now = (self.step + 1) % options.log_every.max(1) == 0 || self.step + 1 == total;
+            for (i, m) in self.members.iter_mut().enumerate() {
+                if m.trainer.finished() {
+                    continue;
+                }
+                let report = m.trainer.step(x.clone());
+                if log_now || m.trainer.finished() {
+                    let log = report.read();
+                    if !log.loss.loss.is_finite() {
+                        return Err(TrainError::Diverged { name: m.name.clone(), step: log.step, loss: log.loss.loss });
+                    }
+                    checkpoint::append_log(&mut logs[i], &log, &options.out_dir.join(&m.name))?;
+                    last[i] = Some(log);
+                }
+            }
+            host = Vec::with_capacity(batch * d_in);
+            self.step += 1;
+            taken += 1;
+            if log_now {
+                if let Some(l) = last.iter().flatten().next() {
+                    bar.set_message(format!(
+                        "{}loss {:.4}  L0 {:.1}  FVU {:.4}  {:.1} steps/s",
+                        if self.members.len() > 1 { format!("[{} of {}] ", self.members[0].name, self.members.len()) } else { String::new() },
+                        l.loss.loss,
+                        l.l0,
+                        l.fvu,
+                        taken as f64 / started.elapsed().as_secs_f64().max(1e-9)
+                    ));
+                }
+            }
+            bar.set_position(self.step as u64);
+            if options.checkpoint_every > 0 && self.step % options.checkpoint_every == 0 && self.step < total {
+                for l in logs.iter_mut() {
+                    l.flush().map_err(|e| file_err(&options.out_dir, e))?;
+                }
+                checkpoint::save(self, &options.out_dir, source.position())?;
+            }
+        }
+        bar.finish();
+        for l in logs.iter_mut() {
+            l.flush().map_err(|e| file_err(&options.out_dir, e))?;
+        }
+        checkpoint::save(self, &options.out_dir, source.position())?;
+        self.save_dictionaries(&options.out_dir, &last)?;
+        Ok(last.into_iter().flatten().collect())
+    }
+
+    /// Every member's dictionary as used at inference on raw activations
+    /// (input scale folded in, BatchTopK threshold set).
+    pub fn inference_saes(&self) -> Vec<(String, Sae)> {
+        let c = self.input_scale.unwrap_or(1.0);
+        self.members
+            .iter()
+            .map(|m| (m.name.clone(), m.trainer.inference_sae().fold_activation_scale(c, c)))
+            .collect()
+    }
+
+    fn save_dictionaries(&self, out: &Path, last: &[Option<StepLog>]) -> Result<(), TrainError> {
+        for ((name, sae), (m, log)) in self.inference_saes().into_iter().zip(self.members.iter().zip(last)) {
+            let dir = out.join(&name);
+            let options = crate::saelens::SaveOptions {
+                metadata: serde_json::json!({
+                    "training_config": m.trainer.config,
+                    "input_scale": self.input_scale,
+                }),
+                ..Default::default()
+            };
+            crate::saelens::save(&sae, &dir, &options).map_err(|e| file_err(&dir, e))?;
+            let summary = serde_json::json!({
+                "name": name,
+                "architecture": m.trainer.sae.config.architecture,
+                "d_in": sae.config.d_in,
+                "d_sae": sae.config.d_sae,
+                "training_config": m.trainer.config,
+                "input_scale": self.input_scale,
+                "rows_seen": self.rows_seen,
+                "last_step": log,
+            });
+            let path = dir.join("training.json");
+            let text = serde_json::to_string_pretty(&summary).map_err(|e| file_err(&path, e))?;
+            crate::io::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Reloads a sweep from the last checkpoint in `out_dir`, with the source
+    /// position saved there (give it to the source before calling
+    /// [`Sweep::run`] again).
+    pub fn resume(out_dir: &Path, device: &Device) -> Result<(Sweep, serde_json::Value), TrainError> {
+        checkpoint::load(out_dir, device)
+    }
+}
+
+/// `sqrt(d_in) / mean_b ||x_b||`: the factor that gives rows a mean norm of
+/// `sqrt(d_in)` (SAELens's `expected_average_only_in`).
+pub fn estimate_input_scale(rows: &[f32], d_in: usize) -> f32 {
+    let n = rows.len() / d_in.max(1);
+    if n == 0 {
+        return 1.0;
+    }
+    let mean_norm = rows
+        .chunks_exact(d_in)
+        .map(|r| r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt())
+        .sum::<f64>()
+        / n as f64;
+    if mean_norm > 0.0 && mean_norm.is_finite() {
+        ((d_in as f64).sqrt() / mean_norm) as f32
+    } else {
+        1.0
+    }
+}
+
+fn progress_bar(show: bool, total: usize, at: usize) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}")
+            .expect("the progress template is a valid constant")
+            .progress_chars("=> "),
+    );
+    bar.set_position(at as u64);
+    bar
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests;
