@@ -105,6 +105,11 @@ pub struct TrainConfig {
     /// Scale activations to mean norm `sqrt(d_in)` during training (estimated
     /// from a sample, folded into the weights on save).
     pub normalize_activations: bool,
+    /// Set `b_dec` to the geometric median of the first batch before the
+    /// first step (Anthropic's recipe; dictionary_learning and SAELens do the
+    /// same). Autoencoders only: a transcoder's `b_dec` lives in the output
+    /// space.
+    pub init_b_dec_geometric_median: bool,
     /// Seed of everything random in training (initialisation, resampling).
     pub seed: u64,
 }
@@ -129,6 +134,7 @@ impl Default for TrainConfig {
             threshold_start_step: 1000,
             resample_every: None,
             normalize_activations: true,
+            init_b_dec_geometric_median: true,
             seed: 0,
         }
     }

@@ -44,6 +44,13 @@ pub trait SourcePosition {
     fn position(&self) -> serde_json::Value;
 }
 
+impl SourcePosition for kibitzer_store::ShuffledReader {
+    fn position(&self) -> serde_json::Value {
+        serde_json::to_value(kibitzer_store::ShuffledReader::position(self))
+            .expect("a reader position is plain data and serialises")
+    }
+}
+
 /// What can stop training.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {

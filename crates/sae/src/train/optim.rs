@@ -173,9 +173,21 @@ impl DictTrainer {
         self.dead_mask().1 as f64 / self.sae.config.d_sae.max(1) as f64
     }
 
+    /// Before the first step: `b_dec` := geometric median of `x` (when the
+    /// config asks for it and the dictionary is an autoencoder).
+    fn init_b_dec(&mut self, x: &Tensor<2>) {
+        let c = &self.sae.config;
+        if self.step != 0 || !self.config.init_b_dec_geometric_median || c.d_out != c.d_in {
+            return;
+        }
+        let median = crate::ops::geometric_median(&to_host(x.clone()), c.d_in, 100, 1e-6);
+        self.sae.params.b_dec = row_from_host(median, &self.sae.device());
+    }
+
     /// One training step on a batch `[batch, d_in]` of (normalised)
     /// activations.
     pub fn step(&mut self, x: Tensor<2>) -> StepReport {
+        self.init_b_dec(&x);
         let arch = self.sae.config.architecture.clone();
         let step = self.step;
         let cfg = self.config.clone();
