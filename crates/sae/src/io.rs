@@ -2,31 +2,11 @@
 //! and f32 tensors in safetensors.
 
 use std::collections::HashMap;
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` so that a reader (or a crash) sees either the old
-/// file or the whole new one: a temporary file in the same directory is
-/// written, fsynced and renamed over `path`, then the directory is fsynced.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{} has no file name", path.display())))?;
-    let tmp: PathBuf = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Ok(d) = fs::File::open(dir) {
-        // Persist the rename; not every platform allows fsync on a directory.
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
+/// Writes `bytes` to `path` atomically (temporary file in the same
+/// directory, fsync, rename, directory fsync): kibitzer-store's, shared so
+/// that every file kibitzer writes goes through one implementation.
+pub use kibitzer_store::atomic_write;
 
 /// A named f32 tensor on the host, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,7 +20,10 @@ pub struct HostTensor {
 }
 
 /// Serialises f32 tensors (and string metadata) to safetensors bytes.
-pub fn f32_safetensors(tensors: &[HostTensor], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>, String> {
+pub fn f32_safetensors(
+    tensors: &[HostTensor],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>, String> {
     let views = tensors
         .iter()
         .map(|t| {
@@ -58,14 +41,19 @@ pub fn f32_safetensors(tensors: &[HostTensor], metadata: Option<HashMap<String, 
 
 /// Reads every tensor of a safetensors buffer as f32 (f32, f16, bf16 and f64
 /// are accepted and converted), with the file's metadata.
-pub fn read_f32_safetensors(bytes: &[u8]) -> Result<(Vec<HostTensor>, HashMap<String, String>), String> {
+pub fn read_f32_safetensors(
+    bytes: &[u8],
+) -> Result<(Vec<HostTensor>, HashMap<String, String>), String> {
     let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
-            safetensors::Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            safetensors::Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
             safetensors::Dtype::F16 => raw
                 .chunks_exact(2)
                 .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -76,11 +64,21 @@ pub fn read_f32_safetensors(bytes: &[u8]) -> Result<(Vec<HostTensor>, HashMap<St
                 .collect(),
             safetensors::Dtype::F64 => raw
                 .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("chunks_exact(8) yields 8 bytes")) as f32)
+                .map(|c| {
+                    f64::from_le_bytes(c.try_into().expect("chunks_exact(8) yields 8 bytes")) as f32
+                })
                 .collect(),
-            other => return Err(format!("tensor {name}: dtype {other:?} is not a float type")),
+            other => {
+                return Err(format!(
+                    "tensor {name}: dtype {other:?} is not a float type"
+                ));
+            }
         };
-        out.push(HostTensor { name, shape: view.shape().to_vec(), data });
+        out.push(HostTensor {
+            name,
+            shape: view.shape().to_vec(),
+            data,
+        });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((out, meta.metadata().clone().unwrap_or_default()))
@@ -95,8 +93,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.safetensors");
         let t = vec![
-            HostTensor { name: "a".into(), shape: vec![2, 3], data: vec![1., 2., 3., 4., 5., -6.] },
-            HostTensor { name: "b".into(), shape: vec![1], data: vec![0.5] },
+            HostTensor {
+                name: "a".into(),
+                shape: vec![2, 3],
+                data: vec![1., 2., 3., 4., 5., -6.],
+            },
+            HostTensor {
+                name: "b".into(),
+                shape: vec![1],
+                data: vec![0.5],
+            },
         ];
         let meta: HashMap<String, String> = [("k".to_string(), "v".to_string())].into();
         atomic_write(&path, &f32_safetensors(&t, Some(meta.clone())).unwrap()).unwrap();

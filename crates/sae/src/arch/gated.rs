@@ -22,8 +22,14 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs) -> StepOutput {
     let p = &sae.params;
     let d_sae = sae.config.d_sae;
     let device = sae.device();
-    let b_mag = p.b_mag.clone().unwrap_or_else(|| Tensor::zeros([1, d_sae], &device));
-    let r_mag = p.r_mag.clone().unwrap_or_else(|| Tensor::zeros([1, d_sae], &device));
+    let b_mag = p
+        .b_mag
+        .clone()
+        .unwrap_or_else(|| Tensor::zeros([1, d_sae], &device));
+    let r_mag = p
+        .r_mag
+        .clone()
+        .unwrap_or_else(|| Tensor::zeros([1, d_sae], &device));
     let scale = r_mag.exp();
     let w_mag = p.w_enc.clone() * scale.clone();
 
@@ -53,16 +59,20 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs) -> StepOutput {
 
     // The penalty's pull on the decoder norms is radial; with the unit-norm
     // constraint the trainer projects it away, but the gradient stays exact.
-    dw_dec = add_norm_grad(dw_dec, &p.w_dec, &norms, penalty.d_norms, inputs.sparsity_coefficient);
+    dw_dec = add_norm_grad(
+        dw_dec,
+        &p.w_dec,
+        &norms,
+        penalty.d_norms,
+        inputs.sparsity_coefficient,
+    );
     let (dw_gate, db_gate) = linear_backward(s.clone(), dgate);
     let (dw_mag, db_mag) = linear_backward(s, dmag);
     // W_mag = W_enc * exp(r_mag): chain rule to both.
     let dr_mag = (dw_mag.clone() * w_mag.clone()).sum_dim(0);
     let dw_enc = dw_gate + dw_mag * scale;
     if sae.config.apply_b_dec_to_input {
-        db_dec = db_dec
-            + input_bias_grad(&p.w_enc, &db_gate)
-            + input_bias_grad(&w_mag, &db_mag);
+        db_dec = db_dec + input_bias_grad(&p.w_enc, &db_gate) + input_bias_grad(&w_mag, &db_mag);
     }
     StepOutput {
         grads: Params {

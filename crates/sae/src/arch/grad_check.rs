@@ -17,8 +17,16 @@ const B: usize = 16;
 const D: usize = 8;
 const M: usize = 12;
 
-fn rand_tensor(rng: &mut ChaCha8Rng, rows: usize, cols: usize, scale: f32, dev: &Device) -> Tensor<2> {
-    let v = (0..rows * cols).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale).collect();
+fn rand_tensor(
+    rng: &mut ChaCha8Rng,
+    rows: usize,
+    cols: usize,
+    scale: f32,
+    dev: &Device,
+) -> Tensor<2> {
+    let v = (0..rows * cols)
+        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
+        .collect();
     from_host(v, rows, cols, dev)
 }
 
@@ -61,9 +69,9 @@ fn batch(seed: u64, dev: &Device) -> Tensor<2> {
 fn tracked(sae: &Sae, dev: &Device) -> Sae {
     Sae {
         config: sae.config.clone(),
-        params: sae.params.map(|t| {
-            Tensor::from_data(t.to_data(), dev).require_grad()
-        }),
+        params: sae
+            .params
+            .map(|t| Tensor::from_data(t.to_data(), dev).require_grad()),
     }
 }
 
@@ -88,8 +96,14 @@ fn check(manual: &Sae, out: &StepOutput, auto: &Sae, loss: Tensor<1>) {
             .find(|(n, _)| *n == name)
             .map(|(_, g)| g.clone())
             .unwrap_or_else(|| panic!("no manual gradient for {name}"));
-        let auto_grad = tensor.grad(&grads).unwrap_or_else(|| tensor.zeros_like().inner());
-        assert_close(name, &manual_grad, Tensor::from_data(auto_grad.to_data(), &manual.device()));
+        let auto_grad = tensor
+            .grad(&grads)
+            .unwrap_or_else(|| tensor.zeros_like().inner());
+        assert_close(
+            name,
+            &manual_grad,
+            Tensor::from_data(auto_grad.to_data(), &manual.device()),
+        );
     }
 }
 
@@ -122,7 +136,8 @@ fn standard_l1_and_lp_match_autodiff() {
         let a = tracked(&sae, &ad);
         let x = batch(1, &ad);
         let pr = &a.params;
-        let f = ((x.clone() - pr.b_dec.clone()).matmul(pr.w_enc.clone()) + pr.b_enc.clone()).clamp_min(0.0);
+        let f = ((x.clone() - pr.b_dec.clone()).matmul(pr.w_enc.clone()) + pr.b_enc.clone())
+            .clamp_min(0.0);
         let x_hat = f.clone().matmul(pr.w_dec.clone()) + pr.b_dec.clone();
         let weighted = f.clone() * norms_row(&pr.w_dec);
         // Lp over the active entries only: x^p has an infinite derivative at
@@ -151,7 +166,9 @@ fn gated_matches_autodiff_with_frozen_aux_decoder() {
     let f = gate.clone().greater_elem(0.0).float() * mag.clamp_min(0.0);
     let x_hat = f.matmul(pr.w_dec.clone()) + pr.b_dec.clone();
     let gate_act = gate.clamp_min(0.0);
-    let sparsity = (gate_act.clone() * norms_row(&pr.w_dec.clone().detach())).sum().div_scalar(B as f32);
+    let sparsity = (gate_act.clone() * norms_row(&pr.w_dec.clone().detach()))
+        .sum()
+        .div_scalar(B as f32);
     let x_aux = gate_act.matmul(pr.w_dec.clone().detach()) + pr.b_dec.clone().detach();
     let loss = mse(x_hat, x.clone()) + sparsity.mul_scalar(0.7) + mse(x_aux, x);
     // The paper's decoder is unit norm, so the penalty's pull on decoder
@@ -163,7 +180,13 @@ fn gated_matches_autodiff_with_frozen_aux_decoder() {
         if name == "w_dec" {
             continue;
         }
-        let manual = out.grads.named().into_iter().find(|(n, _)| *n == name).unwrap().1;
+        let manual = out
+            .grads
+            .named()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1;
         let g = tensor.grad(&grads).unwrap();
         assert_close(name, &manual, Tensor::from_data(g.to_data(), &cpu));
     }
@@ -185,11 +208,17 @@ fn gated_decoder_gradient_includes_norm_weighting() {
     let mag = s.matmul(pr.w_enc.clone().detach() * r.exp()) + pr.b_mag.clone().unwrap().detach();
     let f = gate.clone().greater_elem(0.0).float() * mag.clamp_min(0.0);
     let x_hat = f.matmul(pr.w_dec.clone()) + pr.b_dec.clone().detach();
-    let sparsity = (gate.clamp_min(0.0) * norms_row(&pr.w_dec)).sum().div_scalar(B as f32);
+    let sparsity = (gate.clamp_min(0.0) * norms_row(&pr.w_dec))
+        .sum()
+        .div_scalar(B as f32);
     let loss = mse(x_hat, x) + sparsity.mul_scalar(0.7);
     let grads = loss.backward();
     let g = pr.w_dec.grad(&grads).unwrap();
-    assert_close("w_dec", &out.grads.w_dec, Tensor::from_data(g.to_data(), &cpu));
+    assert_close(
+        "w_dec",
+        &out.grads.w_dec,
+        Tensor::from_data(g.to_data(), &cpu),
+    );
 }
 
 fn topk_loss(a: &Sae, x: Tensor<2>, keep: Tensor<2>, aux_keep: Option<Tensor<2>>) -> Tensor<1> {
@@ -201,9 +230,18 @@ fn topk_loss(a: &Sae, x: Tensor<2>, keep: Tensor<2>, aux_keep: Option<Tensor<2>>
     let mut loss = mse(x_hat.clone(), x.clone());
     if let Some(aux_keep) = aux_keep {
         let e = (x - x_hat).detach();
-        let var = (e.clone() - e.clone().mean_dim(0)).square().sum().div_scalar(B as f32);
+        let var = (e.clone() - e.clone().mean_dim(0))
+            .square()
+            .sum()
+            .div_scalar(B as f32);
         let e_hat = (relu * aux_keep).matmul(pr.w_dec.clone());
-        loss = loss + (e_hat - e).square().sum().div_scalar(B as f32).div(var).mul_scalar(1.0 / 32.0);
+        loss = loss
+            + (e_hat - e)
+                .square()
+                .sum()
+                .div_scalar(B as f32)
+                .div(var)
+                .mul_scalar(1.0 / 32.0);
     }
     loss
 }
@@ -264,7 +302,12 @@ fn batchtopk_matches_autodiff() {
             keep[i] = 1.0;
         }
     }
-    let kept_min = order.iter().take(2 * B).map(|&i| pre[i]).filter(|v| *v > 0.0).fold(f32::MAX, f32::min);
+    let kept_min = order
+        .iter()
+        .take(2 * B)
+        .map(|&i| pre[i])
+        .filter(|v| *v > 0.0)
+        .fold(f32::MAX, f32::min);
     let a = tracked(&sae, &ad);
     let loss = topk_loss(&a, batch(5, &ad), from_host(keep, B, M, &ad), None);
     check(&sae, &out, &a, loss);
@@ -277,7 +320,13 @@ fn jumprelu_straight_through_matches_paper() {
     let cpu = Device::flex();
     let ad = Device::flex().autodiff();
     let eps = 0.3f32; // wide, so that some pre-activations fall in the kernel
-    let mut sae = random_sae(Architecture::JumpRelu { bandwidth: eps as f64 }, 6, &cpu);
+    let mut sae = random_sae(
+        Architecture::JumpRelu {
+            bandwidth: eps as f64,
+        },
+        6,
+        &cpu,
+    );
     sae.config.apply_b_dec_to_input = false;
     let out = jumprelu::step(&sae, batch(6, &cpu), &inputs(1.0), eps as f64);
     let a = tracked(&sae, &ad);
@@ -287,15 +336,27 @@ fn jumprelu_straight_through_matches_paper() {
     let theta_c = theta.clone().detach();
     let pre = x.clone().matmul(pr.w_enc.clone()) + pr.b_enc.clone();
     let pre_c = pre.clone().detach();
-    let on = pre_c.clone().greater(theta_c.clone().expand([B, M])).float();
-    let kernel = (pre_c - theta_c.clone()).abs().lower_elem(eps / 2.0).float();
+    let on = pre_c
+        .clone()
+        .greater(theta_c.clone().expand([B, M]))
+        .float();
+    let kernel = (pre_c - theta_c.clone())
+        .abs()
+        .lower_elem(eps / 2.0)
+        .float();
     let dtheta_only = (theta.clone() - theta_c.clone()).expand([B, M]);
     let f = pre.clamp_min(0.0) * on.clone()
         + dtheta_only.clone() * (kernel.clone() * theta_c.div_scalar(-eps));
     let x_hat = f.matmul(pr.w_dec.clone()) + pr.b_dec.clone();
-    let l0 = (on + dtheta_only * kernel.div_scalar(-eps)).sum().div_scalar(B as f32);
+    let l0 = (on + dtheta_only * kernel.div_scalar(-eps))
+        .sum()
+        .div_scalar(B as f32);
     let loss = mse(x_hat, x) + l0.mul_scalar(0.7);
     check(&sae, &out, &a, loss);
     // The kernel was actually exercised.
-    assert!(to_host(out.grads.threshold.clone().unwrap()).iter().any(|v| v.abs() > 1e-6));
+    assert!(
+        to_host(out.grads.threshold.clone().unwrap())
+            .iter()
+            .any(|v| v.abs() > 1e-6)
+    );
 }

@@ -30,7 +30,10 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, bandwidth: f64) -> Ste
         .unwrap_or_else(|| Tensor::zeros([1, sae.config.d_sae], &sae.device()));
     let s = sae.encoder_input(x.clone());
     let pre = sae.pre_acts(s.clone());
-    let on = pre.clone().greater(theta.clone().expand(pre.dims())).float()
+    let on = pre
+        .clone()
+        .greater(theta.clone().expand(pre.dims()))
+        .float()
         * pre.clone().greater_elem(0.0).float();
     let f = pre.clone() * on.clone();
     let x_hat = f.clone().matmul(p.w_dec.clone()) + p.b_dec.clone();
@@ -38,10 +41,7 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, bandwidth: f64) -> Ste
     let (mse, g) = reconstruction_grad(x_hat.clone(), x);
     let (dw_dec, mut db_dec, df) = decoder_backward(p, f.clone(), g);
     let eps = bandwidth as f32;
-    let kernel = (pre - theta.clone())
-        .abs()
-        .lower_elem(eps / 2.0)
-        .float();
+    let kernel = (pre - theta.clone()).abs().lower_elem(eps / 2.0).float();
     let lambda = inputs.sparsity_coefficient as f32;
     // Through f: -(theta/eps) K; through the L0 term: -(lambda / (B eps)) K.
     let dtheta = ((df.clone() * theta.clone()).div_scalar(-eps) * kernel.clone()).sum_dim(0)

@@ -18,6 +18,7 @@ pub mod jumprelu;
 pub mod sparsity;
 pub mod standard;
 pub mod topk;
+pub mod topk_host;
 
 use crate::sae::{Params, Sae};
 use burn::tensor::Tensor;
@@ -177,9 +178,23 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs) -> StepOutput {
     match &sae.config.architecture {
         Architecture::Standard => standard::step(sae, x, inputs),
         Architecture::Gated => gated::step(sae, x, inputs),
-        Architecture::TopK { k } => topk::step(sae, x, inputs, topk::Selection::PerRow(*k)),
-        Architecture::BatchTopK { k } => topk::step(sae, x, inputs, topk::Selection::Batch(*k)),
+        Architecture::TopK { k } => topk_step(sae, x, inputs, topk::Selection::PerRow(*k)),
+        Architecture::BatchTopK { k } => topk_step(sae, x, inputs, topk::Selection::Batch(*k)),
         Architecture::JumpRelu { bandwidth } => jumprelu::step(sae, x, inputs, *bandwidth),
+    }
+}
+
+/// TopK/BatchTopK: the fused sparse step on the host, the dense one elsewhere.
+fn topk_step(
+    sae: &Sae,
+    x: Tensor<2>,
+    inputs: &StepInputs,
+    selection: topk::Selection,
+) -> StepOutput {
+    if crate::device::is_host(&sae.device()) {
+        topk_host::step(sae, x, inputs, selection)
+    } else {
+        topk::step(sae, x, inputs, selection)
     }
 }
 

@@ -48,7 +48,10 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, selection: Selection) 
     if let (Some(dead), true) = (&inputs.dead_mask, inputs.n_dead > 0) {
         let b = x.dims()[0] as f32;
         let e = x - x_hat.clone();
-        let var = (e.clone() - e.clone().mean_dim(0)).square().sum().div_scalar(b);
+        let var = (e.clone() - e.clone().mean_dim(0))
+            .square()
+            .sum()
+            .div_scalar(b);
         // Non-dead latents are pushed far down so that top-k picks dead ones.
         let dead_pre = pre.clone() + (dead.clone() - 1.0).mul_scalar(1e30);
         let k_aux = inputs.k_aux.min(inputs.n_dead);
@@ -58,7 +61,13 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, selection: Selection) 
         let diff = e_hat - e;
         let denom = var.clone().clamp_min(1e-12);
         let alpha = inputs.auxk_alpha as f32;
-        aux = diff.clone().square().sum().div_scalar(b).div(denom.clone()).mul_scalar(alpha);
+        aux = diff
+            .clone()
+            .square()
+            .sum()
+            .div_scalar(b)
+            .div(denom.clone())
+            .mul_scalar(alpha);
         // h = dL_aux / de_hat
         let h = diff.div(denom.reshape([1, 1])).mul_scalar(2.0 * alpha / b);
         dw_dec = dw_dec + a.transpose().matmul(h.clone());

@@ -75,14 +75,21 @@ fn prefixed(prefix: &str, params: &Params) -> Vec<HostTensor> {
         .collect()
 }
 
-pub(super) fn save(sweep: &Sweep, out: &Path, source_position: serde_json::Value) -> Result<(), TrainError> {
+pub(super) fn save(
+    sweep: &Sweep,
+    out: &Path,
+    source_position: serde_json::Value,
+) -> Result<(), TrainError> {
     for m in &sweep.members {
         let t = &m.trainer;
         let mut tensors = prefixed("param", &t.sae.params);
         tensors.extend(prefixed("adam_m", &t.m));
         tensors.extend(prefixed("adam_v", &t.v));
         let mut meta = HashMap::new();
-        meta.insert("state".to_string(), serde_json::to_string(&t.scalar_state()).expect("plain struct serialises"));
+        meta.insert(
+            "state".to_string(),
+            serde_json::to_string(&t.scalar_state()).expect("plain struct serialises"),
+        );
         meta.insert(
             "rows_since_fired".to_string(),
             serde_json::to_string(&t.rows_since_fired).expect("a Vec<u64> serialises"),
@@ -106,7 +113,8 @@ pub(super) fn save(sweep: &Sweep, out: &Path, source_position: serde_json::Value
         if let Ok(entries) = fs::read_dir(out.join(&m.name)) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                if name.starts_with("checkpoint-") && name.ends_with(".safetensors") && name != keep {
+                if name.starts_with("checkpoint-") && name.ends_with(".safetensors") && name != keep
+                {
                     let _ = fs::remove_file(e.path());
                 }
             }
@@ -115,14 +123,22 @@ pub(super) fn save(sweep: &Sweep, out: &Path, source_position: serde_json::Value
     Ok(())
 }
 
-fn params_from(tensors: &mut HashMap<String, HostTensor>, prefix: &str, path: &Path, device: &Device) -> Result<Params, TrainError> {
+fn params_from(
+    tensors: &mut HashMap<String, HostTensor>,
+    prefix: &str,
+    path: &Path,
+    device: &Device,
+) -> Result<Params, TrainError> {
     let mut take = |name: &str| {
         tensors.remove(&format!("{prefix}.{name}")).map(|t| {
             let (r, c) = (t.shape[0], t.shape.get(1).copied().unwrap_or(1));
             from_host(t.data, r, c, device)
         })
     };
-    let mut need = |name: &str| take(name).ok_or_else(|| file_err(path, format!("checkpoint has no tensor {prefix}.{name}")));
+    let mut need = |name: &str| {
+        take(name)
+            .ok_or_else(|| file_err(path, format!("checkpoint has no tensor {prefix}.{name}")))
+    };
     Ok(Params {
         w_enc: need("w_enc")?,
         b_enc: need("b_enc")?,
@@ -138,19 +154,27 @@ fn params_from(tensors: &mut HashMap<String, HostTensor>, prefix: &str, path: &P
 pub(super) fn load(out: &Path, device: &Device) -> Result<(Sweep, serde_json::Value), TrainError> {
     let read_json = |name: &str| -> Result<serde_json::Value, TrainError> {
         let path = out.join(name);
-        let text = fs::read_to_string(&path).map_err(|e| file_err(&path, format!("{e} (is this the output directory of a training run that wrote a checkpoint?)")))?;
+        let text = fs::read_to_string(&path).map_err(|e| {
+            file_err(
+                &path,
+                format!(
+                    "{e} (is this the output directory of a training run that wrote a checkpoint?)"
+                ),
+            )
+        })?;
         serde_json::from_str(&text).map_err(|e| file_err(&path, e))
     };
-    let manifest: SweepManifest =
-        serde_json::from_value(read_json(SWEEP_FILE)?).map_err(|e| file_err(&out.join(SWEEP_FILE), e))?;
-    let ckpt: CheckpointManifest =
-        serde_json::from_value(read_json(CHECKPOINT_FILE)?).map_err(|e| file_err(&out.join(CHECKPOINT_FILE), e))?;
+    let manifest: SweepManifest = serde_json::from_value(read_json(SWEEP_FILE)?)
+        .map_err(|e| file_err(&out.join(SWEEP_FILE), e))?;
+    let ckpt: CheckpointManifest = serde_json::from_value(read_json(CHECKPOINT_FILE)?)
+        .map_err(|e| file_err(&out.join(CHECKPOINT_FILE), e))?;
     let mut members = Vec::new();
     for mm in manifest.members {
         let path = out.join(&mm.name).join(checkpoint_name(ckpt.step));
         let bytes = fs::read(&path).map_err(|e| file_err(&path, e))?;
         let (tensors, meta) = read_f32_safetensors(&bytes).map_err(|e| file_err(&path, e))?;
-        let mut tensors: HashMap<String, HostTensor> = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+        let mut tensors: HashMap<String, HostTensor> =
+            tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
         let params = params_from(&mut tensors, "param", &path, device)?;
         let m = params_from(&mut tensors, "adam_m", &path, device)?;
         let v = params_from(&mut tensors, "adam_v", &path, device)?;
@@ -163,15 +187,28 @@ pub(super) fn load(out: &Path, device: &Device) -> Result<(Sweep, serde_json::Va
             .ok_or_else(|| file_err(&path, "checkpoint metadata has no `rows_since_fired`"))
             .and_then(|s| serde_json::from_str(s).map_err(|e| file_err(&path, e)))?;
         if rows_since_fired.len() != mm.sae.d_sae {
-            return Err(file_err(&path, format!("rows_since_fired has {} entries, expected d_sae = {}", rows_since_fired.len(), mm.sae.d_sae)));
+            return Err(file_err(
+                &path,
+                format!(
+                    "rows_since_fired has {} entries, expected d_sae = {}",
+                    rows_since_fired.len(),
+                    mm.sae.d_sae
+                ),
+            ));
         }
-        let sae = Sae { config: mm.sae, params };
+        let sae = Sae {
+            config: mm.sae,
+            params,
+        };
         let mut trainer = DictTrainer::new(sae, mm.training).map_err(TrainError::Config)?;
         trainer.m = m;
         trainer.v = v;
         trainer.rows_since_fired = rows_since_fired;
         trainer.set_scalar_state(state);
-        members.push(SweepMember { name: mm.name, trainer });
+        members.push(SweepMember {
+            name: mm.name,
+            trainer,
+        });
     }
     let mut sweep = Sweep::new(members, device)?;
     sweep.step = ckpt.step;
@@ -185,7 +222,9 @@ pub(super) fn load(out: &Path, device: &Device) -> Result<(Sweep, serde_json::Va
 }
 
 fn truncate_log(path: &Path, step: usize) -> Result<(), TrainError> {
-    let Ok(text) = fs::read_to_string(path) else { return Ok(()) };
+    let Ok(text) = fs::read_to_string(path) else {
+        return Ok(());
+    };
     let kept: String = text
         .lines()
         .filter(|l| serde_json::from_str::<StepLog>(l).is_ok_and(|log| log.step < step))
@@ -211,7 +250,11 @@ pub(super) fn open_logs(sweep: &Sweep, out: &Path) -> Result<Vec<BufWriter<fs::F
         .collect()
 }
 
-pub(super) fn append_log(w: &mut BufWriter<fs::File>, log: &StepLog, dir: &Path) -> Result<(), TrainError> {
+pub(super) fn append_log(
+    w: &mut BufWriter<fs::File>,
+    log: &StepLog,
+    dir: &Path,
+) -> Result<(), TrainError> {
     let line = serde_json::to_string(log).map_err(|e| file_err(dir, e))?;
     writeln!(w, "{line}").map_err(|e| file_err(&dir.join("log.jsonl"), e))
 }

@@ -16,7 +16,11 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
     }
 }
 
@@ -43,7 +47,12 @@ pub struct PAnneal {
 impl Default for PAnneal {
     fn default() -> Self {
         // dictionary_learning's PAnnealTrainer defaults.
-        Self { p_start: 1.0, p_end: 0.2, start_fraction: 0.2, updates: 10 }
+        Self {
+            p_start: 1.0,
+            p_end: 0.2,
+            start_fraction: 0.2,
+            updates: 10,
+        }
     }
 }
 
@@ -64,7 +73,7 @@ impl PAnneal {
 /// Everything the trainer needs besides the dictionary's shape. Build one with
 /// [`TrainConfig::for_architecture`] to get the paper defaults, then override.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// Peak learning rate.
     pub lr: f64,
@@ -165,7 +174,10 @@ impl TrainConfig {
         };
         match arch {
             Architecture::Standard => base,
-            Architecture::Gated => Self { sparsity_coefficient: 1.0, ..base },
+            Architecture::Gated => Self {
+                sparsity_coefficient: 1.0,
+                ..base
+            },
             Architecture::TopK { .. } | Architecture::BatchTopK { .. } => Self {
                 lr: 2e-4 / (d_sae as f64 / 16384.0).sqrt(),
                 sparsity_coefficient: 0.0,
@@ -245,7 +257,13 @@ mod tests {
 
     #[test]
     fn lr_schedule_warms_up_holds_and_decays_to_zero() {
-        let c = TrainConfig { lr: 1.0, steps: 100, lr_warmup_steps: 10, lr_decay_start: Some(80), ..Default::default() };
+        let c = TrainConfig {
+            lr: 1.0,
+            steps: 100,
+            lr_warmup_steps: 10,
+            lr_decay_start: Some(80),
+            ..Default::default()
+        };
         assert!((c.lr_at(0) - 0.1).abs() < 1e-12);
         assert!((c.lr_at(9) - 1.0).abs() < 1e-12);
         assert!((c.lr_at(50) - 1.0).abs() < 1e-12);
@@ -255,7 +273,12 @@ mod tests {
 
     #[test]
     fn p_anneal_steps_down_to_p_end() {
-        let pa = PAnneal { p_start: 1.0, p_end: 0.5, start_fraction: 0.5, updates: 5 };
+        let pa = PAnneal {
+            p_start: 1.0,
+            p_end: 0.5,
+            start_fraction: 0.5,
+            updates: 5,
+        };
         assert_eq!(pa.p_at(0, 100), 1.0);
         assert_eq!(pa.p_at(49, 100), 1.0);
         assert!((pa.p_at(50, 100) - 0.9).abs() < 1e-12);
@@ -270,10 +293,23 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let c = TrainConfig { lr: -1.0, ..Default::default() };
+        let c = TrainConfig {
+            lr: -1.0,
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().contains("`lr`"));
-        let c = TrainConfig { p_anneal: Some(PAnneal { p_end: 1.5, ..Default::default() }), ..Default::default() };
+        let c = TrainConfig {
+            p_anneal: Some(PAnneal {
+                p_end: 1.5,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().contains("p_anneal"));
-        assert!(TrainConfig::for_architecture(&Architecture::TopK { k: 8 }, 4096, 1000).validate().is_ok());
+        assert!(
+            TrainConfig::for_architecture(&Architecture::TopK { k: 8 }, 4096, 1000)
+                .validate()
+                .is_ok()
+        );
     }
 }

@@ -25,6 +25,7 @@
 mod checkpoint;
 mod config;
 mod optim;
+pub mod presets;
 
 pub use config::{AdamConfig, PAnneal, TrainConfig};
 pub use optim::{DictTrainer, StepLog, StepReport, batch_fvu};
@@ -58,7 +59,9 @@ pub enum TrainError {
     #[error("reading activations: {0}")]
     Source(String),
     /// The source ran dry before training finished.
-    #[error("the activation source ran out after {rows} rows at step {step}; use a source that cycles or fewer steps")]
+    #[error(
+        "the activation source ran out after {rows} rows at step {step}; use a source that cycles or fewer steps"
+    )]
     Exhausted {
         /// Rows read.
         rows: u64,
@@ -66,7 +69,9 @@ pub enum TrainError {
         step: usize,
     },
     /// A batch had the wrong width.
-    #[error("activation rows have width {found}, but the dictionary {name} expects d_in = {expected}")]
+    #[error(
+        "activation rows have width {found}, but the dictionary {name} expects d_in = {expected}"
+    )]
     Width {
         /// Member name.
         name: String,
@@ -87,7 +92,9 @@ pub enum TrainError {
     #[error("{0}")]
     Config(String),
     /// The loss became NaN or infinite.
-    #[error("training of {name} diverged at step {step} (loss {loss}); lower the learning rate or the sparsity coefficient")]
+    #[error(
+        "training of {name} diverged at step {step} (loss {loss}); lower the learning rate or the sparsity coefficient"
+    )]
     Diverged {
         /// Member name.
         name: String,
@@ -99,7 +106,10 @@ pub enum TrainError {
 }
 
 pub(crate) fn file_err(path: &Path, message: impl ToString) -> TrainError {
-    TrainError::File { path: path.to_path_buf(), message: message.to_string() }
+    TrainError::File {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
 }
 
 /// One dictionary of a sweep.
@@ -130,7 +140,13 @@ pub struct RunOptions {
 impl RunOptions {
     /// Defaults: checkpoint every 1000 steps, log every 50, progress bar on.
     pub fn new(out_dir: impl Into<PathBuf>) -> Self {
-        Self { out_dir: out_dir.into(), checkpoint_every: 1000, log_every: 50, progress: true, stop_after: None }
+        Self {
+            out_dir: out_dir.into(),
+            checkpoint_every: 1000,
+            log_every: 50,
+            progress: true,
+            stop_after: None,
+        }
     }
 }
 
@@ -154,19 +170,33 @@ impl Sweep {
     /// have distinct, file-system-safe names.
     pub fn new(members: Vec<SweepMember>, device: &Device) -> Result<Self, TrainError> {
         let Some(first) = members.first() else {
-            return Err(TrainError::Config("a sweep needs at least one dictionary".into()));
+            return Err(TrainError::Config(
+                "a sweep needs at least one dictionary".into(),
+            ));
         };
-        let (d_in, batch) = (first.trainer.sae.config.d_in, first.trainer.config.batch_size);
+        let (d_in, batch) = (
+            first.trainer.sae.config.d_in,
+            first.trainer.config.batch_size,
+        );
         let mut names = std::collections::HashSet::new();
         for m in &members {
-            if m.name.is_empty() || !m.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || m.name.starts_with('.') {
+            if m.name.is_empty()
+                || !m
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                || m.name.starts_with('.')
+            {
                 return Err(TrainError::Config(format!(
                     "dictionary name {:?}: use letters, digits, '-', '_' and '.' only",
                     m.name
                 )));
             }
             if !names.insert(m.name.clone()) {
-                return Err(TrainError::Config(format!("two dictionaries are named {:?}", m.name)));
+                return Err(TrainError::Config(format!(
+                    "two dictionaries are named {:?}",
+                    m.name
+                )));
             }
             if m.trainer.sae.config.d_in != d_in {
                 return Err(TrainError::Config(format!(
@@ -183,14 +213,30 @@ impl Sweep {
         }
         let members = members
             .into_iter()
-            .map(|m| SweepMember { trainer: DictTrainer { sae: m.trainer.sae.to_device(device), ..m.trainer }, name: m.name })
+            .map(|m| SweepMember {
+                trainer: DictTrainer {
+                    sae: m.trainer.sae.to_device(device),
+                    ..m.trainer
+                },
+                name: m.name,
+            })
             .collect();
-        Ok(Self { members, input_scale: None, rows_seen: 0, step: 0, device: device.clone() })
+        Ok(Self {
+            members,
+            input_scale: None,
+            rows_seen: 0,
+            step: 0,
+            device: device.clone(),
+        })
     }
 
     /// The longest member's step count: the sweep runs until every member is done.
     pub fn total_steps(&self) -> usize {
-        self.members.iter().map(|m| m.trainer.config.steps).max().unwrap_or(0)
+        self.members
+            .iter()
+            .map(|m| m.trainer.config.steps)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Width of the activations.
@@ -205,13 +251,21 @@ impl Sweep {
     /// Trains until every member has taken its steps (or `stop_after`),
     /// checkpointing and logging as `options` say, then saves every
     /// dictionary in SAELens's layout, folded to work on raw activations.
-    pub fn run<S>(&mut self, source: &mut S, options: &RunOptions) -> Result<Vec<StepLog>, TrainError>
+    pub fn run<S>(
+        &mut self,
+        source: &mut S,
+        options: &RunOptions,
+    ) -> Result<Vec<StepLog>, TrainError>
     where
         S: ActivationSource + SourcePosition,
     {
         let d_in = self.d_in();
         if source.d_in() != d_in {
-            return Err(TrainError::Width { name: self.members[0].name.clone(), expected: d_in, found: source.d_in() });
+            return Err(TrainError::Width {
+                name: self.members[0].name.clone(),
+                expected: d_in,
+                found: source.d_in(),
+            });
         }
         std::fs::create_dir_all(&options.out_dir).map_err(|e| file_err(&options.out_dir, e))?;
         for m in &self.members {
@@ -234,19 +288,29 @@ impl Sweep {
                 bar.abandon();
                 return Ok(last.into_iter().flatten().collect());
             }
-            let rows = source.next_batch(batch, &mut host).map_err(|e| TrainError::Source(e.to_string()))?;
+            let rows = source
+                .next_batch(batch, &mut host)
+                .map_err(|e| TrainError::Source(e.to_string()))?;
             if rows == 0 {
-                return Err(TrainError::Exhausted { rows: self.rows_seen, step: self.step });
+                return Err(TrainError::Exhausted {
+                    rows: self.rows_seen,
+                    step: self.step,
+                });
             }
             self.rows_seen += rows as u64;
             let scale = *self.input_scale.get_or_insert_with(|| {
-                if self.members.iter().any(|m| m.trainer.config.normalize_activations) {
+                if self
+                    .members
+                    .iter()
+                    .any(|m| m.trainer.config.normalize_activations)
+                {
                     estimate_input_scale(&host, d_in)
                 } else {
                     1.0
                 }
             });
-            let x = from_host(std::mem::take(&mut host), rows, d_in, &self.device).mul_scalar(scale);
+            let x =
+                from_host(std::mem::take(&mut host), rows, d_in, &self.device).mul_scalar(scale);
             let log_now = (self.step + 1) % options.log_every.max(1) == 0 || self.step + 1 == total;
             for (i, m) in self.members.iter_mut().enumerate() {
                 if m.trainer.finished() {
@@ -256,7 +320,11 @@ impl Sweep {
                 if log_now || m.trainer.finished() {
                     let log = report.read();
                     if !log.loss.loss.is_finite() {
-                        return Err(TrainError::Diverged { name: m.name.clone(), step: log.step, loss: log.loss.loss });
+                        return Err(TrainError::Diverged {
+                            name: m.name.clone(),
+                            step: log.step,
+                            loss: log.loss.loss,
+                        });
                     }
                     checkpoint::append_log(&mut logs[i], &log, &options.out_dir.join(&m.name))?;
                     last[i] = Some(log);
@@ -269,7 +337,11 @@ impl Sweep {
                 if let Some(l) = last.iter().flatten().next() {
                     bar.set_message(format!(
                         "{}loss {:.4}  L0 {:.1}  FVU {:.4}  {:.1} steps/s",
-                        if self.members.len() > 1 { format!("[{} of {}] ", self.members[0].name, self.members.len()) } else { String::new() },
+                        if self.members.len() > 1 {
+                            format!("[{} of {}] ", self.members[0].name, self.members.len())
+                        } else {
+                            String::new()
+                        },
                         l.loss.loss,
                         l.l0,
                         l.fvu,
@@ -278,7 +350,10 @@ impl Sweep {
                 }
             }
             bar.set_position(self.step as u64);
-            if options.checkpoint_every > 0 && self.step % options.checkpoint_every == 0 && self.step < total {
+            if options.checkpoint_every > 0
+                && self.step % options.checkpoint_every == 0
+                && self.step < total
+            {
                 for l in logs.iter_mut() {
                     l.flush().map_err(|e| file_err(&options.out_dir, e))?;
                 }
@@ -300,12 +375,21 @@ impl Sweep {
         let c = self.input_scale.unwrap_or(1.0);
         self.members
             .iter()
-            .map(|m| (m.name.clone(), m.trainer.inference_sae().fold_activation_scale(c, c)))
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    m.trainer.inference_sae().fold_activation_scale(c, c),
+                )
+            })
             .collect()
     }
 
     fn save_dictionaries(&self, out: &Path, last: &[Option<StepLog>]) -> Result<(), TrainError> {
-        for ((name, sae), (m, log)) in self.inference_saes().into_iter().zip(self.members.iter().zip(last)) {
+        for ((name, sae), (m, log)) in self
+            .inference_saes()
+            .into_iter()
+            .zip(self.members.iter().zip(last))
+        {
             let dir = out.join(&name);
             let options = crate::saelens::SaveOptions {
                 metadata: serde_json::json!({
@@ -335,7 +419,10 @@ impl Sweep {
     /// Reloads a sweep from the last checkpoint in `out_dir`, with the source
     /// position saved there (give it to the source before calling
     /// [`Sweep::run`] again).
-    pub fn resume(out_dir: &Path, device: &Device) -> Result<(Sweep, serde_json::Value), TrainError> {
+    pub fn resume(
+        out_dir: &Path,
+        device: &Device,
+    ) -> Result<(Sweep, serde_json::Value), TrainError> {
         checkpoint::load(out_dir, device)
     }
 }
@@ -365,9 +452,11 @@ fn progress_bar(show: bool, total: usize, at: usize) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}")
-            .expect("the progress template is a valid constant")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}",
+        )
+        .expect("the progress template is a valid constant")
+        .progress_chars("=> "),
     );
     bar.set_position(at as u64);
     bar

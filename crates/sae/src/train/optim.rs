@@ -5,7 +5,7 @@
 
 use super::config::TrainConfig;
 use crate::arch::{self, Architecture, LossParts, LossTensors, StepInputs};
-use crate::ops::{from_host, row_norms, row_from_host, scalar, to_host};
+use crate::ops::{from_host, row_from_host, row_norms, scalar, to_host};
 use crate::sae::{Params, Sae};
 use burn::tensor::Tensor;
 use rand::{RngExt, SeedableRng};
@@ -108,7 +108,10 @@ impl DictTrainer {
     pub fn new(sae: Sae, config: TrainConfig) -> Result<Self, String> {
         config.validate()?;
         if config.p_anneal.is_some()
-            && !matches!(sae.config.architecture, Architecture::Standard | Architecture::Gated)
+            && !matches!(
+                sae.config.architecture,
+                Architecture::Standard | Architecture::Gated
+            )
         {
             return Err(format!(
                 "training config: `p_anneal` applies to the standard and gated SAEs, not {}",
@@ -194,8 +197,12 @@ impl DictTrainer {
         let batch = x.dims()[0];
 
         let (dead, n_dead) = self.dead_mask();
-        let uses_auxk = matches!(arch, Architecture::TopK { .. } | Architecture::BatchTopK { .. });
-        let coefficient = cfg.sparsity_coefficient * cfg.sparsity_warmup_at(step) * self.coefficient_scale;
+        let uses_auxk = matches!(
+            arch,
+            Architecture::TopK { .. } | Architecture::BatchTopK { .. }
+        );
+        let coefficient =
+            cfg.sparsity_coefficient * cfg.sparsity_warmup_at(step) * self.coefficient_scale;
         let inputs = StepInputs {
             sparsity_coefficient: coefficient,
             p: self.p,
@@ -210,10 +217,17 @@ impl DictTrainer {
         let active = out.features.clone().greater_elem(0.0).float();
         let fired = to_host(active.clone().sum_dim(0));
         for (r, f) in self.rows_since_fired.iter_mut().zip(&fired) {
-            *r = if *f > 0.0 { 0 } else { r.saturating_add(batch as u64) };
+            *r = if *f > 0.0 {
+                0
+            } else {
+                r.saturating_add(batch as u64)
+            };
         }
 
-        if let (Some(min_kept), true) = (out.min_kept_activation.clone(), step >= cfg.threshold_start_step) {
+        if let (Some(min_kept), true) = (
+            out.min_kept_activation.clone(),
+            step >= cfg.threshold_start_step,
+        ) {
             let m = scalar(min_kept);
             if m.is_finite() && m < 1e29 {
                 let beta = cfg.threshold_beta;
@@ -284,16 +298,20 @@ impl DictTrainer {
         let t = (self.step + 1) as i32;
         let bc1 = 1.0 - b1.powi(t);
         let bc2 = 1.0 - b2.powi(t);
-        self.m = self
-            .m
-            .zip_map(grads, |m, g| m.clone().mul_scalar(b1 as f32) + g.clone().mul_scalar((1.0 - b1) as f32));
-        self.v = self
-            .v
-            .zip_map(grads, |v, g| v.clone().mul_scalar(b2 as f32) + g.clone().square().mul_scalar((1.0 - b2) as f32));
+        self.m = self.m.zip_map(grads, |m, g| {
+            m.clone().mul_scalar(b1 as f32) + g.clone().mul_scalar((1.0 - b1) as f32)
+        });
+        self.v = self.v.zip_map(grads, |v, g| {
+            v.clone().mul_scalar(b2 as f32) + g.clone().square().mul_scalar((1.0 - b2) as f32)
+        });
         let step_size = (lr / bc1) as f32;
         let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
         let update = self.m.zip_map(&self.v, |m, v| {
-            m.clone() / v.clone().sqrt().mul_scalar(inv_sqrt_bc2).add_scalar(eps as f32)
+            m.clone()
+                / v.clone()
+                    .sqrt()
+                    .mul_scalar(inv_sqrt_bc2)
+                    .add_scalar(eps as f32)
         });
         self.sae.params = self
             .sae
@@ -323,7 +341,9 @@ impl DictTrainer {
         if total <= 0.0 {
             return;
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ 0x5eed_5eed ^ (self.step as u64).wrapping_mul(0x9e37_79b9));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            self.config.seed ^ 0x5eed_5eed ^ (self.step as u64).wrapping_mul(0x9e37_79b9),
+        );
         let mut w_enc = to_host(self.sae.params.w_enc.clone());
         let mut w_dec = to_host(self.sae.params.w_dec.clone());
         let mut b_enc = to_host(self.sae.params.b_enc.clone());
@@ -332,7 +352,12 @@ impl DictTrainer {
             1.0
         } else {
             live.iter()
-                .map(|&j| (0..d_in).map(|i| w_enc[i * d_sae + j].powi(2)).sum::<f32>().sqrt())
+                .map(|&j| {
+                    (0..d_in)
+                        .map(|i| w_enc[i * d_sae + j].powi(2))
+                        .sum::<f32>()
+                        .sqrt()
+                })
                 .sum::<f32>()
                 / live.len() as f32
         };
@@ -360,7 +385,9 @@ impl DictTrainer {
         self.sae.params.w_dec = from_host(w_dec, d_sae, d_in, &device);
         self.sae.params.b_enc = row_from_host(b_enc, &device);
         // Reset the moments of every resampled feature.
-        let keep_row: Vec<f32> = (0..d_sae).map(|j| if dead.contains(&j) { 0.0 } else { 1.0 }).collect();
+        let keep_row: Vec<f32> = (0..d_sae)
+            .map(|j| if dead.contains(&j) { 0.0 } else { 1.0 })
+            .collect();
         let keep = row_from_host(keep_row, &device);
         for state in [&mut self.m, &mut self.v] {
             state.w_enc = state.w_enc.clone() * keep.clone();
@@ -373,7 +400,9 @@ impl DictTrainer {
     /// estimated global threshold.
     pub fn inference_sae(&self) -> Sae {
         let mut sae = self.sae.clone();
-        if let (Architecture::BatchTopK { .. }, Some(t)) = (&sae.config.architecture, self.threshold) {
+        if let (Architecture::BatchTopK { .. }, Some(t)) =
+            (&sae.config.architecture, self.threshold)
+        {
             let d_sae = sae.config.d_sae;
             sae.params.threshold = Some(row_from_host(vec![t as f32; d_sae], &sae.device()));
         }
@@ -389,7 +418,11 @@ struct AdamConfigValues {
 
 impl From<&TrainConfig> for AdamConfigValues {
     fn from(c: &TrainConfig) -> Self {
-        Self { b1: c.adam.beta1, b2: c.adam.beta2, eps: c.adam.eps }
+        Self {
+            b1: c.adam.beta1,
+            b2: c.adam.beta2,
+            eps: c.adam.eps,
+        }
     }
 }
 
@@ -397,7 +430,10 @@ impl From<&TrainConfig> for AdamConfigValues {
 /// `sum ||x - x_hat||^2 / sum ||x - mean(x)||^2`.
 pub fn batch_fvu(x: &Tensor<2>, x_hat: &Tensor<2>) -> Tensor<1> {
     let err = (x_hat.clone() - x.clone()).square().sum();
-    let var = (x.clone() - x.clone().mean_dim(0)).square().sum().clamp_min(1e-12);
+    let var = (x.clone() - x.clone().mean_dim(0))
+        .square()
+        .sum()
+        .clamp_min(1e-12);
     err / var
 }
 
@@ -424,6 +460,7 @@ fn clip_global_norm(grads: Params, max_norm: f64) -> Params {
 /// (the constraint ||W_dec_j|| = 1 allows only tangent moves).
 fn remove_radial_component(grad: Tensor<2>, w_dec: &Tensor<2>) -> Tensor<2> {
     let w = w_dec.clone();
-    let along = (grad.clone() * w.clone()).sum_dim(1) / w.clone().square().sum_dim(1).clamp_min(1e-12);
+    let along =
+        (grad.clone() * w.clone()).sum_dim(1) / w.clone().square().sum_dim(1).clamp_min(1e-12);
     grad - w * along
 }

@@ -73,10 +73,18 @@ fn member(name: &str, arch: Architecture, steps: usize, seed: u64) -> SweepMembe
     config.seed = seed;
     if matches!(arch, Architecture::Standard) {
         config.resample_every = Some(7);
-        config.p_anneal = Some(PAnneal { p_start: 1.0, p_end: 0.5, start_fraction: 0.3, updates: 3 });
+        config.p_anneal = Some(PAnneal {
+            p_start: 1.0,
+            p_end: 0.5,
+            start_fraction: 0.3,
+            updates: 3,
+        });
     }
     let sae = Sae::init(SaeConfig::new(arch, d_in, d_sae), seed, &dev);
-    SweepMember { name: name.into(), trainer: DictTrainer::new(sae, config).unwrap() }
+    SweepMember {
+        name: name.into(),
+        trainer: DictTrainer::new(sae, config).unwrap(),
+    }
 }
 
 fn all_members(steps: usize) -> Vec<SweepMember> {
@@ -85,19 +93,37 @@ fn all_members(steps: usize) -> Vec<SweepMember> {
         member("gated", Architecture::Gated, steps, 2),
         member("topk", Architecture::TopK { k: 3 }, steps, 3),
         member("batchtopk", Architecture::BatchTopK { k: 3 }, steps, 4),
-        member("jumprelu", Architecture::JumpRelu { bandwidth: 0.05 }, steps, 5),
+        member(
+            "jumprelu",
+            Architecture::JumpRelu { bandwidth: 0.05 },
+            steps,
+            5,
+        ),
     ]
 }
 
 fn options(dir: &Path) -> RunOptions {
-    RunOptions { checkpoint_every: 10, log_every: 5, progress: false, stop_after: None, out_dir: dir.to_path_buf() }
+    RunOptions {
+        checkpoint_every: 10,
+        log_every: 5,
+        progress: false,
+        stop_after: None,
+        out_dir: dir.to_path_buf(),
+    }
 }
 
 fn weights(sweep: &Sweep) -> Vec<Vec<f32>> {
     sweep
         .members
         .iter()
-        .flat_map(|m| m.trainer.sae.params.named().into_iter().map(|(_, t)| to_host(t)))
+        .flat_map(|m| {
+            m.trainer
+                .sae
+                .params
+                .named()
+                .into_iter()
+                .map(|(_, t)| to_host(t))
+        })
         .collect()
 }
 
@@ -109,31 +135,72 @@ fn killed_run_resumes_to_the_same_weights() {
 
     let whole_dir = tempfile::tempdir().unwrap();
     let mut whole = Sweep::new(all_members(steps), &dev).unwrap();
-    whole.run(&mut Cycling { data: d.clone(), d_in: 12, cursor: 0 }, &options(whole_dir.path())).unwrap();
+    whole
+        .run(
+            &mut Cycling {
+                data: d.clone(),
+                d_in: 12,
+                cursor: 0,
+            },
+            &options(whole_dir.path()),
+        )
+        .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let mut first = Sweep::new(all_members(steps), &dev).unwrap();
     let mut opts = options(dir.path());
     opts.stop_after = Some(24); // killed between the checkpoints at 20 and 30
-    first.run(&mut Cycling { data: d.clone(), d_in: 12, cursor: 0 }, &opts).unwrap();
+    first
+        .run(
+            &mut Cycling {
+                data: d.clone(),
+                d_in: 12,
+                cursor: 0,
+            },
+            &opts,
+        )
+        .unwrap();
     drop(first);
 
     let (mut resumed, pos) = Sweep::resume(dir.path(), &dev).unwrap();
     assert_eq!(resumed.step, 20);
     let cursor: usize = serde_json::from_value(pos).unwrap();
-    resumed.run(&mut Cycling { data: d, d_in: 12, cursor }, &options(dir.path())).unwrap();
+    resumed
+        .run(
+            &mut Cycling {
+                data: d,
+                d_in: 12,
+                cursor,
+            },
+            &options(dir.path()),
+        )
+        .unwrap();
 
-    assert_eq!(weights(&resumed), weights(&whole), "resumed weights differ from an uninterrupted run");
+    assert_eq!(
+        weights(&resumed),
+        weights(&whole),
+        "resumed weights differ from an uninterrupted run"
+    );
     // The log has each logged step exactly once.
     let log = std::fs::read_to_string(dir.path().join("standard/log.jsonl")).unwrap();
-    let steps_logged: Vec<usize> =
-        log.lines().map(|l| serde_json::from_str::<StepLog>(l).unwrap().step).collect();
-    let expected: Vec<usize> = (0..steps).filter(|s| (s + 1) % 5 == 0 || s + 1 == steps).collect();
+    let steps_logged: Vec<usize> = log
+        .lines()
+        .map(|l| serde_json::from_str::<StepLog>(l).unwrap().step)
+        .collect();
+    let expected: Vec<usize> = (0..steps)
+        .filter(|s| (s + 1) % 5 == 0 || s + 1 == steps)
+        .collect();
     assert_eq!(steps_logged, expected);
     // Only the newest checkpoint file is kept.
     let ckpts = std::fs::read_dir(dir.path().join("topk"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("checkpoint-"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("checkpoint-")
+        })
         .count();
     assert_eq!(ckpts, 1);
 }
@@ -146,7 +213,16 @@ fn training_lowers_the_loss_and_keeps_constraints() {
     let mut sweep = Sweep::new(all_members(120), &dev).unwrap();
     let mut opts = options(dir.path());
     opts.log_every = 1;
-    sweep.run(&mut Cycling { data: d, d_in: 12, cursor: 0 }, &opts).unwrap();
+    sweep
+        .run(
+            &mut Cycling {
+                data: d,
+                d_in: 12,
+                cursor: 0,
+            },
+            &opts,
+        )
+        .unwrap();
     for m in &sweep.members {
         let log: Vec<StepLog> = std::fs::read_to_string(dir.path().join(&m.name).join("log.jsonl"))
             .unwrap()
@@ -155,7 +231,11 @@ fn training_lowers_the_loss_and_keeps_constraints() {
             .collect();
         let first = log[..5].iter().map(|l| l.fvu).sum::<f64>() / 5.0;
         let last = log[log.len() - 5..].iter().map(|l| l.fvu).sum::<f64>() / 5.0;
-        assert!(last < 0.5 * first, "{}: FVU went from {first} to {last}", m.name);
+        assert!(
+            last < 0.5 * first,
+            "{}: FVU went from {first} to {last}",
+            m.name
+        );
         if m.trainer.sae.config.architecture.unit_norm_decoder() {
             for n in to_host(m.trainer.sae.decoder_norms()) {
                 assert!((n - 1.0).abs() < 1e-4, "{}: decoder row norm {n}", m.name);
@@ -168,8 +248,10 @@ fn training_lowers_the_loss_and_keeps_constraints() {
     // BatchTopK learnt a positive inference threshold and saves as a JumpReLU.
     let btk = &sweep.members[3].trainer;
     assert!(btk.threshold.is_some_and(|t| t > 0.0));
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("batchtopk/cfg.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("batchtopk/cfg.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(cfg["architecture"], "jumprelu");
     // Folded dictionaries work on raw activations: FVU on raw rows matches
     // the last logged FVU on scaled rows up to batch noise.
@@ -182,12 +264,18 @@ fn sweep_rejects_mismatched_members() {
     let dev = Device::flex();
     let mut a = member("a", Architecture::Standard, 5, 1);
     let b = member("a", Architecture::Gated, 5, 2);
-    let err = Sweep::new(vec![a.clone(), b], &dev).unwrap_err().to_string();
+    let err = Sweep::new(vec![a.clone(), b], &dev)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("two dictionaries are named"), "{err}");
     a.trainer.config.batch_size = 7;
-    let err = Sweep::new(vec![a, member("b", Architecture::Gated, 5, 2)], &dev).unwrap_err().to_string();
+    let err = Sweep::new(vec![a, member("b", Architecture::Gated, 5, 2)], &dev)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("batch_size"), "{err}");
-    let err = Sweep::new(vec![member("../x", Architecture::Gated, 5, 2)], &dev).unwrap_err().to_string();
+    let err = Sweep::new(vec![member("../x", Architecture::Gated, 5, 2)], &dev)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("letters, digits"), "{err}");
 }
 

@@ -1,0 +1,987 @@
+//! The TopK and BatchTopK training step fused on the host (burn's `flex`
+//! CPU backend), exploiting sparsity.
+//!
+//! [`super::topk::step`] writes the step as dense tensor algebra: five
+//! `[B, d_sae]`-sized matrix products (encoder, decoder, `df = g W_dec^T`,
+//! `dW_dec = f^T g`, `dW_enc = s^T dpre`). Only the encoder needs to be dense:
+//! each row keeps `k` of `d_sae` features, so the decoder and every backward
+//! product touch `k` decoder rows per sample. Here the encoder is one dense
+//! matrix product, the selection produces a sparse representation (indices and
+//! values per row), and the rest is `O(B k d_in)` work:
+//!
+//! * decode: `x_hat_b = b_dec + sum_{j active in b} f_bj W_dec_j`;
+//! * `dpre_bj = g_b . W_dec_j` only at active entries;
+//! * `dW_dec_j = sum_{b: j active} f_bj g_b` and `dW_enc[:, j] = sum_b dpre_bj s_b`
+//!   computed per feature from the transposed sparse structure (each feature
+//!   owns its output row, so the features run in parallel without races);
+//! * AuxK the same way over its `k_aux` dead latents per row.
+//!
+//! The results (gradients, features, reconstruction, losses, the smallest kept
+//! BatchTopK activation) are those of [`super::topk::step`], to rounding, and
+//! come back as burn tensors on the host device so the trainer is unchanged.
+//! Every reduction runs in a fixed order, so a step is deterministic whatever
+//! the number of threads.
+
+use super::topk::Selection;
+use super::{LossTensors, StepInputs, StepOutput};
+use crate::ops::{from_host, row_from_host, to_host};
+use crate::sae::{Params, Sae};
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Loss and gradients of one batch, as [`super::topk::step`] defines them.
+///
+/// Autoencoders only (`d_out == d_in`), like the dense step: the loss compares
+/// the reconstruction with the input.
+pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, selection: Selection) -> StepOutput {
+    let device = sae.device();
+    let p = &sae.params;
+    let [batch, d_in] = x.dims();
+    let d_sae = sae.config.d_sae;
+    let d_out = sae.config.d_out;
+    assert_eq!(
+        d_out, d_in,
+        "the TopK training step reconstructs its input: d_out ({d_out}) must equal d_in ({d_in})"
+    );
+
+    let x = to_host(x);
+    let b_dec = to_host(p.b_dec.clone());
+    let w_dec = to_host(p.w_dec.clone());
+    let b_enc = to_host(p.b_enc.clone());
+    let s = if sae.config.apply_b_dec_to_input {
+        let mut s = x.clone();
+        s.par_chunks_mut(d_in).for_each(|row| {
+            for (v, b) in row.iter_mut().zip(&b_dec) {
+                *v -= b;
+            }
+        });
+        s
+    } else {
+        x.clone()
+    };
+
+    // The one dense product. burn's matmul (the `gemm` crate, multi-threaded)
+    // writes a fresh buffer that reads back without a copy; the bias is added
+    // here, in the same order as `s W_enc + b_enc`.
+    let mut pre = to_host(from_host(s.clone(), batch, d_in, &device).matmul(p.w_enc.clone()));
+    pre.par_chunks_mut(d_sae).for_each(|row| {
+        for (v, b) in row.iter_mut().zip(&b_enc) {
+            *v += b;
+        }
+    });
+
+    let (main, min_kept) = match selection {
+        Selection::PerRow(k) => (select_per_row(&pre, d_sae, k.min(d_sae)), None),
+        Selection::Batch(k) => {
+            let (sel, min) = select_batch(&pre, d_sae, k.saturating_mul(batch));
+            (sel, Some(min))
+        }
+    };
+
+    // Decode, reconstruction gradient g = 2 (x_hat - x) / B, and dpre at the
+    // active entries, one row at a time.
+    let scale = 2.0 / batch as f32;
+    let mut x_hat = vec![0f32; batch * d_out];
+    let mut g = vec![0f32; batch * d_out];
+    let mut main_dpre = vec![0f32; main.idx.len()];
+    let mse_rows: Vec<f64> = x_hat
+        .par_chunks_mut(d_out)
+        .zip(g.par_chunks_mut(d_out))
+        .zip(split_rows_mut(&mut main_dpre, &main.offsets).into_par_iter())
+        .enumerate()
+        .map(|(b, ((xh, gb), dpre))| {
+            xh.copy_from_slice(&b_dec);
+            let (idx, val) = main.row(b);
+            for (&j, &f) in idx.iter().zip(val) {
+                kernels::axpy(xh, f, dec_row(&w_dec, j, d_out));
+            }
+            let mut sq = 0f64;
+            for ((gv, &h), &xv) in gb
+                .iter_mut()
+                .zip(xh.iter())
+                .zip(&x[b * d_in..(b + 1) * d_in])
+            {
+                let e = h - xv;
+                sq += (e as f64) * (e as f64);
+                *gv = e * scale;
+            }
+            for (d, &j) in dpre.iter_mut().zip(idx) {
+                *d = kernels::dot(gb, dec_row(&w_dec, j, d_out));
+            }
+            sq
+        })
+        .collect();
+    let mse = mse_rows.iter().sum::<f64>() / batch as f64;
+
+    let aux = match (&inputs.dead_mask, inputs.n_dead > 0) {
+        (Some(dead), true) => Some(auxk(
+            &pre,
+            &x,
+            &x_hat,
+            &w_dec,
+            &dead_latents(dead),
+            inputs.k_aux.min(inputs.n_dead),
+            inputs.auxk_alpha as f32,
+            d_sae,
+        )),
+        _ => None,
+    };
+
+    // Per-feature gradients from the transposed sparse structure.
+    let mut sources: Vec<Source> = vec![Source {
+        sparse: &main,
+        dpre: &main_dpre,
+        rows: &g,
+    }];
+    if let Some(a) = &aux {
+        sources.push(Source {
+            sparse: &a.sparse,
+            dpre: &a.dpre,
+            rows: &a.h,
+        });
+    }
+    let cols = Transposed::new(&sources, d_sae);
+    let mut dw_dec = vec![0f32; d_sae * d_out];
+    let mut dw_enc_t = vec![0f32; d_sae * d_in];
+    let mut db_enc = vec![0f32; d_sae];
+    dw_dec
+        .par_chunks_mut(d_out)
+        .zip(dw_enc_t.par_chunks_mut(d_in))
+        .zip(db_enc.par_iter_mut())
+        .enumerate()
+        .for_each(|(j, ((wd, we), bj))| {
+            let mut sum = 0f32;
+            for e in cols.offsets[j]..cols.offsets[j + 1] {
+                let (src, row) = (cols.source[e] as usize, cols.row[e] as usize);
+                let source = &sources[src];
+                kernels::axpy(
+                    wd,
+                    cols.coef[e],
+                    &source.rows[row * d_out..(row + 1) * d_out],
+                );
+                kernels::axpy(we, cols.dpre[e], &s[row * d_in..(row + 1) * d_in]);
+                sum += cols.dpre[e];
+            }
+            *bj = sum;
+        });
+    let dw_enc = transpose(&dw_enc_t, d_sae, d_in);
+
+    let mut db_dec = vec![0f32; d_out];
+    for gb in g.chunks_exact(d_out) {
+        for (d, &v) in db_dec.iter_mut().zip(gb) {
+            *d += v;
+        }
+    }
+    if sae.config.apply_b_dec_to_input {
+        // s = x - b_dec: dL/db_dec gains -(sum_b dpre_b) W_enc^T.
+        let w_enc = to_host(p.w_enc.clone());
+        let through_input: Vec<f32> = w_enc
+            .par_chunks(d_sae)
+            .map(|row| kernels::dot(row, &db_enc))
+            .collect();
+        for (d, t) in db_dec.iter_mut().zip(through_input) {
+            *d -= t;
+        }
+    }
+
+    // The features as a dense tensor, in the buffer that held `pre`.
+    let kept = main.idx.len();
+    let mut features = pre;
+    features
+        .par_chunks_mut(d_sae)
+        .enumerate()
+        .for_each(|(b, row)| {
+            row.fill(0.0);
+            let (idx, val) = main.row(b);
+            for (&j, &f) in idx.iter().zip(val) {
+                row[j as usize] = f;
+            }
+        });
+
+    let one = |v: f64| Tensor::<1>::from_data(TensorData::new(vec![v as f32], [1]), &device);
+    StepOutput {
+        grads: Params {
+            w_enc: from_host(dw_enc, d_in, d_sae, &device),
+            b_enc: row_from_host(db_enc, &device),
+            w_dec: from_host(dw_dec, d_sae, d_out, &device),
+            b_dec: row_from_host(db_dec, &device),
+            threshold: None,
+            b_mag: None,
+            r_mag: None,
+            w_skip: None,
+        },
+        features: from_host(features, batch, d_sae, &device),
+        reconstruction: from_host(x_hat, batch, d_out, &device),
+        loss: LossTensors {
+            mse: one(mse),
+            sparsity: one(kept as f64 / batch as f64),
+            aux: one(aux.as_ref().map_or(0.0, |a| a.loss)),
+            coefficient: 0.0,
+        },
+        min_kept_activation: min_kept.map(|m| one(m as f64)),
+    }
+}
+
+/// Row `j` of a row-major `[_, width]` matrix.
+#[inline]
+fn dec_row(w: &[f32], j: u32, width: usize) -> &[f32] {
+    let j = j as usize;
+    &w[j * width..(j + 1) * width]
+}
+
+/// Active entries per row (compressed sparse rows).
+struct SparseRows {
+    /// `offsets[b]..offsets[b + 1]` are row `b`'s entries.
+    offsets: Vec<usize>,
+    /// Feature of each entry, ascending within a row.
+    idx: Vec<u32>,
+    /// Activation of each entry.
+    val: Vec<f32>,
+}
+
+impl SparseRows {
+    fn row(&self, b: usize) -> (&[u32], &[f32]) {
+        let r = self.offsets[b]..self.offsets[b + 1];
+        (&self.idx[r.clone()], &self.val[r])
+    }
+
+    /// Compacts rows written into fixed slots of `width` with `lens[b]` used.
+    fn from_slots(idx: Vec<u32>, val: Vec<f32>, lens: &[usize], width: usize) -> Self {
+        let mut offsets = Vec::with_capacity(lens.len() + 1);
+        offsets.push(0);
+        let total: usize = lens.iter().sum();
+        let (mut out_idx, mut out_val) = (Vec::with_capacity(total), Vec::with_capacity(total));
+        for (b, &n) in lens.iter().enumerate() {
+            out_idx.extend_from_slice(&idx[b * width..b * width + n]);
+            out_val.extend_from_slice(&val[b * width..b * width + n]);
+            offsets.push(out_idx.len());
+        }
+        Self {
+            offsets,
+            idx: out_idx,
+            val: out_val,
+        }
+    }
+}
+
+/// Splits `data` into the disjoint row slices `offsets` delimits.
+fn split_rows_mut<'a, T>(mut data: &'a mut [T], offsets: &[usize]) -> Vec<&'a mut [T]> {
+    let mut rows = Vec::with_capacity(offsets.len().saturating_sub(1));
+    for w in offsets.windows(2) {
+        let (head, tail) = std::mem::take(&mut data).split_at_mut(w[1] - w[0]);
+        rows.push(head);
+        data = tail;
+    }
+    rows
+}
+
+/// A key whose unsigned order is `f32::total_cmp`'s order.
+#[inline]
+fn ordered_bits(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b >> 31 == 1 { !b } else { b | 0x8000_0000 }
+}
+
+/// Ranking key: larger value first, then lower index (the order of
+/// [`crate::ops::row_topk_mask`]).
+#[inline]
+fn rank_key(v: f32, j: u32) -> u64 {
+    ((ordered_bits(v) as u64) << 32) | (u32::MAX - j) as u64
+}
+
+#[inline]
+fn key_index(key: u64) -> u32 {
+    u32::MAX - key as u32
+}
+
+/// Writes into `slot` the indices (ascending) of the `k` best `candidates` of
+/// `row` that are strictly positive, and returns how many there are.
+fn top_positive(
+    row: &[f32],
+    candidates: impl Iterator<Item = u32>,
+    k: usize,
+    keys: &mut Vec<u64>,
+    slot: &mut [u32],
+) -> usize {
+    keys.clear();
+    keys.extend(candidates.map(|j| rank_key(row[j as usize], j)));
+    if k == 0 || keys.is_empty() {
+        return 0;
+    }
+    let k = k.min(keys.len());
+    let n = keys.len();
+    keys.select_nth_unstable(n - k);
+    let mut len = 0;
+    for &key in &keys[n - k..] {
+        let j = key_index(key);
+        if row[j as usize] > 0.0 {
+            slot[len] = j;
+            len += 1;
+        }
+    }
+    slot[..len].sort_unstable();
+    len
+}
+
+/// TopK: the `k` largest pre-activations of each row, kept where positive.
+fn select_per_row(pre: &[f32], d_sae: usize, k: usize) -> SparseRows {
+    select_among(pre, d_sae, k, None)
+}
+
+/// The `k` best of `candidates` (all features when `None`) in each row,
+/// kept where positive; values are the pre-activations.
+fn select_among(pre: &[f32], d_sae: usize, k: usize, candidates: Option<&[u32]>) -> SparseRows {
+    let rows = pre.len() / d_sae.max(1);
+    let width = k.max(1);
+    let mut idx = vec![0u32; rows * width];
+    let mut val = vec![0f32; rows * width];
+    let mut lens = vec![0usize; rows];
+    idx.par_chunks_mut(width)
+        .zip(val.par_chunks_mut(width))
+        .zip(lens.par_iter_mut())
+        .zip(pre.par_chunks(d_sae))
+        .for_each_init(Vec::new, |keys, (((slot, vals), len), row)| {
+            *len = match candidates {
+                None => top_positive(row, 0..d_sae as u32, k, keys, slot),
+                Some(c) => top_positive(row, c.iter().copied(), k, keys, slot),
+            };
+            for (v, &j) in vals.iter_mut().zip(&slot[..*len]) {
+                *v = row[j as usize];
+            }
+        });
+    SparseRows::from_slots(idx, val, &lens, width)
+}
+
+/// BatchTopK: the `total` largest strictly positive pre-activations of the
+/// whole batch (ties to the lower flat index, as
+/// [`crate::ops::batch_topk_mask`]), and the smallest kept value (`1e30`
+/// when none is kept, the dense step's sentinel).
+///
+/// Positive `f32`s order like their bit patterns, so the threshold is found
+/// by a two-level radix histogram (high then low 16 bits) in linear time.
+fn select_batch(pre: &[f32], d_sae: usize, total: usize) -> (SparseRows, f32) {
+    let rows = pre.len() / d_sae.max(1);
+    let positive_bits = |v: f32| (v > 0.0).then(|| v.to_bits());
+    let histogram = |level_of: &(dyn Fn(u32) -> Option<usize> + Sync)| -> Vec<u64> {
+        pre.par_chunks(d_sae.max(1) * 64)
+            .fold(
+                || vec![0u64; 1 << 16],
+                |mut h, chunk| {
+                    for &v in chunk {
+                        if let Some(bin) = positive_bits(v).and_then(level_of) {
+                            h[bin] += 1;
+                        }
+                    }
+                    h
+                },
+            )
+            .reduce(
+                || vec![0u64; 1 << 16],
+                |mut a, b| {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        *x += y;
+                    }
+                    a
+                },
+            )
+    };
+    // Walks bins from the top; returns the bin holding the `need`-th largest
+    // and how many lie strictly above it.
+    let find = |h: &[u64], need: u64| -> (usize, u64) {
+        let mut above = 0u64;
+        for bin in (0..h.len()).rev() {
+            if above + h[bin] >= need {
+                return (bin, above);
+            }
+            above += h[bin];
+        }
+        (0, above)
+    };
+    let high = histogram(&|bits| Some((bits >> 16) as usize));
+    let n_positive: u64 = high.iter().sum();
+    // Keep entries with bits > threshold, plus `ties` entries equal to it in
+    // flat order. Keeping every positive entry is threshold 0 (+0.0), no ties.
+    let (threshold, ties) = if (total as u64) >= n_positive {
+        (0u32, 0u64)
+    } else {
+        let (hi, above_hi) = find(&high, total as u64);
+        let low =
+            histogram(&|bits| ((bits >> 16) as usize == hi).then_some((bits & 0xffff) as usize));
+        let (lo, above_lo) = find(&low, total as u64 - above_hi);
+        let t = ((hi as u32) << 16) | lo as u32;
+        (t, total as u64 - above_hi - above_lo)
+    };
+    let counts: Vec<(usize, usize)> = pre
+        .par_chunks(d_sae)
+        .map(|row| {
+            row.iter()
+                .fold((0, 0), |(above, equal), &v| match positive_bits(v) {
+                    Some(b) if b > threshold => (above + 1, equal),
+                    Some(b) if b == threshold => (above, equal + 1),
+                    _ => (above, equal),
+                })
+        })
+        .collect();
+    let mut ties_left = ties as usize;
+    let mut row_ties = Vec::with_capacity(rows);
+    let mut offsets = Vec::with_capacity(rows + 1);
+    offsets.push(0usize);
+    for &(above, equal) in &counts {
+        let t = equal.min(ties_left);
+        ties_left -= t;
+        row_ties.push(t);
+        offsets.push(offsets.last().copied().unwrap_or(0) + above + t);
+    }
+    let nnz = offsets[rows];
+    let mut idx = vec![0u32; nnz];
+    let mut val = vec![0f32; nnz];
+    let mins: Vec<f32> = split_rows_mut(&mut idx, &offsets)
+        .into_par_iter()
+        .zip(split_rows_mut(&mut val, &offsets).into_par_iter())
+        .zip(pre.par_chunks(d_sae))
+        .zip(row_ties.par_iter())
+        .map(|(((idx, val), row), &ties)| {
+            let (mut n, mut ties, mut min) = (0, ties, f32::INFINITY);
+            for (j, &v) in row.iter().enumerate() {
+                let keep = match positive_bits(v) {
+                    Some(b) if b > threshold => true,
+                    Some(b) if b == threshold && ties > 0 => {
+                        ties -= 1;
+                        true
+                    }
+                    _ => false,
+                };
+                if keep {
+                    idx[n] = j as u32;
+                    val[n] = v;
+                    n += 1;
+                    min = min.min(v);
+                }
+            }
+            min
+        })
+        .collect();
+    let min = mins.into_iter().fold(f32::INFINITY, f32::min);
+    (
+        SparseRows { offsets, idx, val },
+        if min.is_finite() { min } else { 1e30 },
+    )
+}
+
+/// Indices of the latents a 0/1 `[1, d_sae]` mask marks dead.
+fn dead_latents(mask: &Tensor<2>) -> Vec<u32> {
+    to_host(mask.clone())
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| **v > 0.5)
+        .map(|(j, _)| j as u32)
+        .collect()
+}
+
+/// The AuxK term: its weighted loss, the active dead latents of each row,
+/// `dL_aux/dpre` at them and `h = dL_aux/de_hat`.
+struct AuxK {
+    loss: f64,
+    sparse: SparseRows,
+    dpre: Vec<f32>,
+    h: Vec<f32>,
+}
+
+/// AuxK (Gao et al.) as [`super::topk::step`] defines it: the residual
+/// `e = x - x_hat` is reconstructed from each row's `k_aux` largest positive
+/// pre-activations among dead latents, `e_hat = a W_dec`, and
+/// `L = alpha mean_b ||e_hat - e||^2 / mean_b ||e - mean(e)||^2`.
+#[allow(clippy::too_many_arguments)]
+fn auxk(
+    pre: &[f32],
+    x: &[f32],
+    x_hat: &[f32],
+    w_dec: &[f32],
+    dead: &[u32],
+    k_aux: usize,
+    alpha: f32,
+    d_sae: usize,
+) -> AuxK {
+    let d = x.len() / (pre.len() / d_sae.max(1)).max(1);
+    let batch = x.len() / d.max(1);
+    let residual: Vec<f32> = x.par_iter().zip(x_hat).map(|(a, b)| a - b).collect();
+    let mut mean = vec![0f32; d];
+    for row in residual.chunks_exact(d) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v;
+        }
+    }
+    for m in mean.iter_mut() {
+        *m /= batch as f32;
+    }
+    let var = residual
+        .par_chunks(d)
+        .map(|row| {
+            row.iter()
+                .zip(&mean)
+                .map(|(v, m)| ((v - m) as f64).powi(2))
+                .sum::<f64>()
+        })
+        .collect::<Vec<f64>>()
+        .iter()
+        .sum::<f64>()
+        / batch as f64;
+    let denom = (var as f32).max(1e-12);
+    let sparse = select_among(pre, d_sae, k_aux, Some(dead));
+    let h_scale = 2.0 * alpha / batch as f32 / denom;
+    let mut h = vec![0f32; batch * d];
+    let mut dpre = vec![0f32; sparse.idx.len()];
+    let sq_rows: Vec<f64> = h
+        .par_chunks_mut(d)
+        .zip(split_rows_mut(&mut dpre, &sparse.offsets).into_par_iter())
+        .enumerate()
+        .map(|(b, (hb, dp))| {
+            let (idx, val) = sparse.row(b);
+            for (&j, &a) in idx.iter().zip(val) {
+                kernels::axpy(hb, a, dec_row(w_dec, j, d));
+            }
+            let mut sq = 0f64;
+            for (hv, &r) in hb.iter_mut().zip(&residual[b * d..(b + 1) * d]) {
+                let diff = *hv - r;
+                sq += (diff as f64) * (diff as f64);
+                *hv = diff * h_scale;
+            }
+            for (g, &j) in dp.iter_mut().zip(idx) {
+                *g = kernels::dot(hb, dec_row(w_dec, j, d));
+            }
+            sq
+        })
+        .collect();
+    let loss = alpha as f64 * sq_rows.iter().sum::<f64>() / batch as f64 / denom as f64;
+    AuxK {
+        loss,
+        sparse,
+        dpre,
+        h,
+    }
+}
+
+/// One set of sparse entries feeding the per-feature gradients: entry
+/// `(b, j)` adds `val * rows[b]` to `dW_dec_j` and `dpre * s_b` to
+/// `dW_enc[:, j]`.
+struct Source<'a> {
+    sparse: &'a SparseRows,
+    dpre: &'a [f32],
+    /// `g` (reconstruction) or `h` (AuxK), `[B, d_out]`.
+    rows: &'a [f32],
+}
+
+/// Every source's entries grouped by feature (counting sort; within a
+/// feature, by source then row, so sums run in a fixed order).
+struct Transposed {
+    offsets: Vec<usize>,
+    source: Vec<u8>,
+    row: Vec<u32>,
+    coef: Vec<f32>,
+    dpre: Vec<f32>,
+}
+
+impl Transposed {
+    fn new(sources: &[Source<'_>], d_sae: usize) -> Self {
+        let mut offsets = vec![0usize; d_sae + 1];
+        for s in sources {
+            for &j in &s.sparse.idx {
+                offsets[j as usize + 1] += 1;
+            }
+        }
+        for j in 0..d_sae {
+            offsets[j + 1] += offsets[j];
+        }
+        let nnz = offsets[d_sae];
+        let mut cursor = offsets[..d_sae].to_vec();
+        let mut t = Transposed {
+            source: vec![0; nnz],
+            row: vec![0; nnz],
+            coef: vec![0.0; nnz],
+            dpre: vec![0.0; nnz],
+            offsets,
+        };
+        for (si, s) in sources.iter().enumerate() {
+            for b in 0..s.sparse.offsets.len() - 1 {
+                for e in s.sparse.offsets[b]..s.sparse.offsets[b + 1] {
+                    let j = s.sparse.idx[e] as usize;
+                    let at = cursor[j];
+                    cursor[j] += 1;
+                    t.source[at] = si as u8;
+                    t.row[at] = b as u32;
+                    t.coef[at] = s.sparse.val[e];
+                    t.dpre[at] = s.dpre[e];
+                }
+            }
+        }
+        t
+    }
+}
+
+/// `[rows, cols]` row-major to `[cols, rows]` row-major, in parallel over
+/// blocks of output rows.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const BLOCK: usize = 16;
+    let mut out = vec![0f32; rows * cols];
+    out.par_chunks_mut(rows * BLOCK)
+        .enumerate()
+        .for_each(|(blk, chunk)| {
+            let c0 = blk * BLOCK;
+            let n = chunk.len() / rows.max(1);
+            for r in 0..rows {
+                let src = &m[r * cols + c0..r * cols + c0 + n];
+                for (c, &v) in src.iter().enumerate() {
+                    chunk[c * rows + r] = v;
+                }
+            }
+        });
+    out
+}
+
+/// Dot products and `y += a x` on `f32` slices, compiled for AVX2 + FMA
+/// and chosen at run time (the crate is built for baseline x86-64, whose
+/// SSE2 code is half as wide and has no fused multiply-add).
+mod kernels {
+    const LANES: usize = 16;
+
+    #[inline(always)]
+    fn dot_body<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut acc = [0f32; LANES];
+        let (ca, ra) = a.as_chunks::<LANES>();
+        let (cb, rb) = b.as_chunks::<LANES>();
+        for (x, y) in ca.iter().zip(cb) {
+            for i in 0..LANES {
+                acc[i] = if FMA {
+                    x[i].mul_add(y[i], acc[i])
+                } else {
+                    acc[i] + x[i] * y[i]
+                };
+            }
+        }
+        let mut tail = 0f32;
+        for (x, y) in ra.iter().zip(rb) {
+            tail += x * y;
+        }
+        // Pairwise, so the lanes combine the same way on every path.
+        let mut width = LANES;
+        while width > 1 {
+            width /= 2;
+            for i in 0..width {
+                acc[i] += acc[i + width];
+            }
+        }
+        acc[0] + tail
+    }
+
+    #[inline(always)]
+    fn axpy_body<const FMA: bool>(y: &mut [f32], a: f32, x: &[f32]) {
+        let n = y.len().min(x.len());
+        let (y, x) = (&mut y[..n], &x[..n]);
+        for (yi, &xi) in y.iter_mut().zip(x) {
+            *yi = if FMA {
+                a.mul_add(xi, *yi)
+            } else {
+                *yi + a * xi
+            };
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        dot_body::<true>(a, b)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn axpy_avx2(y: &mut [f32], a: f32, x: &[f32]) {
+        axpy_body::<true>(y, a, x)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn has_avx2_fma() -> bool {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+
+    /// `sum_i a_i b_i` over the common length.
+    #[inline]
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU was just checked to support AVX2 and FMA.
+            return unsafe { dot_avx2(a, b) };
+        }
+        dot_body::<false>(a, b)
+    }
+
+    /// `y += a x` over the common length.
+    #[inline]
+    pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU was just checked to support AVX2 and FMA.
+            return unsafe { axpy_avx2(y, a, x) };
+        }
+        axpy_body::<false>(y, a, x)
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use crate::Architecture;
+    use crate::arch::topk;
+    use crate::ops::{batch_topk_mask, row_topk_mask, scalar};
+    use crate::sae::{RowNorm, SaeConfig};
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    const B: usize = 48;
+    const D: usize = 24;
+    const M: usize = 80;
+
+    fn random(rng: &mut ChaCha8Rng, rows: usize, cols: usize, scale: f32) -> Tensor<2> {
+        let v = (0..rows * cols)
+            .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
+            .collect();
+        from_host(v, rows, cols, &Device::flex())
+    }
+
+    fn random_sae(arch: Architecture, seed: u64, apply_b_dec: bool) -> Sae {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let config = SaeConfig {
+            apply_b_dec_to_input: apply_b_dec,
+            row_norm: RowNorm::None,
+            ..SaeConfig::new(arch, D, M)
+        };
+        let params = Params {
+            w_enc: random(&mut rng, D, M, 0.6),
+            b_enc: random(&mut rng, 1, M, 0.2),
+            w_dec: random(&mut rng, M, D, 0.6),
+            b_dec: random(&mut rng, 1, D, 0.3),
+            threshold: None,
+            b_mag: None,
+            r_mag: None,
+            w_skip: None,
+        };
+        Sae { config, params }
+    }
+
+    /// Every third latent dead when `n_dead > 0`.
+    fn inputs(n_dead: usize, k_aux: usize) -> StepInputs {
+        let dead: Vec<f32> = (0..M)
+            .map(|j| {
+                if j % 3 == 0 && j / 3 < n_dead {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        StepInputs {
+            sparsity_coefficient: 0.0,
+            p: 1.0,
+            dead_mask: (n_dead > 0).then(|| row_from_host(dead, &Device::flex())),
+            n_dead,
+            k_aux,
+            auxk_alpha: 1.0 / 32.0,
+        }
+    }
+
+    fn assert_close(what: &str, fused: &[f32], dense: &[f32]) {
+        assert_eq!(fused.len(), dense.len(), "{what}: lengths");
+        let scale = dense.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in fused.iter().zip(dense).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * scale,
+                "{what}[{i}]: fused {a} vs dense {b} (scale {scale})"
+            );
+        }
+    }
+
+    fn compare(
+        sae: &Sae,
+        x: &Tensor<2>,
+        inp: &StepInputs,
+        selection: Selection,
+    ) -> (StepOutput, StepOutput) {
+        let fused = step(sae, x.clone(), inp, selection);
+        let dense = topk::step(sae, x.clone(), inp, selection);
+        for ((name, f), (_, d)) in fused.grads.named().into_iter().zip(dense.grads.named()) {
+            assert_close(name, &to_host(f), &to_host(d));
+        }
+        let (ff, df) = (
+            to_host(fused.features.clone()),
+            to_host(dense.features.clone()),
+        );
+        let support = |v: &[f32]| v.iter().map(|a| *a != 0.0).collect::<Vec<_>>();
+        assert_eq!(support(&ff), support(&df), "the same features are active");
+        assert_close("features", &ff, &df);
+        assert_close(
+            "reconstruction",
+            &to_host(fused.reconstruction.clone()),
+            &to_host(dense.reconstruction.clone()),
+        );
+        let fl = fused.loss.clone_read();
+        let dl = dense.loss.clone_read();
+        for (what, a, b) in [
+            ("mse", fl.mse, dl.mse),
+            ("sparsity", fl.sparsity, dl.sparsity),
+            ("aux", fl.aux, dl.aux),
+        ] {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1e-6),
+                "{what}: fused {a} vs dense {b}"
+            );
+        }
+        match (&fused.min_kept_activation, &dense.min_kept_activation) {
+            (Some(a), Some(b)) => {
+                let (a, b) = (scalar(a.clone()), scalar(b.clone()));
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs(),
+                    "min kept: fused {a} vs dense {b}"
+                );
+            }
+            (None, None) => {}
+            _ => panic!("min_kept_activation present in one step only"),
+        }
+        (fused, dense)
+    }
+
+    trait CloneRead {
+        fn clone_read(&self) -> crate::arch::LossParts;
+    }
+    impl CloneRead for LossTensors {
+        fn clone_read(&self) -> crate::arch::LossParts {
+            LossTensors {
+                mse: self.mse.clone(),
+                sparsity: self.sparsity.clone(),
+                aux: self.aux.clone(),
+                coefficient: self.coefficient,
+            }
+            .read()
+        }
+    }
+
+    #[test]
+    fn topk_matches_dense_step_with_and_without_dead_latents() {
+        for seed in 0..4u64 {
+            let apply_b_dec = seed % 2 == 0;
+            let sae = random_sae(Architecture::TopK { k: 6 }, seed, apply_b_dec);
+            let x = random(&mut ChaCha8Rng::seed_from_u64(seed + 100), B, D, 1.5);
+            compare(&sae, &x, &inputs(0, 4), Selection::PerRow(6));
+            let (fused, _) = compare(&sae, &x, &inputs(20, 4), Selection::PerRow(6));
+            // The auxiliary term was exercised, not zero by accident.
+            assert!(fused.loss.clone_read().aux > 0.0);
+            // More latents asked for than exist, and k_aux above n_dead.
+            compare(&sae, &x, &inputs(3, 7), Selection::PerRow(M + 5));
+        }
+    }
+
+    #[test]
+    fn batchtopk_matches_dense_step_with_and_without_dead_latents() {
+        for seed in 10..14u64 {
+            let sae = random_sae(Architecture::BatchTopK { k: 5 }, seed, seed % 2 == 1);
+            let x = random(&mut ChaCha8Rng::seed_from_u64(seed + 100), B, D, 1.5);
+            let (fused, _) = compare(&sae, &x, &inputs(0, 4), Selection::Batch(5));
+            assert!(fused.min_kept_activation.is_some());
+            compare(&sae, &x, &inputs(12, 6), Selection::Batch(5));
+            // A budget above the number of positive activations keeps them all.
+            compare(&sae, &x, &inputs(0, 4), Selection::Batch(M));
+        }
+    }
+
+    #[test]
+    fn arch_step_routes_host_topk_to_the_fused_step() {
+        let sae = random_sae(Architecture::TopK { k: 4 }, 7, true);
+        let x = random(&mut ChaCha8Rng::seed_from_u64(7), B, D, 1.0);
+        let routed = crate::arch::step(&sae, x.clone(), &inputs(0, 4));
+        let fused = step(&sae, x, &inputs(0, 4), Selection::PerRow(4));
+        // Bit-identical: the same code ran.
+        assert_eq!(to_host(routed.grads.w_enc), to_host(fused.grads.w_enc));
+        assert_eq!(
+            to_host(routed.reconstruction),
+            to_host(fused.reconstruction)
+        );
+    }
+
+    /// Values on a coarse grid, so that ties are common.
+    fn tied_values(seed: u64, rows: usize, cols: usize) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..rows * cols)
+            .map(|_| rng.random_range(-4i32..6) as f32 * 0.5)
+            .collect()
+    }
+
+    fn dense_mask(sel: &SparseRows, rows: usize, cols: usize) -> Vec<f32> {
+        let mut m = vec![0f32; rows * cols];
+        for b in 0..rows {
+            for &j in sel.row(b).0 {
+                m[b * cols + j as usize] = 1.0;
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn selections_break_ties_like_the_dense_masks() {
+        let dev = Device::flex();
+        let (rows, cols) = (9, 31);
+        for seed in 0..20 {
+            let v = tied_values(seed, rows, cols);
+            let t = from_host(v.clone(), rows, cols, &dev);
+            for k in [1, 4, 9] {
+                let sel = select_per_row(&v, cols, k);
+                let positive = t.clone().greater_elem(0.0).float();
+                let expected = to_host(row_topk_mask(t.clone(), k) * positive);
+                assert_eq!(dense_mask(&sel, rows, cols), expected, "per row, k {k}");
+                for (i, &j) in sel.idx.iter().enumerate() {
+                    assert!(sel.val[i] == v[sel.row_of(i) * cols + j as usize]);
+                }
+            }
+            for total in [1, 7, 40, 200, 400] {
+                let (sel, min) = select_batch(&v, cols, total);
+                let expected = to_host(batch_topk_mask(t.clone().clamp_min(0.0), total));
+                assert_eq!(
+                    dense_mask(&sel, rows, cols),
+                    expected,
+                    "batch, total {total}"
+                );
+                let kept_min = sel.val.iter().copied().fold(f32::INFINITY, f32::min);
+                assert_eq!(min, if kept_min.is_finite() { kept_min } else { 1e30 });
+            }
+        }
+    }
+
+    impl SparseRows {
+        fn row_of(&self, entry: usize) -> usize {
+            self.offsets.partition_point(|&o| o <= entry) - 1
+        }
+    }
+
+    #[test]
+    fn kernels_agree_with_plain_loops() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for n in [0, 1, 15, 16, 17, 100, 256] {
+            let a: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
+            let b: Vec<f32> = (0..n).map(|_| rng.random::<f32>() - 0.5).collect();
+            let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((kernels::dot(&a, &b) - plain).abs() <= 1e-5 * (n as f32 + 1.0));
+            let mut y = b.clone();
+            kernels::axpy(&mut y, 0.75, &a);
+            for i in 0..n {
+                assert!((y[i] - (b[i] + 0.75 * a[i])).abs() <= 1e-6);
+            }
+        }
+        let m: Vec<f32> = (0..6 * 35).map(|i| i as f32).collect();
+        let t = transpose(&m, 6, 35);
+        for r in 0..6 {
+            for c in 0..35 {
+                assert_eq!(t[c * 6 + r], m[r * 35 + c]);
+            }
+        }
+    }
+}
