@@ -25,16 +25,18 @@
 //! games whatever the number of threads, and the first `k` games of a larger
 //! set are the `k` games of a smaller one.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::arena::play_game;
+use crate::atomic::AtomicFile;
 use crate::game::Game;
 use crate::othello::{BoardSizeError, Othello, OthelloMove};
+use crate::players::{AgentGame, PlayerError, PlayerSpec, PlayerSpecError};
 
 /// The first eight bytes of a dataset file.
 pub const MAGIC: [u8; 8] = *b"KBZOTH1\0";
@@ -157,6 +159,26 @@ pub enum DatasetError {
     /// Not a supported board size.
     #[error(transparent)]
     Size(#[from] BoardSizeError),
+    /// A player of a generated set could not be built.
+    #[error("player {player}: {source}")]
+    Player {
+        /// The player's spec.
+        player: String,
+        /// Why (boxed: keeps every `Result` of this module small).
+        #[source]
+        source: Box<PlayerSpecError>,
+    },
+    /// A player failed while a game was generated.
+    #[error("generated game {game}, move {move_number}: {source}")]
+    Play {
+        /// The game (from 0).
+        game: usize,
+        /// The move (from 1).
+        move_number: usize,
+        /// Why (boxed, as above).
+        #[source]
+        source: Box<PlayerError>,
+    },
 }
 
 /// The byte of a move on a `size`x`size` board.
@@ -278,7 +300,7 @@ pub fn generate_match_games(
     (0..config.count)
         .into_par_iter()
         .map(|index| {
-            let (black, white) = ((index / k) % k, index % k);
+            let (black, white) = round_robin_pairing(index, k);
             let mut rng = game_rng(config.seed, index as u64);
             let mut position = Othello::new(config.size).expect("size checked above");
             let mut moves = Vec::with_capacity(config.size * config.size);
@@ -313,6 +335,70 @@ pub fn generate_match_games(
         .collect()
 }
 
+/// The players of game `index` when `players` players meet in turn: the
+/// first side `(index / players) % players`, the second `index % players`,
+/// so every ordered pairing (a player against itself included) recurs
+/// evenly. Used by every generator that plays a pool of players.
+pub fn round_robin_pairing(index: usize, players: usize) -> (usize, usize) {
+    assert!(players > 0, "a pairing needs at least one player");
+    ((index / players) % players, index % players)
+}
+
+/// Games between players named by [`PlayerSpec`]s (the "championship-like"
+/// set: `alphabeta:1` to `alphabeta:6`, `solver`, `mcts:400`), paired by
+/// [`round_robin_pairing`]. Game `i` draws both agents' seeds and then its
+/// `random_opening_plies` uniformly random plies from
+/// [`game_rng`]`(seed, i)`, builds fresh agents and plays to the end, in
+/// parallel; the same config and players give the same games on any number
+/// of threads. Every player is built once first, so a bad spec fails before
+/// any game is played.
+pub fn generate_agent_games(
+    config: &MatchConfig,
+    players: &[PlayerSpec],
+) -> Result<Vec<MatchGame>, DatasetError> {
+    let start = Othello::new(config.size)?;
+    let build = |spec: &PlayerSpec, seed: u64| {
+        Othello::build_agent(spec, seed).map_err(|source| DatasetError::Player {
+            player: spec.to_string(),
+            source: Box::new(source),
+        })
+    };
+    for spec in players {
+        build(spec, 0)?;
+    }
+    if players.is_empty() {
+        return Ok(Vec::new());
+    }
+    (0..config.count)
+        .into_par_iter()
+        .map(|index| {
+            let (black, white) = round_robin_pairing(index, players.len());
+            let mut rng = game_rng(config.seed, index as u64);
+            let (black_seed, white_seed) = (rng.random(), rng.random());
+            let mut black_agent = build(&players[black], black_seed)?;
+            let mut white_agent = build(&players[white], white_seed)?;
+            let played = play_game(
+                &start,
+                &mut *black_agent,
+                &mut *white_agent,
+                &mut rng,
+                config.random_opening_plies,
+                None,
+            )
+            .map_err(|failure| DatasetError::Play {
+                game: index,
+                move_number: failure.ply + 1,
+                source: Box::new(failure.source),
+            })?;
+            Ok(MatchGame {
+                black,
+                white,
+                moves: played.moves,
+            })
+        })
+        .collect()
+}
+
 /// What a written or read dataset holds.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DatasetSummary {
@@ -337,8 +423,7 @@ pub struct DatasetSummary {
 pub struct DatasetWriter {
     path: PathBuf,
     size: usize,
-    temp: tempfile::NamedTempFile,
-    out: BufWriter<File>,
+    out: AtomicFile,
     offsets: Vec<u64>,
     position: u64,
     moves: u64,
@@ -354,22 +439,12 @@ impl DatasetWriter {
             path: path.clone(),
             source,
         };
-        let dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let temp = tempfile::Builder::new()
-            .prefix(".kbzoth-")
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(io_error)?;
-        let mut out = BufWriter::new(temp.as_file().try_clone().map_err(io_error)?);
+        let mut out = AtomicFile::create(&path).map_err(io_error)?;
         // The header is rewritten with the real counts by `finish`.
         out.write_all(&[0; HEADER_LEN]).map_err(io_error)?;
         Ok(DatasetWriter {
             path,
             size,
-            temp,
             out,
             offsets: Vec::new(),
             position: HEADER_LEN as u64,
@@ -446,15 +521,12 @@ impl DatasetWriter {
         header[10] = self.size as u8;
         header[16..24].copy_from_slice(&(self.offsets.len() as u64).to_le_bytes());
         header[24..32].copy_from_slice(&index_offset.to_le_bytes());
-        self.out.seek(SeekFrom::Start(0)).map_err(io_error)?;
+        self.out
+            .writer()
+            .seek(SeekFrom::Start(0))
+            .map_err(io_error)?;
         self.out.write_all(&header).map_err(io_error)?;
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| io_error(e.into_error()))?;
-        file.sync_all().map_err(io_error)?;
-        self.temp.persist(&path).map_err(|e| io_error(e.error))?;
-        sync_parent_dir(&path).map_err(io_error)?;
+        self.out.commit().map_err(io_error)?;
         Ok(DatasetSummary {
             path: path.clone(),
             board_size: self.size,
@@ -464,22 +536,6 @@ impl DatasetWriter {
             bytes: index_offset + index.len() as u64,
         })
     }
-}
-
-/// Makes the rename durable: on Unix a directory entry is only on disk once
-/// the directory itself is synced.
-fn sync_parent_dir(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
 }
 
 /// Replays `moves` from the start; the error of the first illegal move is
@@ -529,6 +585,74 @@ pub fn write_dataset<G: AsRef<[OthelloMove]>>(
         writer.push(game.as_ref())?;
     }
     writer.finish()
+}
+
+/// Who played the games of a dataset made by [`write_agent_dataset`]: the
+/// JSON written next to it (at [`players_sidecar_path`]), since the game
+/// file itself holds only moves.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AgentDatasetInfo {
+    /// The players, as their specs write them.
+    pub players: Vec<String>,
+    /// The settings the games were generated with.
+    pub config: MatchConfig,
+    /// For game `i`, the indices in `players` of Black and White.
+    pub pairings: Vec<(usize, usize)>,
+    /// Per player (same order), points scored: 1 a win, 0.5 a draw.
+    pub points: Vec<f64>,
+    /// Per player, games played (a game against itself counts twice).
+    pub games_played: Vec<usize>,
+}
+
+/// The file next to `path` that [`write_agent_dataset`] writes the players
+/// to: `path` with `.players.json` appended.
+pub fn players_sidecar_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".players.json");
+    PathBuf::from(name)
+}
+
+/// Generates [`generate_agent_games`] and writes them to `path` (the
+/// binary format) and who played what to [`players_sidecar_path`]`(path)`,
+/// both atomically.
+pub fn write_agent_dataset(
+    path: impl AsRef<Path>,
+    config: &MatchConfig,
+    players: &[PlayerSpec],
+) -> Result<(DatasetSummary, AgentDatasetInfo), DatasetError> {
+    let path = path.as_ref();
+    let games = generate_agent_games(config, players)?;
+    let mut info = AgentDatasetInfo {
+        players: players.iter().map(ToString::to_string).collect(),
+        config: *config,
+        pairings: games.iter().map(|game| (game.black, game.white)).collect(),
+        points: vec![0.0; players.len()],
+        games_played: vec![0; players.len()],
+    };
+    for game in &games {
+        let end = replay_game(config.size, game.moves.iter().copied(), |_, _, _| ())
+            .expect("generated games are legal");
+        let outcome = end.outcome().unwrap_or(crate::Outcome::Draw);
+        for (index, side) in [
+            (game.black, crate::Player::First),
+            (game.white, crate::Player::Second),
+        ] {
+            info.points[index] += outcome.score_for(side);
+            info.games_played[index] += 1;
+        }
+    }
+    let summary = write_dataset(path, config.size, &games)?;
+    let sidecar = players_sidecar_path(path);
+    let io_error = |source| DatasetError::Io {
+        path: sidecar.clone(),
+        source,
+    };
+    let mut out = AtomicFile::create(&sidecar).map_err(io_error)?;
+    let json =
+        serde_json::to_vec_pretty(&info).expect("the players info has only serialisable fields");
+    out.write_all(&json).map_err(io_error)?;
+    out.commit().map_err(io_error)?;
+    Ok((summary, info))
 }
 
 /// A dataset file in memory, checked on opening: header, index and every
@@ -974,6 +1098,62 @@ mod tests {
             generate_match_games(&config, &[&cheat]).expect_err("passing with moves is illegal");
         assert!(
             error.to_string().contains("move 5 (pass) is illegal"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn agent_games_are_paired_seeded_and_ranked() {
+        let players: Vec<PlayerSpec> = ["random", "alphabeta:2", "greedy"]
+            .iter()
+            .map(|text| text.parse().expect("valid spec"))
+            .collect();
+        let config = MatchConfig {
+            size: 6,
+            count: 36,
+            seed: 8,
+            random_opening_plies: 2,
+        };
+        let games = in_pool(2, || generate_agent_games(&config, &players)).expect("the games run");
+        assert_eq!(
+            in_pool(1, || generate_agent_games(&config, &players)).expect("runs"),
+            games
+        );
+        let pairs: Vec<(usize, usize)> = games.iter().take(4).map(|g| (g.black, g.white)).collect();
+        assert_eq!(pairs, [(0, 0), (0, 1), (0, 2), (1, 0)]);
+        for game in &games {
+            let end = replay_game(6, game.moves.iter().copied(), |n, mv, _| {
+                format!("move {n} {mv}")
+            })
+            .expect("legal");
+            assert!(end.is_over());
+        }
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("champ.kbzoth");
+        let (summary, info) = write_agent_dataset(&path, &config, &players).expect("writes");
+        assert_eq!(summary.games, 36);
+        assert_eq!(info.games_played, [24, 24, 24]);
+        // Alpha-beta at depth 2 outscores the random player by far.
+        assert!(info.points[1] > info.points[0] + 6.0, "{:?}", info.points);
+        let total: f64 = info.points.iter().sum();
+        assert!(
+            (total - 36.0).abs() < 1e-9,
+            "every game hands out one point"
+        );
+        let sidecar: AgentDatasetInfo = serde_json::from_slice(
+            &std::fs::read(players_sidecar_path(&path)).expect("the sidecar exists"),
+        )
+        .expect("valid JSON");
+        assert_eq!(sidecar, info);
+        assert_eq!(sidecar.players, ["random", "alphabeta:2", "greedy"]);
+        let dataset = OthelloDataset::open(&path).expect("reads");
+        assert_eq!(dataset.game(7).as_ref(), Some(&games[7].moves));
+
+        let engine: PlayerSpec = "stockfish".parse().expect("valid spec");
+        let error = generate_agent_games(&config, &[engine]).expect_err("no engine for Othello");
+        assert!(error.to_string().contains("player stockfish"), "{error}");
+        assert!(
+            error.to_string().contains("does not play Othello"),
             "{error}"
         );
     }

@@ -6,7 +6,9 @@ use std::fmt::{Debug, Display};
 use std::hash::Hash;
 
 /// One of the two players. `First` moves first: Black in Othello, White in chess.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Player {
     /// The player who moves first (Othello: Black; chess: White).
     First,

@@ -1,11 +1,24 @@
-//! # kibitzer-games
+#![doc = include_str!("../README.md")]
 //!
-//! The testbed kibitzer stands on: the [`Game`] trait, Othello of any even
-//! size on bitboards, chess on shakmaty (feature `chess`, GPL-3.0-or-later),
-//! MCTS with PUCT, players, an arena and game datasets.
+//! # Modules
+//!
+//! [`game`] (the trait), [`othello`], `chess` (feature `chess`), [`mcts`],
+//! [`players`], [`arena`] and [`elo`], [`dataset`] (Othello datasets; the
+//! chess ones are `chess::rated` and `players::selfplay`, feature `chess`),
+//! and [`cli_support`] (one function per `kibitzer games` command).
+#![warn(missing_docs)]
 
-pub mod game;
+pub mod arena;
+#[cfg(feature = "chess")]
+pub mod chess;
+pub mod cli_support;
 pub mod dataset;
+pub mod elo;
+pub mod game;
+pub mod mcts;
 pub mod othello;
+pub mod players;
+
+mod atomic;
 
 pub use game::{Game, IllegalMove, Outcome, Player};

@@ -1,0 +1,46 @@
+//! Command-line parsing and dispatch. Each area has its own module; this one
+//! only names the commands.
+
+mod bench;
+mod demo;
+mod games;
+mod sae;
+
+use clap::{Parser, Subcommand};
+
+/// An error for the user: printed with its causes, exit status 1.
+pub type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Dictionary learning on models that play board games.
+#[derive(Parser, Debug)]
+#[command(name = "kibitzer", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The main job on an embedded default: synthetic activations with a
+    /// planted dictionary, a small sweep of SAEs, their metrics.
+    Demo(demo::DemoArgs),
+    /// Sparse autoencoders: make activations, train, evaluate.
+    #[command(subcommand)]
+    Sae(sae::SaeCommand),
+    /// Games: perft, arena, play, datasets, PGN import, UCI engines.
+    #[command(subcommand)]
+    Games(games::GamesCommand),
+    /// Speed measurements.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Sae(cmd) => sae::run(cmd),
+        Command::Games(cmd) => games::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}
