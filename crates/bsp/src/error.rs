@@ -123,6 +123,16 @@ pub enum BspError {
         /// The transcript error.
         source: kibitzer_games::chess::transcript::TranscriptError,
     },
+    /// A label file line that does not fit the BSP set.
+    #[error("{path}, line {line}: {detail}")]
+    LabelFile {
+        /// The label file.
+        path: PathBuf,
+        /// The line (from 1).
+        line: usize,
+        /// What is wrong and what was expected.
+        detail: String,
+    },
     /// A file that could not be written.
     #[error("writing {path}: {source}")]
     Io {

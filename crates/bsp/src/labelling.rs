@@ -28,9 +28,11 @@ use kibitzer_games::Game;
 use kibitzer_games::othello::transcript::{Token, replay_tokens};
 use kibitzer_games::othello::{Othello, OthelloMove};
 
+use crate::bits::BitMatrix;
 use crate::error::{BspError, Result};
-use crate::property::BspLabels;
+use crate::property::{BspLabels, Catalog};
 use crate::report::write_atomically;
+use std::sync::Arc;
 
 /// Where a labelled position comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -393,6 +395,104 @@ pub fn save_labels_jsonl<P: DescribePosition>(
     write_atomically(path, &bytes)
 }
 
+/// Reads a label file written by [`write_labels_jsonl`] (or by any tool
+/// that writes the same lines) back into origins and a bit matrix in the
+/// order of `catalog`: every line must have `game`, `ply`, `token` and a
+/// `bsps` object with a boolean for every property of the catalog and no
+/// other. Errors name the file, the line and the key.
+pub fn read_labels_jsonl(path: &Path, catalog: Arc<Catalog>) -> Result<(Vec<TokenRef>, BspLabels)> {
+    let file = std::fs::File::open(path).map_err(|source| BspError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |line: usize, detail: String| BspError::LabelFile {
+        path: path.to_path_buf(),
+        line,
+        detail,
+    };
+    let mut refs = Vec::new();
+    let mut rows: Vec<Vec<usize>> = Vec::new();
+    for (i, text) in std::io::BufRead::lines(std::io::BufReader::new(file)).enumerate() {
+        let line = i + 1;
+        let text = text.map_err(|source| BspError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| bad(line, format!("not a JSON object: {e}")))?;
+        let field = |key: &str| {
+            value
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+                .map(|v| v as usize)
+                .ok_or_else(|| {
+                    bad(
+                        line,
+                        format!("`{key}` is missing or not a non-negative integer"),
+                    )
+                })
+        };
+        refs.push(TokenRef {
+            game: field("game")?,
+            ply: field("ply")?,
+            token: field("token")?,
+        });
+        let bsps = value
+            .get("bsps")
+            .and_then(serde_json::Value::as_object)
+            .ok_or_else(|| {
+                bad(
+                    line,
+                    "`bsps` is missing or not an object of property -> bool".into(),
+                )
+            })?;
+        if bsps.len() != catalog.len() {
+            let unknown = bsps.keys().find(|k| catalog.index_of(k).is_none());
+            return Err(bad(
+                line,
+                match unknown {
+                    Some(k) => format!(
+                        "unknown property {k:?} (the BSP set has {} properties)",
+                        catalog.len()
+                    ),
+                    None => format!(
+                        "{} properties, expected the BSP set's {}",
+                        bsps.len(),
+                        catalog.len()
+                    ),
+                },
+            ));
+        }
+        let mut ones = Vec::new();
+        for (name, v) in bsps {
+            let index = catalog
+                .index_of(name)
+                .ok_or_else(|| bad(line, format!("unknown property {name:?}")))?;
+            match v.as_bool() {
+                Some(true) => ones.push(index),
+                Some(false) => {}
+                None => {
+                    return Err(bad(
+                        line,
+                        format!("property {name:?} is {v}, expected true or false"),
+                    ));
+                }
+            }
+        }
+        rows.push(ones);
+    }
+    let mut bits = BitMatrix::zeros(rows.len(), catalog.len());
+    for (r, ones) in rows.iter().enumerate() {
+        for &c in ones {
+            bits.set(r, c, true);
+        }
+    }
+    Ok((refs, BspLabels::from_bits(catalog, bits)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,5 +583,33 @@ mod tests {
                 info.name
             );
         }
+    }
+
+    #[test]
+    fn labels_read_back_as_written_and_bad_lines_are_named() {
+        let set = othello_bsps(6, OthelloBspOptions::default()).expect("set");
+        let games: Vec<Vec<OthelloMove>> = vec![
+            vec!["b3".parse().expect("move"), "b2".parse().expect("move")],
+            vec!["c2".parse().expect("move")],
+        ];
+        let positions = othello_at_moves(6, &games).expect("legal on 6x6");
+        let labels = set.label(&positions.positions).expect("labels");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("labels.jsonl");
+        save_labels_jsonl(&path, &positions, &labels).expect("write");
+        let (refs, read) = read_labels_jsonl(&path, set.catalog().clone()).expect("read");
+        assert_eq!(refs, positions.refs);
+        assert_eq!(read.bits(), labels.bits());
+        // A line with a property the set does not have.
+        let text = std::fs::read_to_string(&path).expect("text");
+        let broken = text.replacen("\"bsps\":{", "\"bsps\":{\"nonsense@z9\":true,", 1);
+        std::fs::write(&path, broken).expect("write");
+        let err = read_labels_jsonl(&path, set.catalog().clone())
+            .expect_err("unknown key")
+            .to_string();
+        assert!(
+            err.contains("labels.jsonl, line 1") && err.contains("nonsense@z9"),
+            "{err}"
+        );
     }
 }

@@ -8,8 +8,14 @@
 //!   (`kibitzer-sae`);
 //! - [`store`]: activations on disk (`kibitzer-store`);
 //! - [`games`]: Othello, chess, MCTS, players, arena, datasets
-//!   (`kibitzer-games`).
+//!   (`kibitzer-games`);
+//! - [`bsp`]: board-state properties, coverage, board reconstruction,
+//!   probes (`kibitzer-bsp`), and [`board_eval`], which feeds a dictionary's
+//!   features to them.
 
+pub mod board_eval;
+
+pub use kibitzer_bsp as bsp;
 pub use kibitzer_games as games;
 pub use kibitzer_sae as sae;
 pub use kibitzer_store as store;

@@ -2,6 +2,7 @@
 //! only names the commands.
 
 mod bench;
+mod bsp;
 mod demo;
 mod games;
 mod sae;
@@ -30,6 +31,12 @@ enum Command {
     /// Games: perft, arena, play, datasets, PGN import, UCI engines.
     #[command(subcommand)]
     Games(games::GamesCommand),
+    /// Board-state properties: labels at tokens.
+    #[command(subcommand)]
+    Bsp(BspCommand),
+    /// Evaluations that need more than activations.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Speed measurements.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -42,5 +49,21 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Sae(cmd) => sae::run(cmd),
         Command::Games(cmd) => games::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Bsp(BspCommand::Labels(a)) => bsp::labels(&a),
+        Command::Eval(EvalCommand::Bsp(a)) => bsp::eval_bsp(&a),
     }
+}
+
+#[derive(Subcommand, Debug)]
+enum BspCommand {
+    /// Print (or write) one JSON object per labelled position: game, ply,
+    /// token, FEN or board, and every board-state property's value.
+    Labels(bsp::LabelsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum EvalCommand {
+    /// Coverage and board reconstruction of a dictionary's features (and
+    /// optionally of the raw neurons and linear probes) against labels.
+    Bsp(bsp::EvalBspArgs),
 }
