@@ -46,7 +46,9 @@ pub enum DeviceError {
     #[error("unknown device {0:?}: expected cpu, cuda, cuda:N or wgpu")]
     Unknown(String),
     /// The backend exists but this binary was built without its feature.
-    #[error("device {device} needs kibitzer built with the `{feature}` feature (cargo build --features {feature})")]
+    #[error(
+        "device {device} needs kibitzer built with the `{feature}` feature (cargo build --features {feature})"
+    )]
     NotCompiled {
         /// The device asked for.
         device: DeviceChoice,
@@ -116,8 +118,14 @@ mod tests {
     #[test]
     fn parses_device_names() {
         assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
-        assert_eq!("CUDA".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(0));
-        assert_eq!("cuda:3".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(3));
+        assert_eq!(
+            "CUDA".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(0)
+        );
+        assert_eq!(
+            "cuda:3".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Cuda(3)
+        );
         assert_eq!("wgpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Wgpu);
         let err = "tpu".parse::<DeviceChoice>().unwrap_err().to_string();
         assert!(err.contains("tpu") && err.contains("cuda:N"), "{err}");

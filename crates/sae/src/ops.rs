@@ -55,9 +55,7 @@ pub fn row_topk_mask(pre: Tensor<2>, k: usize) -> Tensor<2> {
                 order.clear();
                 order.extend(0..cols as u32);
                 order.select_nth_unstable_by(k - 1, |&a, &b| {
-                    v[b as usize]
-                        .total_cmp(&v[a as usize])
-                        .then(a.cmp(&b))
+                    v[b as usize].total_cmp(&v[a as usize]).then(a.cmp(&b))
                 });
                 for &i in &order[..k] {
                     m[i as usize] = 1.0;
@@ -179,17 +177,23 @@ mod tests {
     #[test]
     fn topk_mask_keeps_k_largest_per_row() {
         let x = from_host(vec![0.1, 3.0, -1.0, 2.0, 5.0, 4.0, 0.0, -2.0], 2, 4, &dev());
-        assert_eq!(to_host(row_topk_mask(x, 2)), vec![0., 1., 0., 1., 1., 1., 0., 0.]);
+        assert_eq!(
+            to_host(row_topk_mask(x, 2)),
+            vec![0., 1., 0., 1., 1., 1., 0., 0.]
+        );
     }
 
     #[test]
     fn batch_topk_mask_shares_budget_and_drops_nonpositive() {
         let x = from_host(vec![0.1, 3.0, 0.0, 2.0, 5.0, 4.0, 0.0, 0.0], 2, 4, &dev());
-        assert_eq!(to_host(batch_topk_mask(x.clone(), 3)), vec![0., 0., 0., 0., 1., 1., 0., 0.]
-            .iter()
-            .zip([0., 1., 0., 0., 0., 0., 0., 0.])
-            .map(|(a, b)| a + b)
-            .collect::<Vec<f32>>());
+        assert_eq!(
+            to_host(batch_topk_mask(x.clone(), 3)),
+            vec![0., 0., 0., 0., 1., 1., 0., 0.]
+                .iter()
+                .zip([0., 1., 0., 0., 0., 0., 0., 0.])
+                .map(|(a, b)| a + b)
+                .collect::<Vec<f32>>()
+        );
         // Asking for more than the positive entries keeps only positives.
         let m = to_host(batch_topk_mask(x, 7));
         assert_eq!(m.iter().sum::<f32>(), 5.0);
@@ -199,7 +203,9 @@ mod tests {
     fn geometric_median_resists_outliers() {
         // Five points near the origin and one far outlier: the mean moves,
         // the geometric median stays near the cluster.
-        let pts = vec![0.0, 0.0, 0.1, 0.0, 0.0, 0.1, -0.1, 0.0, 0.0, -0.1, 100.0, 100.0];
+        let pts = vec![
+            0.0, 0.0, 0.1, 0.0, 0.0, 0.1, -0.1, 0.0, 0.0, -0.1, 100.0, 100.0,
+        ];
         let m = geometric_median(&pts, 2, 200, 1e-9);
         assert!(m[0].abs() < 0.2 && m[1].abs() < 0.2, "{m:?}");
     }

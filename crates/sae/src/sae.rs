@@ -274,7 +274,10 @@ impl Sae {
                 let c = row_norms(x.clone())
                     .recip()
                     .mul_scalar((self.config.d_in as f32).sqrt());
-                (x * c.clone(), Some((c.recip(), Tensor::zeros([1, 1], &self.device()))))
+                (
+                    x * c.clone(),
+                    Some((c.recip(), Tensor::zeros([1, 1], &self.device()))),
+                )
             }
             RowNorm::LayerNorm => {
                 let d = self.config.d_in as f32;
@@ -314,7 +317,10 @@ impl Sae {
             }
             Architecture::JumpRelu { .. } => {
                 let pre = self.pre_acts(s);
-                let theta = p.threshold.clone().unwrap_or_else(|| pre.zeros_like().slice([0..1]));
+                let theta = p
+                    .threshold
+                    .clone()
+                    .unwrap_or_else(|| pre.zeros_like().slice([0..1]));
                 pre.clone().greater(theta.expand(pre.dims())).float() * pre.clamp_min(0.0)
             }
             Architecture::TopK { k } => {
@@ -329,7 +335,9 @@ impl Sae {
                 match &p.threshold {
                     // Inference: a JumpReLU with the global threshold learnt in training.
                     Some(theta) => {
-                        pre.clone().greater(theta.clone().expand(pre.dims())).float()
+                        pre.clone()
+                            .greater(theta.clone().expand(pre.dims()))
+                            .float()
                             * pre.clamp_min(0.0)
                     }
                     None => {
