@@ -7,26 +7,9 @@
 use kibitzer_games::Game;
 use kibitzer_games::dataset::OthelloDataset;
 use kibitzer_store::{StoreConfig, StoreWriter};
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn run(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kibitzer"))
-        .args(args)
-        .output()
-        .expect("the kibitzer binary runs");
-    assert!(
-        out.status.success(),
-        "kibitzer {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("temp paths are UTF-8")
-}
+use common::{ok as run, p};
 
 #[test]
 fn labels_then_board_evaluation_of_an_sae_on_the_board_encoding() {

@@ -1,43 +1,10 @@
 //! The `kibitzer` binary end to end on tiny data: synthetic activations,
 //! training a grid, resuming, evaluating, and the errors a user sees.
 
+mod common;
+
+use common::{fails, ok, p, strs};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn kibitzer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kibitzer"))
-        .args(args)
-        .output()
-        .expect("the kibitzer binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = kibitzer(args);
-    assert!(
-        out.status.success(),
-        "kibitzer {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = kibitzer(args);
-    assert!(
-        !out.status.success(),
-        "kibitzer {args:?} should have failed"
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("temp paths are UTF-8")
-}
 
 #[test]
 fn synth_train_resume_eval() {

@@ -1,0 +1,40 @@
+//! Running the `kibitzer` binary from the integration tests.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub fn kibitzer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kibitzer"))
+        .args(args)
+        .output()
+        .expect("the kibitzer binary runs")
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let out = kibitzer(args);
+    assert!(
+        out.status.success(),
+        "kibitzer {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn fails(args: &[&str]) -> String {
+    let out = kibitzer(args);
+    assert!(
+        !out.status.success(),
+        "kibitzer {args:?} should have failed"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
