@@ -14,6 +14,8 @@
 //!   features to them.
 
 pub mod board_eval;
+pub mod sweep;
+pub mod vis;
 
 pub use kibitzer_bsp as bsp;
 pub use kibitzer_games as games;

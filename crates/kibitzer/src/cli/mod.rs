@@ -6,6 +6,8 @@ mod bsp;
 mod demo;
 mod games;
 mod sae;
+mod sweep;
+mod vis;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +42,11 @@ enum Command {
     /// Speed measurements.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// A grid of SAEs from one pass over activations of labelled positions,
+    /// judged on reconstruction and the board: scaling.json, table, charts.
+    Sweep(sweep::SweepArgs),
+    /// A static HTML feature viewer of a sweep, opened from the file system.
+    Vis(vis::VisArgs),
 }
 
 /// Runs a parsed command line.
@@ -51,6 +58,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Bsp(BspCommand::Labels(a)) => bsp::labels(&a),
         Command::Eval(EvalCommand::Bsp(a)) => bsp::eval_bsp(&a),
+        Command::Sweep(a) => sweep::run(&a),
+        Command::Vis(a) => vis::run(&a),
     }
 }
 

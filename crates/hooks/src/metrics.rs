@@ -1,0 +1,160 @@
+//! Metrics that need a model: loss recovered by a spliced dictionary, and
+//! how much an intervention changes the output.
+
+use crate::error::HookError;
+use crate::hooks::{Hook, Hooks, SharedDictionary};
+use crate::model::HookedModel;
+use crate::site::HookSite;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor};
+
+/// Mean next-token cross-entropy (nats) of `logits` `[batch, pos, vocab]`
+/// on `tokens` `[batch, pos]` as a device scalar, differentiable (the
+/// training loss of a GPT): position `p` predicts token `p + 1`;
+/// predictions of a `pad` token are left out. A batch whose targets are all
+/// padding gives NaN; [`next_token_cross_entropy`] checks for that.
+pub fn next_token_loss(
+    logits: Tensor<3>,
+    tokens: Tensor<2, Int>,
+    pad: Option<u32>,
+) -> Result<Tensor<1>, HookError> {
+    let (sum, count) = next_token_terms(logits, tokens, pad)?;
+    Ok(sum.neg() / count)
+}
+
+/// The summed log-likelihood of the targets and their number, on the device.
+fn next_token_terms(
+    logits: Tensor<3>,
+    tokens: Tensor<2, Int>,
+    pad: Option<u32>,
+) -> Result<(Tensor<1>, Tensor<1>), HookError> {
+    let [batch, pos, vocab] = logits.dims();
+    if tokens.dims() != [batch, pos] {
+        return Err(HookError::Input(format!(
+            "next-token loss: logits are {:?} but tokens are {:?} (expected [{batch}, {pos}])",
+            logits.dims(),
+            tokens.dims()
+        )));
+    }
+    if pos < 2 {
+        return Err(HookError::Input(
+            "next-token loss needs sequences of at least 2 tokens".into(),
+        ));
+    }
+    let log_probs = log_softmax(logits.slice([0..batch, 0..pos - 1, 0..vocab]), 2);
+    let targets = tokens.slice([0..batch, 1..pos]);
+    let picked: Tensor<2> = log_probs
+        .gather(2, targets.clone().reshape([batch, pos - 1, 1]))
+        .reshape([batch, pos - 1]);
+    Ok(match pad {
+        Some(p) => {
+            let mask = targets.not_equal_elem(i64::from(p)).float();
+            ((picked * mask.clone()).sum(), mask.sum())
+        }
+        None => {
+            let device = picked.device();
+            (
+                picked.sum(),
+                Tensor::<1>::from_data(
+                    burn::tensor::TensorData::new(vec![(batch * (pos - 1)) as f32], [1]),
+                    &device,
+                ),
+            )
+        }
+    })
+}
+
+/// [`next_token_loss`] read back to the host, or an error when every
+/// target is padding.
+pub fn next_token_cross_entropy(
+    logits: Tensor<3>,
+    tokens: Tensor<2, Int>,
+    pad: Option<u32>,
+) -> Result<f64, HookError> {
+    let (sum, count) = next_token_terms(logits, tokens, pad)?;
+    let count = kibitzer_sae::ops::scalar(count);
+    if count == 0.0 {
+        return Err(HookError::Input(
+            "next-token loss: every target is padding".into(),
+        ));
+    }
+    Ok(-kibitzer_sae::ops::scalar(sum) / count)
+}
+
+/// Mean KL divergence `KL(p || q)` between the softmax distributions of two
+/// logit tensors over their last axis, averaged over all other positions.
+pub fn mean_kl_divergence<const D: usize>(p_logits: Tensor<D>, q_logits: Tensor<D>) -> f64 {
+    let last = D - 1;
+    let log_p = log_softmax(p_logits, last);
+    let log_q = log_softmax(q_logits, last);
+    let rows: usize = log_p.dims()[..last].iter().product();
+    let kl = (log_p.clone().exp() * (log_p - log_q)).sum();
+    kibitzer_sae::ops::scalar(kl) / rows.max(1) as f64
+}
+
+/// The three losses behind "loss recovered" and the fraction itself.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossRecovered {
+    /// Loss of the unmodified model.
+    pub clean: f64,
+    /// Loss with the dictionary's reconstruction in place of the activation.
+    pub spliced: f64,
+    /// Loss with the activation zeroed.
+    pub zero_ablated: f64,
+    /// `(zero_ablated - spliced) / (zero_ablated - clean)`: 1 when splicing
+    /// costs nothing, 0 when it is as bad as removing the activation.
+    pub fraction: f64,
+}
+
+/// Loss recovered by `dictionary` at `site`, averaged over `inputs` (each
+/// input weighted equally): `(CE_zero_ablation - CE_spliced) /
+/// (CE_zero_ablation - CE_clean)`. `loss` scores one output (e.g. with
+/// [`next_token_cross_entropy`]).
+pub fn loss_recovered<M: HookedModel>(
+    model: &M,
+    inputs: &[M::Input],
+    site: HookSite,
+    dictionary: SharedDictionary,
+    loss: impl Fn(&M::Input, M::Output) -> Result<f64, HookError>,
+) -> Result<LossRecovered, HookError> {
+    if inputs.is_empty() {
+        return Err(HookError::Input(
+            "loss recovered needs at least one input batch".into(),
+        ));
+    }
+    let (mut clean, mut spliced, mut zero) = (0.0, 0.0, 0.0);
+    for input in inputs {
+        clean += loss(input, model.forward(input)?)?;
+        let mut hooks = Hooks::new().with(site, Hook::splice(dictionary.clone()));
+        spliced += loss(input, model.run_with_hooks(input, &mut hooks)?)?;
+        let mut hooks = Hooks::new().with(site, Hook::zero());
+        zero += loss(input, model.run_with_hooks(input, &mut hooks)?)?;
+    }
+    let n = inputs.len() as f64;
+    let (clean, spliced, zero_ablated) = (clean / n, spliced / n, zero / n);
+    if (zero_ablated - clean).abs() < 1e-12 {
+        return Err(HookError::Input(format!(
+            "zero-ablating {site} leaves the loss at {clean}: loss recovered is undefined there"
+        )));
+    }
+    Ok(LossRecovered {
+        clean,
+        spliced,
+        zero_ablated,
+        fraction: (zero_ablated - spliced) / (zero_ablated - clean),
+    })
+}
+
+/// How much `hooks` change the model's output on `input`, as `measure`
+/// (clean output, edited output) scores it, e.g. [`mean_kl_divergence`] of
+/// the logits.
+pub fn output_change<M: HookedModel>(
+    model: &M,
+    input: &M::Input,
+    hooks: &mut Hooks<'_>,
+    measure: impl FnOnce(M::Output, M::Output) -> f64,
+) -> Result<f64, HookError> {
+    let clean = model.forward(input)?;
+    let edited = model.run_with_hooks(input, hooks)?;
+    Ok(measure(clean, edited))
+}

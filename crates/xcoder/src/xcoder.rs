@@ -1,0 +1,427 @@
+//! [`Xcoder`]: a transcoder or a crosscoder, as the trainer, the file
+//! formats and the command line see them.
+//!
+//! Both read rows made of blocks side by side (see [`crate::blocks`]): a
+//! transcoder's training row is `[x | y]` (its input site, then the site it
+//! predicts), a crosscoder's is `[x_1 | .. | x_n]`, read and reconstructed
+//! whole. [`Xcoder::row_blocks`] lists the blocks of a training row and
+//! [`Xcoder::split`] cuts a batch of rows into the dictionary's input and
+//! target.
+
+use crate::blocks::{self, Block};
+use crate::crosscoder::{Crosscoder, CrosscoderConfig};
+use crate::error::XcoderError;
+use crate::step::{StepModel, step};
+use crate::step_host::{self, Selection};
+use crate::transcoder::{Transcoder, TranscoderConfig};
+use burn::tensor::{Device, Tensor};
+use kibitzer_sae::arch::{StepInputs, StepOutput};
+use kibitzer_sae::dictionary::{Dictionary, Forward};
+use kibitzer_sae::{Architecture, Params, RowNorm, Sae, SaeConfig};
+
+/// Which kind of dictionary, for files and the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Reads one site, predicts another.
+    Transcoder,
+    /// Reads and reconstructs several blocks.
+    Crosscoder,
+}
+
+impl Kind {
+    /// `transcoder` or `crosscoder`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Transcoder => "transcoder",
+            Kind::Crosscoder => "crosscoder",
+        }
+    }
+}
+
+/// The configuration of an [`Xcoder`]: what [`XcoderConfig::init`] builds
+/// and what run manifests and checkpoints record.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum XcoderConfig {
+    /// A transcoder.
+    Transcoder(TranscoderConfig),
+    /// A crosscoder.
+    Crosscoder(CrosscoderConfig),
+}
+
+impl XcoderConfig {
+    /// Checks the configuration, naming what is wrong.
+    pub fn validate(&self) -> Result<(), XcoderError> {
+        match self {
+            XcoderConfig::Transcoder(c) => c.validate(),
+            XcoderConfig::Crosscoder(c) => c.validate(),
+        }
+    }
+
+    /// A freshly initialised dictionary, identical for a given seed.
+    pub fn init(&self, seed: u64, device: &Device) -> Result<Xcoder, XcoderError> {
+        Ok(match self {
+            XcoderConfig::Transcoder(c) => Xcoder::Transcoder(Transcoder::init(c, seed, device)?),
+            XcoderConfig::Crosscoder(c) => {
+                Xcoder::Crosscoder(Crosscoder::init(c.clone(), seed, device)?)
+            }
+        })
+    }
+
+    /// Transcoder or crosscoder.
+    pub fn kind(&self) -> Kind {
+        match self {
+            XcoderConfig::Transcoder(_) => Kind::Transcoder,
+            XcoderConfig::Crosscoder(_) => Kind::Crosscoder,
+        }
+    }
+
+    /// The dictionary with these settings and the given weights (checked
+    /// against the shapes the configuration implies).
+    pub fn with_params(
+        &self,
+        params: Params,
+        block_scales: Vec<f32>,
+    ) -> Result<Xcoder, XcoderError> {
+        self.validate()?;
+        let xcoder = match self {
+            XcoderConfig::Transcoder(c) => {
+                let sae = Sae {
+                    config: SaeConfig {
+                        architecture: c.architecture.clone(),
+                        d_in: c.d_in,
+                        d_sae: c.d_sae,
+                        d_out: c.d_out,
+                        apply_b_dec_to_input: false,
+                        rescale_acts_by_decoder_norm: false,
+                        row_norm: RowNorm::None,
+                    },
+                    params,
+                };
+                Xcoder::Transcoder(Transcoder::from_sae(sae, &c.input_site, &c.output_site)?)
+            }
+            XcoderConfig::Crosscoder(c) => {
+                if block_scales.len() != c.blocks.len() {
+                    return Err(XcoderError::shape(
+                        "crosscoder block_scales",
+                        format!("{} values, one per block", c.blocks.len()),
+                        format!("{} values", block_scales.len()),
+                    ));
+                }
+                Xcoder::Crosscoder(Crosscoder {
+                    config: c.clone(),
+                    params,
+                    block_scales,
+                })
+            }
+        };
+        xcoder.check_shapes()?;
+        Ok(xcoder)
+    }
+}
+
+/// A transcoder or a crosscoder.
+#[derive(Clone, Debug)]
+pub enum Xcoder {
+    /// A transcoder (an [`kibitzer_sae::Sae`] with its sites).
+    Transcoder(Transcoder),
+    /// A crosscoder.
+    Crosscoder(Crosscoder),
+}
+
+impl From<Transcoder> for Xcoder {
+    fn from(t: Transcoder) -> Self {
+        Xcoder::Transcoder(t)
+    }
+}
+
+impl From<Crosscoder> for Xcoder {
+    fn from(c: Crosscoder) -> Self {
+        Xcoder::Crosscoder(c)
+    }
+}
+
+impl Xcoder {
+    /// The configuration that rebuilds this dictionary's shape.
+    pub fn config(&self) -> XcoderConfig {
+        match self {
+            Xcoder::Transcoder(t) => XcoderConfig::Transcoder(t.config()),
+            Xcoder::Crosscoder(c) => XcoderConfig::Crosscoder(c.config.clone()),
+        }
+    }
+
+    /// Checks every parameter's shape against the configuration, and that
+    /// exactly the optional tensors the architecture uses are present.
+    pub fn check_shapes(&self) -> Result<(), XcoderError> {
+        let (d_in, d_out, d_sae) = (self.d_in(), self.d_out(), Xcoder::d_sae(self));
+        let p = self.params();
+        let arch = self.architecture().clone();
+        let mut expected: Vec<(&str, [usize; 2])> = vec![
+            ("w_enc", [d_in, d_sae]),
+            ("b_enc", [1, d_sae]),
+            ("w_dec", [d_sae, d_out]),
+            ("b_dec", [1, d_out]),
+        ];
+        let threshold_needed = matches!(arch, Architecture::JumpRelu { .. });
+        let threshold_allowed = threshold_needed || matches!(arch, Architecture::BatchTopK { .. });
+        match (&p.threshold, threshold_allowed) {
+            (Some(_), true) => expected.push(("threshold", [1, d_sae])),
+            (Some(_), false) => {
+                return Err(XcoderError::config(
+                    "parameters",
+                    format!("a {} dictionary has no threshold", arch.name()),
+                ));
+            }
+            (None, _) if threshold_needed => {
+                return Err(XcoderError::config(
+                    "parameters",
+                    "a JumpReLU dictionary needs a threshold",
+                ));
+            }
+            _ => {}
+        }
+        if p.w_skip.is_some() {
+            if self.kind() == Kind::Crosscoder {
+                return Err(XcoderError::config(
+                    "parameters",
+                    "crosscoders have no skip path (w_skip)",
+                ));
+            }
+            expected.push(("w_skip", [d_out, d_in]));
+        }
+        if p.b_mag.is_some() || p.r_mag.is_some() {
+            return Err(XcoderError::config(
+                "parameters",
+                "gated parameters (b_mag, r_mag) are not supported",
+            ));
+        }
+        let named = p.named();
+        for (name, shape) in expected {
+            let t = &named
+                .iter()
+                .find(|(n, _)| *n == name)
+                .expect("every expected name is present: checked above or always present")
+                .1;
+            if t.dims() != shape {
+                return Err(XcoderError::shape(
+                    format!("parameter {name}"),
+                    format!("{shape:?}"),
+                    format!("{:?}", t.dims()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Transcoder or crosscoder.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Xcoder::Transcoder(_) => Kind::Transcoder,
+            Xcoder::Crosscoder(_) => Kind::Crosscoder,
+        }
+    }
+
+    /// The weights.
+    pub fn params(&self) -> &Params {
+        match self {
+            Xcoder::Transcoder(t) => &t.sae.params,
+            Xcoder::Crosscoder(c) => &c.params,
+        }
+    }
+
+    /// The weights, mutably (the optimiser writes here).
+    pub fn params_mut(&mut self) -> &mut Params {
+        match self {
+            Xcoder::Transcoder(t) => &mut t.sae.params,
+            Xcoder::Crosscoder(c) => &mut c.params,
+        }
+    }
+
+    /// The architecture.
+    pub fn architecture(&self) -> &Architecture {
+        match self {
+            Xcoder::Transcoder(t) => &t.sae.config.architecture,
+            Xcoder::Crosscoder(c) => &c.config.architecture,
+        }
+    }
+
+    /// Number of features.
+    pub fn d_sae(&self) -> usize {
+        match self {
+            Xcoder::Transcoder(t) => t.sae.config.d_sae,
+            Xcoder::Crosscoder(c) => c.config.d_sae,
+        }
+    }
+
+    /// The blocks of a training row: `[input, output]` for a transcoder, the
+    /// crosscoder's blocks otherwise.
+    pub fn row_blocks(&self) -> Vec<Block> {
+        match self {
+            Xcoder::Transcoder(t) => vec![
+                Block::new(t.input_site.clone(), t.sae.config.d_in),
+                Block::new(t.output_site.clone(), t.sae.config.d_out),
+            ],
+            Xcoder::Crosscoder(c) => c.config.blocks.clone(),
+        }
+    }
+
+    /// Width of a training row.
+    pub fn row_width(&self) -> usize {
+        blocks::total_width(&self.row_blocks())
+    }
+
+    /// Widths of the output blocks (one FVU each).
+    pub fn output_widths(&self) -> Vec<usize> {
+        match self {
+            Xcoder::Transcoder(t) => vec![t.sae.config.d_out],
+            Xcoder::Crosscoder(c) => c.config.widths(),
+        }
+    }
+
+    /// Cuts a batch of training rows `[B, row_width]` into input and target.
+    pub fn split(&self, rows: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        match self {
+            Xcoder::Transcoder(t) => {
+                let d_in = t.sae.config.d_in;
+                let d_out = t.sae.config.d_out;
+                (rows.clone().narrow(1, 0, d_in), rows.narrow(1, d_in, d_out))
+            }
+            Xcoder::Crosscoder(_) => (rows.clone(), rows),
+        }
+    }
+
+    /// Whether training keeps decoder rows at unit norm (transcoders with
+    /// every architecture but L1, as kibitzer-sae's SAEs; crosscoders never:
+    /// their penalty and selection are weighted by decoder norms instead).
+    pub fn unit_norm_decoder(&self) -> bool {
+        match self {
+            Xcoder::Transcoder(t) => t.sae.config.architecture.unit_norm_decoder(),
+            Xcoder::Crosscoder(_) => false,
+        }
+    }
+
+    /// Loss and gradients of one batch (input `x`, target `y`, both
+    /// normalised as in training): [`crate::step::step`], or for TopK and
+    /// BatchTopK on the CPU the same step fused and sparse
+    /// ([`crate::step_host`]).
+    pub fn step(&self, x: Tensor<2>, y: Tensor<2>, inputs: &StepInputs) -> StepOutput {
+        let widths = self.output_widths();
+        let model = StepModel {
+            params: self.params(),
+            architecture: self.architecture(),
+            out_blocks: &widths,
+            select_by_norm: matches!(self, Xcoder::Crosscoder(_)),
+        };
+        // TopK-style steps are sparse: on the CPU the fused host step skips
+        // the four dense products that only touch k features per row.
+        let host = kibitzer_sae::device::is_host(&x.device());
+        match (self.architecture(), host) {
+            (Architecture::TopK { k }, true) => {
+                step_host::step(&model, x, y, inputs, Selection::PerRow(*k))
+            }
+            (Architecture::BatchTopK { k }, true) => {
+                step_host::step(&model, x, y, inputs, Selection::Batch(*k))
+            }
+            _ => step(&model, x, y, inputs),
+        }
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.params().w_enc.device()
+    }
+
+    /// Moves the weights to another device.
+    pub fn to_device(&self, device: &Device) -> Xcoder {
+        match self {
+            Xcoder::Transcoder(t) => Xcoder::Transcoder(Transcoder {
+                sae: t.sae.to_device(device),
+                ..t.clone()
+            }),
+            Xcoder::Crosscoder(c) => Xcoder::Crosscoder(c.to_device(device)),
+        }
+    }
+
+    /// The scale of each row block the weights expect (see
+    /// [`crate::train`]): a crosscoder's [`Crosscoder::block_scales`]; ones
+    /// for a transcoder, whose saved weights are always folded to raw units.
+    pub fn row_scales(&self) -> Vec<f32> {
+        match self {
+            Xcoder::Transcoder(_) => vec![1.0; 2],
+            Xcoder::Crosscoder(c) => c.block_scales.clone(),
+        }
+    }
+
+    /// The dictionary for raw activations, from weights trained on rows
+    /// whose blocks were multiplied by `scales` (one per row block): a
+    /// transcoder is folded exactly ([`kibitzer_sae::Sae::fold_activation_scale`]),
+    /// a crosscoder records the scales ([`Crosscoder::block_scales`]) and
+    /// folds them where that is exact ([`Crosscoder::folded`]).
+    pub fn for_raw_activations(&self, scales: &[f32]) -> Result<Xcoder, XcoderError> {
+        let blocks = self.row_blocks();
+        if scales.len() != blocks.len() || scales.iter().any(|c| !(c.is_finite() && *c > 0.0)) {
+            return Err(XcoderError::shape(
+                "activation scales",
+                format!(
+                    "{} finite positive numbers, one per row block",
+                    blocks.len()
+                ),
+                format!("{scales:?}"),
+            ));
+        }
+        Ok(match self {
+            Xcoder::Transcoder(t) => Xcoder::Transcoder(Transcoder {
+                sae: t.sae.fold_activation_scale(scales[0], scales[1]),
+                ..t.clone()
+            }),
+            Xcoder::Crosscoder(c) => {
+                let mut c = c.clone();
+                c.block_scales = scales.to_vec();
+                Xcoder::Crosscoder(c.folded())
+            }
+        })
+    }
+}
+
+impl Dictionary for Xcoder {
+    fn d_in(&self) -> usize {
+        match self {
+            Xcoder::Transcoder(t) => t.d_in(),
+            Xcoder::Crosscoder(c) => c.d_in(),
+        }
+    }
+    fn d_sae(&self) -> usize {
+        Xcoder::d_sae(self)
+    }
+    fn d_out(&self) -> usize {
+        match self {
+            Xcoder::Transcoder(t) => t.d_out(),
+            Xcoder::Crosscoder(c) => c.d_out(),
+        }
+    }
+    fn encode(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Xcoder::Transcoder(t) => t.encode(x),
+            Xcoder::Crosscoder(c) => c.encode(x),
+        }
+    }
+    fn decode(&self, features: Tensor<2>) -> Tensor<2> {
+        match self {
+            Xcoder::Transcoder(t) => t.decode(features),
+            Xcoder::Crosscoder(c) => c.decode(features),
+        }
+    }
+    fn forward(&self, x: Tensor<2>) -> Forward {
+        match self {
+            Xcoder::Transcoder(t) => t.forward(x),
+            Xcoder::Crosscoder(c) => c.forward(x),
+        }
+    }
+    fn decoder_directions(&self) -> Tensor<2> {
+        match self {
+            Xcoder::Transcoder(t) => t.decoder_directions(),
+            Xcoder::Crosscoder(c) => c.decoder_directions(),
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! Recovery of planted sparse maps: transcoders of every architecture learn
+//! a planted map from input to output, a skip transcoder learns the planted
+//! dense map beside it, crosscoders recover features shared across layers,
+//! stage-wise diffing ranks a feature that only the fine-tuned model has
+//! first, and a killed run resumes to the same weights. Each dictionary is
+//! small and trains in about a second.
+
+#![cfg(feature = "flex")]
+
+use burn::tensor::Device;
+use kibitzer_sae::Architecture;
+use kibitzer_sae::dictionary::Dictionary;
+use kibitzer_sae::ops::to_host;
+use kibitzer_sae::synth::mmcs;
+use kibitzer_sae::train::{RunOptions, TrainConfig};
+use kibitzer_xcoder::diff::{
+    DmParent, RankBy, StageSources, StagewiseConfig, model_diff, run_stagewise,
+};
+use kibitzer_xcoder::eval::evaluate;
+use kibitzer_xcoder::planted::{Planted, PlantedConfig};
+use kibitzer_xcoder::run::XRun;
+use kibitzer_xcoder::source::RowSource;
+use kibitzer_xcoder::train::XTrainer;
+use kibitzer_xcoder::{Block, CrosscoderConfig, TranscoderConfig, Xcoder, XcoderConfig};
+use std::path::Path;
+
+fn dev() -> Device {
+    Device::flex()
+}
+
+fn options(dir: &Path) -> RunOptions {
+    RunOptions {
+        checkpoint_every: 0,
+        log_every: 100,
+        progress: false,
+        ..RunOptions::new(dir)
+    }
+}
+
+/// Trains `config` on `source` with `training`; the dictionary for raw rows.
+fn train(config: XcoderConfig, training: TrainConfig, source: &mut Planted, dir: &Path) -> Xcoder {
+    let xcoder = config.init(training.seed, &dev()).unwrap();
+    let mut run = XRun::new("dict", XTrainer::new(xcoder, training).unwrap(), &dev()).unwrap();
+    run.run(source, &options(dir)).unwrap();
+    run.inference_xcoder().unwrap()
+}
+
+/// The architecture's defaults, shortened: 512-row batches, a faster
+/// learning rate and a short dead-feature window for a 1000-step run.
+fn training(arch: &Architecture, d_sae: usize, steps: usize, lr: f64) -> TrainConfig {
+    let mut c = TrainConfig::for_architecture(arch, d_sae, steps);
+    c.batch_size = 512;
+    c.dead_after_rows = 50_000;
+    c.lr = lr;
+    c
+}
+
+fn transcoder(
+    arch: Architecture,
+    d_in: usize,
+    d_out: usize,
+    d_sae: usize,
+    skip: bool,
+) -> XcoderConfig {
+    XcoderConfig::Transcoder(TranscoderConfig {
+        architecture: arch,
+        input_site: "blocks.0.ln2.hook_normalized".into(),
+        d_in,
+        output_site: "blocks.0.hook_mlp_out".into(),
+        d_out,
+        d_sae,
+        skip,
+    })
+}
+
+fn transcoder_data(skip_scale: f64) -> PlantedConfig {
+    PlantedConfig {
+        n_features: 32,
+        input_widths: vec![24],
+        output_widths: vec![16],
+        firing_probability: 0.06,
+        block_presence: 1.0,
+        noise_std: 0.005,
+        dense_input_std: 0.0,
+        skip_scale,
+        seed: 1,
+    }
+}
+
+#[test]
+fn transcoders_of_every_architecture_recover_a_planted_map() {
+    // (architecture, learning rate, sparsity coefficient when it has one)
+    let archs = [
+        (Architecture::TopK { k: 5 }, 3e-3, None),
+        (Architecture::BatchTopK { k: 3 }, 3e-3, None),
+        (Architecture::Standard, 1e-3, Some(1.0)),
+        (Architecture::JumpRelu { bandwidth: 0.1 }, 3e-3, Some(0.3)),
+    ];
+    for (arch, lr, coefficient) in archs {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut source = Planted::new(transcoder_data(0.0)).unwrap();
+        let mut c = training(&arch, 64, 1000, lr);
+        if let Some(coefficient) = coefficient {
+            c.sparsity_coefficient = coefficient;
+        }
+        let t = train(
+            transcoder(arch.clone(), 24, 16, 64, false),
+            c,
+            &mut source,
+            tmp.path(),
+        );
+        // The decoder holds the planted output directions, and the whole
+        // map (encoder, selection, decoder) predicts the output on rows
+        // it has not seen.
+        let (truth, d) = source.target_directions();
+        let score = mmcs(truth, 32, &to_host(t.decoder_directions()), 64, d).unwrap();
+        let eval = evaluate(&t, &mut source, 4096, 1024, &dev()).unwrap();
+        assert!(score > 0.93, "{arch:?}: MMCS {score}");
+        assert!(eval.fvu.concatenated < 0.1, "{arch:?}: {:?}", eval.fvu);
+        assert_eq!(eval.fvu.per_block.len(), 1);
+        assert_eq!(
+            eval.fvu.mean_of_blocks, eval.fvu.concatenated,
+            "one block: both FVUs agree"
+        );
+    }
+}
+
+#[test]
+fn skip_transcoder_learns_the_planted_dense_map() {
+    let arch = Architecture::TopK { k: 3 };
+    let mut fvus = Vec::new();
+    for skip in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        // A dense part of the input that no feature explains, mapped to the
+        // output by the planted skip map: only a skip path can carry it.
+        let data = PlantedConfig {
+            n_features: 16,
+            dense_input_std: 0.3,
+            ..transcoder_data(1.0)
+        };
+        let mut source = Planted::new(data).unwrap();
+        let t = train(
+            transcoder(arch.clone(), 24, 16, 32, skip),
+            training(&arch, 32, 1000, 3e-3),
+            &mut source,
+            tmp.path(),
+        );
+        fvus.push(
+            evaluate(&t, &mut source, 4096, 1024, &dev())
+                .unwrap()
+                .fvu
+                .concatenated,
+        );
+        if skip {
+            let Xcoder::Transcoder(t) = &t else {
+                panic!("a transcoder was trained")
+            };
+            let learnt = to_host(t.sae.params.w_skip.clone().unwrap());
+            let truth = source.skip_matrix().unwrap();
+            let err: f32 = learnt
+                .iter()
+                .zip(truth)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f32>()
+                .sqrt();
+            let norm: f32 = truth.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!(err < 0.2 * norm, "W_skip relative error {}", err / norm);
+        }
+    }
+    // The sparse path alone cannot carry a dense map.
+    assert!(
+        fvus[1] < 0.15 && fvus[1] < 0.5 * fvus[0],
+        "FVU without / with skip: {fvus:?}"
+    );
+}
+
+fn layered_data(seed: u64) -> PlantedConfig {
+    PlantedConfig {
+        n_features: 32,
+        input_widths: vec![16, 16, 16],
+        output_widths: vec![],
+        firing_probability: 0.06,
+        // Most features live in some of the layers only.
+        block_presence: 0.6,
+        noise_std: 0.005,
+        dense_input_std: 0.0,
+        skip_scale: 0.0,
+        seed,
+    }
+}
+
+fn crosscoder(arch: Architecture, widths: &[usize], d_sae: usize) -> XcoderConfig {
+    XcoderConfig::Crosscoder(CrosscoderConfig {
+        architecture: arch,
+        blocks: widths
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Block::new(format!("blocks.{i}.hook_resid_post"), w))
+            .collect(),
+        d_sae,
+    })
+}
+
+#[test]
+fn crosscoders_recover_features_shared_across_layers() {
+    for (arch, lr, coefficient) in [
+        (Architecture::Standard, 2e-3, Some(2.0)),
+        (Architecture::TopK { k: 4 }, 3e-3, None),
+        (Architecture::BatchTopK { k: 2 }, 3e-3, None),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut source = Planted::new(layered_data(2)).unwrap();
+        let mut c = training(&arch, 64, 1000, lr);
+        if let Some(coefficient) = coefficient {
+            c.sparsity_coefficient = coefficient;
+        }
+        let x = train(
+            crosscoder(arch.clone(), &[16, 16, 16], 64),
+            c,
+            &mut source,
+            tmp.path(),
+        );
+        let (truth, d) = source.target_directions();
+        let decoder = to_host(x.decoder_directions());
+        let score = mmcs(truth, 32, &decoder, 64, d).unwrap();
+        assert!(score > 0.93, "{arch:?}: MMCS {score}");
+        // A feature recovered well (cosine > 0.95 with its best latent, for
+        // most features) is recovered with its layer structure: where the
+        // feature is absent, its latent writes (almost) nothing, so the
+        // crosscoder found cross-layer features, not one direction per layer.
+        let unit = |v: &[f32]| {
+            let n = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+            v.iter().map(|a| a / n).collect::<Vec<f32>>()
+        };
+        let (mut recovered, mut checked) = (0, 0);
+        for t in truth.chunks(d) {
+            let t = unit(t);
+            let (fit, best) = decoder
+                .chunks(d)
+                .map(|row| {
+                    let row = unit(row);
+                    (row.iter().zip(&t).map(|(x, y)| x * y).sum::<f32>(), row)
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .unwrap();
+            if fit < 0.95 {
+                continue;
+            }
+            recovered += 1;
+            for layer in 0..3 {
+                let range = layer * 16..(layer + 1) * 16;
+                if t[range.clone()].iter().all(|v| *v == 0.0) {
+                    let leak: f32 = best[range].iter().map(|v| v * v).sum::<f32>().sqrt();
+                    assert!(
+                        leak < 0.15,
+                        "{arch:?}: a latent writes {leak} into a layer its feature is absent from"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(
+            recovered >= 26,
+            "{arch:?}: {recovered} of 32 features recovered"
+        );
+        assert!(
+            checked > 10,
+            "the data has layer-specific features ({checked} absences)"
+        );
+        let eval = evaluate(&x, &mut source, 4096, 1024, &dev()).unwrap();
+        assert!(
+            eval.fvu.concatenated < 0.1 && eval.fvu.mean_of_blocks < 0.1,
+            "{arch:?}: {:?}",
+            eval.fvu
+        );
+        assert_eq!(eval.fvu.per_block.len(), 3);
+    }
+}
+
+#[test]
+fn stagewise_diffing_ranks_the_fine_tuned_models_new_feature_first() {
+    // Two layers of 12. Feature 0 is the planted one: the base model writes
+    // it into layer 0 only; the fine-tuned model also writes a new direction
+    // into layer 1. The fine-tuning data make it (and feature 1) fire more.
+    let config = PlantedConfig {
+        n_features: 16,
+        input_widths: vec![12, 12],
+        output_widths: vec![],
+        firing_probability: 0.1,
+        block_presence: 1.0,
+        noise_std: 0.005,
+        dense_input_std: 0.0,
+        skip_scale: 0.0,
+        seed: 3,
+    };
+    let base_model = Planted::new(config.clone()).unwrap();
+    let planted = base_model.input_directions()[..24].to_vec();
+    let (layer0, new_direction) = (planted[..12].to_vec(), {
+        // The layer-1 direction of a feature of another seed: new to the model.
+        let other = Planted::new(PlantedConfig {
+            seed: 99,
+            ..config.clone()
+        })
+        .unwrap();
+        other.input_directions()[12..24].to_vec()
+    });
+    let mut base_model = base_model;
+    let only_layer0: Vec<f32> = layer0
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(0.0, 12))
+        .collect();
+    base_model.set_direction(0, false, &only_layer0).unwrap();
+    let mut finetuned_model = base_model.clone();
+    let with_new: Vec<f32> = layer0.iter().chain(&new_direction).copied().collect();
+    finetuned_model.set_direction(0, false, &with_new).unwrap();
+    let finetune_data = |mut p: Planted| {
+        p.set_probability(0, 0.3).unwrap();
+        p.set_probability(1, 0.3).unwrap();
+        p
+    };
+    let mut s = base_model.clone();
+    let mut d = finetune_data(base_model.clone());
+    let mut m = finetuned_model.clone();
+    let mut dm = finetune_data(finetuned_model);
+
+    // An L1 crosscoder, as reference 003 and Anthropic's crosscoders.
+    let arch = Architecture::Standard;
+    let mut train_config = training(&arch, 24, 1000, 2e-3);
+    train_config.sparsity_coefficient = 2.0;
+    let fine_tune = TrainConfig {
+        steps: 400,
+        lr: 7e-4,
+        lr_warmup_steps: 20,
+        lr_decay_start: Some(320),
+        sparsity_warmup_steps: 0,
+        ..train_config.clone()
+    };
+    let stagewise = StagewiseConfig {
+        dictionary: crosscoder(arch, &[12, 12], 24),
+        train: train_config,
+        fine_tune,
+        dm_parent: DmParent::D,
+        rank_by: RankBy::ModelChange,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let sources = StageSources {
+        base_model_base_data: &mut s,
+        base_model_finetune_data: &mut d,
+        finetuned_model_base_data: &mut m,
+        finetuned_model_finetune_data: &mut dm,
+    };
+    let outcome = run_stagewise(
+        &stagewise,
+        sources,
+        tmp.path(),
+        &options(tmp.path()),
+        0,
+        &dev(),
+    )
+    .unwrap();
+    let diff = &outcome.diff;
+    eprintln!("{}", diff.to_markdown(5));
+
+    // The latents that hold the planted feature: its base-model version at
+    // stage S, or its fine-tuned version at stage DM (training may spread it
+    // over more than one latent).
+    let decoder = |stage: usize| to_host(outcome.runs[stage].trainer.xcoder.params().w_dec.clone());
+    let (s_decoder, dm_decoder) = (decoder(0), decoder(3));
+    let cos = |a: &[f32], b: &[f32]| {
+        let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (n(a) * n(b))
+    };
+    let planted_latents: Vec<usize> = (0..24)
+        .filter(|&j| {
+            cos(&s_decoder[j * 24..(j + 1) * 24], &only_layer0) > 0.9
+                || cos(&dm_decoder[j * 24..(j + 1) * 24], &with_new) > 0.9
+        })
+        .collect();
+    assert!(
+        !planted_latents.is_empty(),
+        "the crosscoder learnt the planted feature"
+    );
+    let top = &diff.features[0];
+    assert!(
+        planted_latents.contains(&top.feature),
+        "ranked first: {}",
+        diff.to_markdown(3)
+    );
+    // Every other latent is far behind.
+    for f in diff
+        .features
+        .iter()
+        .filter(|f| !planted_latents.contains(&f.feature))
+    {
+        assert!(
+            f.score < 0.2 * top.score,
+            "latent {} scores {} against {}",
+            f.feature,
+            f.score,
+            top.score
+        );
+    }
+    // The top latent turned toward the fine-tuned model's new direction:
+    // it writes it into layer 1 at DM, and wrote nothing there at S.
+    let layer1 = &dm_decoder[top.feature * 24 + 12..top.feature * 24 + 24];
+    assert!(
+        cos(layer1, &new_direction) > 0.9,
+        "DM layer 1 of the top latent: cosine {}",
+        cos(layer1, &new_direction)
+    );
+    assert!(
+        top.norm_change[1] > 0.5 && top.block_norms[0][1] < 0.2 * top.block_norms[3][1],
+        "{top:?}"
+    );
+    let latent = top.feature;
+    // The stages and the report are on disk.
+    for stage in ["S", "D", "M", "DM"] {
+        assert!(
+            tmp.path()
+                .join(format!("stage-{stage}/{stage}/cfg.json"))
+                .is_file()
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("diff.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["features"][0]["feature"], latent);
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_weights() {
+    // BatchTopK crosscoder with normalisation: the checkpoint must carry the
+    // Adam moments, the dead-feature counters, the threshold estimate, the
+    // estimated scales and the source position.
+    let arch = Architecture::BatchTopK { k: 3 };
+    let mut c = training(&arch, 32, 120, 3e-3);
+    c.threshold_start_step = 10;
+    let config = crosscoder(arch, &[16, 16, 16], 32);
+    let make = || {
+        let x = config.init(7, &dev()).unwrap();
+        XRun::new("cc", XTrainer::new(x, c.clone()).unwrap(), &dev()).unwrap()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("whole"), tmp.path().join("killed"));
+    let mut whole = make();
+    whole
+        .run(&mut Planted::new(layered_data(5)).unwrap(), &options(&a))
+        .unwrap();
+
+    let opts = RunOptions {
+        checkpoint_every: 50,
+        stop_after: Some(70),
+        ..options(&b)
+    };
+    let mut killed = make();
+    killed
+        .run(&mut Planted::new(layered_data(5)).unwrap(), &opts)
+        .unwrap();
+    assert_eq!(killed.step(), 70);
+    let (mut resumed, position) = XRun::resume(&b, &dev()).unwrap();
+    assert_eq!(resumed.step(), 50, "resumes from the last checkpoint");
+    let mut source = Planted::new(layered_data(5)).unwrap();
+    source.restore(&position).unwrap();
+    resumed.run(&mut source, &options(&b)).unwrap();
+
+    let (p, q) = (
+        whole.trainer.xcoder.params(),
+        resumed.trainer.xcoder.params(),
+    );
+    for ((name, x), (_, y)) in p.named().into_iter().zip(q.named()) {
+        assert_eq!(to_host(x), to_host(y), "{name} differs after resuming");
+    }
+    assert_eq!(whole.row_scales, resumed.row_scales);
+    assert_eq!(
+        whole.trainer.threshold_estimate(),
+        resumed.trainer.threshold_estimate()
+    );
+    assert!(whole.trainer.threshold_estimate().is_some());
+    // The log has each logged step once.
+    let log = std::fs::read_to_string(b.join("cc/log.jsonl")).unwrap();
+    let steps: Vec<u64> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, vec![99, 119]);
+}
+
+#[test]
+fn a_two_model_crosscoder_separates_shared_and_exclusive_features() {
+    // Two blocks: the same site of model A and model B. With presence 0.6
+    // per block, some features exist in one model only.
+    let data = PlantedConfig {
+        n_features: 24,
+        input_widths: vec![12, 12],
+        block_presence: 0.6,
+        ..layered_data(8)
+    };
+    let arch = Architecture::Standard;
+    let mut c = training(&arch, 48, 1000, 2e-3);
+    c.sparsity_coefficient = 2.0;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut source = Planted::new(data).unwrap();
+    let mut run = XRun::new(
+        "diff",
+        XTrainer::new(crosscoder(arch, &[12, 12], 48).init(0, &dev()).unwrap(), c).unwrap(),
+        &dev(),
+    )
+    .unwrap();
+    run.run(&mut source, &options(tmp.path())).unwrap();
+    let Xcoder::Crosscoder(cc) = &run.trainer.xcoder else {
+        panic!("a crosscoder was trained")
+    };
+    let features = model_diff(cc, 0, 1).unwrap();
+    let decoder = to_host(cc.params.w_dec.clone());
+    let truth = source.input_directions();
+    let (mut only_a, mut only_b, mut shared) = (0, 0, 0);
+    for t in truth.chunks(24) {
+        let present = |r: std::ops::Range<usize>| t[r].iter().any(|v| *v != 0.0);
+        let (in_a, in_b) = (present(0..12), present(12..24));
+        // The latent whose decoder matches this feature best.
+        let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        let (best, fit) = decoder
+            .chunks(24)
+            .map(|row| row.iter().zip(t).map(|(a, b)| a * b).sum::<f32>() / (n(row) * n(t)))
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap();
+        assert!(fit > 0.9, "feature recovered (cosine {fit})");
+        let r = features[best].relative_norm;
+        match (in_a, in_b) {
+            (true, false) => {
+                assert!(r < 0.1, "model A only, relative norm {r}");
+                only_a += 1;
+            }
+            (false, true) => {
+                assert!(r > 0.9, "model B only, relative norm {r}");
+                only_b += 1;
+            }
+            _ => {
+                assert!(r > 0.2 && r < 0.8, "shared, relative norm {r}");
+                shared += 1;
+            }
+        }
+    }
+    assert!(
+        only_a > 0 && only_b > 0 && shared > 0,
+        "{only_a} {only_b} {shared}"
+    );
+    assert!(model_diff(cc, 1, 1).is_err());
+}
