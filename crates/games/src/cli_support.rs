@@ -35,7 +35,7 @@ use crate::dataset::{
 use crate::game::{Outcome, Player};
 use crate::othello::{BoardSizeError, Othello};
 use crate::players::{
-    AgentGame, HumanGameError, HumanGameReport, PlayerSpec, PlayerSpecError, TextGame,
+    Agent, AgentGame, HumanGameError, HumanGameReport, PlayerSpec, PlayerSpecError, TextGame,
     default_engine_path, play_human,
 };
 
@@ -898,12 +898,8 @@ fn watch<G: AgentGame + TextGame>(
     second: &PlayerSpec,
     seed: u64,
     max_plies: Option<usize>,
-    mut output: impl Write,
+    output: impl Write,
 ) -> Result<WatchedGame, GamesCliError> {
-    let io_error = |source| GamesCliError::Io {
-        path: PathBuf::from("<output>"),
-        source,
-    };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (first_seed, second_seed) = (
         rand::RngExt::random(&mut rng),
@@ -911,11 +907,36 @@ fn watch<G: AgentGame + TextGame>(
     );
     let mut first_agent = G::build_agent(first, first_seed)?;
     let mut second_agent = G::build_agent(second, second_seed)?;
-    let played = play_game(
-        &start,
+    watch_agents(
+        start,
         &mut *first_agent,
         &mut *second_agent,
-        &mut rng,
+        max_plies,
+        output,
+    )
+}
+
+/// Plays one game between two agents built by the caller (players this
+/// crate cannot build from text, such as a neural network's), writing each
+/// move and the final board to `output`, as [`play_agents_game`] does.
+pub fn watch_agents<G: TextGame>(
+    start: G,
+    first_agent: &mut dyn Agent<G>,
+    second_agent: &mut dyn Agent<G>,
+    max_plies: Option<usize>,
+    mut output: impl Write,
+) -> Result<WatchedGame, GamesCliError> {
+    let io_error = |source| GamesCliError::Io {
+        path: PathBuf::from("<output>"),
+        source,
+    };
+    // No random opening plies: the generator is never drawn from.
+    let mut no_opening = ChaCha8Rng::seed_from_u64(0);
+    let played = play_game(
+        &start,
+        first_agent,
+        second_agent,
+        &mut no_opening,
         0,
         max_plies,
     )

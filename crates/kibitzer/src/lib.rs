@@ -13,6 +13,7 @@
 //!   probes (`kibitzer-bsp`), and [`board_eval`], which feeds a dictionary's
 //!   features to them.
 
+pub mod alphazero;
 pub mod board_eval;
 pub mod sweep;
 pub mod vis;

@@ -1213,7 +1213,8 @@ pub fn read_positions(
     Ok(out)
 }
 
-fn progress_bar(show: bool, len: usize, template: &str) -> indicatif::ProgressBar {
+/// A progress bar of `len` steps drawn with `template`; hidden unless `show`.
+pub fn progress_bar(show: bool, len: usize, template: &str) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }

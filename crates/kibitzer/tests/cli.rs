@@ -161,10 +161,18 @@ fn bench_prints_one_json_object() {
 }
 
 #[test]
-fn demo_runs_end_to_end_on_a_reduced_row_count() {
+fn planted_recovery_runs_end_to_end_on_a_reduced_row_count() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("demo");
-    let stdout = ok(&["demo", "--rows", "120000", "--quiet", "--out", p(&out)]);
+    let out = dir.path().join("planted");
+    let stdout = ok(&[
+        "sae",
+        "planted",
+        "--rows",
+        "120000",
+        "--quiet",
+        "--out",
+        p(&out),
+    ]);
     for name in [
         "standard",
         "panneal",
@@ -200,7 +208,15 @@ fn demo_runs_end_to_end_on_a_reduced_row_count() {
         assert!(mmcs > 0.6, "{}: MMCS {mmcs}", d["name"]);
     }
     // A second run replaces the first rather than failing or mixing them.
-    ok(&["demo", "--rows", "20000", "--quiet", "--out", p(&out)]);
+    ok(&[
+        "sae",
+        "planted",
+        "--rows",
+        "20000",
+        "--quiet",
+        "--out",
+        p(&out),
+    ]);
 }
 
 #[test]

@@ -325,10 +325,21 @@ impl AlphaZeroNet {
     /// Loads a file written by [`AlphaZeroNet::save`]; a missing, extra or
     /// misshapen tensor is an error naming it.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<AlphaZeroNet, ModelError> {
-        let mut file = TensorFile::open(path.as_ref())?;
+        let bytes = std::fs::read(path.as_ref()).map_err(|e| ModelError::io(path.as_ref(), e))?;
+        AlphaZeroNet::from_bytes(path.as_ref(), &bytes, device)
+    }
+
+    /// [`AlphaZeroNet::load`] from the bytes of such a file (weights
+    /// embedded in a binary); `name` names them in errors.
+    pub fn from_bytes(
+        name: impl AsRef<Path>,
+        bytes: &[u8],
+        device: &Device,
+    ) -> Result<AlphaZeroNet, ModelError> {
+        let mut file = TensorFile::from_bytes(name.as_ref(), bytes)?;
         let meta = kibitzer_metadata(&file)?;
         let config: AlphaZeroConfig = serde_json::from_value(meta["config"].clone())
-            .map_err(|e| ModelError::format(path.as_ref(), format!("config: {e}")))?;
+            .map_err(|e| ModelError::format(name.as_ref(), format!("config: {e}")))?;
         AlphaZeroNet::from_file(config, &mut file, device)
     }
 
@@ -625,6 +636,8 @@ impl AlphaZeroTrainer {
         Ok(loss)
     }
 }
+
+pub mod coach;
 
 #[cfg(all(test, feature = "flex"))]
 mod tests;

@@ -1,27 +1,38 @@
-//! `kibitzer demo`: the main job on an embedded default. Synthetic
-//! activations with a planted dictionary, one SAE of every architecture
-//! trained from one pass over them, and a report of how well each recovered
-//! the planted features.
+//! `kibitzer demo`: the main job on an embedded default. Reference 001 end
+//! to end at a reduced size: the shipped AlphaZero network plays itself,
+//! its layer-2 residual stream is harvested with the board of every
+//! position, a small sweep of SAEs is trained and judged on the board, and
+//! the feature viewer is built.
 
 use super::CliResult;
+use super::sweep::{PresetArg, SweepArgs};
 use clap::Args;
+use kibitzer::alphazero::{HarvestConfig, NetSource, harvest, harvest_files};
+use kibitzer::sweep::{EvalConfig, SweepConfig, files, run_sweep};
+use kibitzer::vis::{VisConfig, build_site};
+use kibitzer_hooks::HookSite;
 use kibitzer_sae::DeviceChoice;
-use kibitzer_sae::train::presets::{planted_recovery, planted_recovery_data};
-use kibitzer_sae::train::{RunOptions, Sweep};
-use kibitzer_store::{Dtype, ReaderConfig, Store};
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Where the activations, dictionaries and report go.
+    /// Where the harvest, the sweep, the viewer and the report go.
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
-    /// Synthetic rows to generate and train on.
+    /// The network: "shipped" (trained by `kibitzer alphazero train`, in
+    /// the binary) or a file of weights.
+    #[arg(long, default_value = "shipped")]
+    pub net: NetSource,
+    /// Activation rows to harvest (reference 001: 3 million; the full job
+    /// is `kibitzer alphazero harvest` then `kibitzer sweep`).
     #[arg(long, default_value_t = 400_000)]
-    pub rows: usize,
-    /// Seed of everything.
+    pub positions: usize,
+    /// Games whose positions are labelled with board-state properties; the
+    /// SAEs are judged on them.
+    #[arg(long, default_value_t = 1500)]
+    pub label_games: usize,
+    /// Seed of the games, the SAEs and the train/test split.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Device: cpu, cuda, cuda:N or wgpu.
@@ -35,103 +46,118 @@ pub struct DemoArgs {
 pub fn run(a: DemoArgs) -> CliResult {
     let started = Instant::now();
     let device = a.device.device()?;
-    let synth = planted_recovery_data(a.seed);
-    let acts = a.out.join("activations");
-    let runs = a.out.join("saes");
-    if runs.join("checkpoint.json").exists() || acts.exists() {
-        // A finished or interrupted demo: start afresh, it is cheap.
-        std::fs::remove_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let harvest_dir = a.out.join("harvest");
+    let sweep_dir = a.out.join("sweep");
+    let site_dir = a.out.join("site");
+    // A finished or interrupted demo starts afresh: every part is cheap and
+    // a half-written sweep from other settings must not be mixed in.
+    for dir in [&harvest_dir, &sweep_dir, &site_dir] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
     }
-    eprintln!(
-        "1/3 writing {} synthetic rows (d_in {}, {} planted features) to {}",
-        a.rows,
-        synth.d_in,
-        synth.n_features,
-        acts.display()
-    );
-    kibitzer_sae::synth::write_store(&synth, &acts, a.rows, Dtype::F32, 65_536, false)?;
 
-    let store = Store::open(&acts)?;
-    let d_sae = 2 * synth.n_features;
-    let batch = 512; // the batch size the preset was tuned with
-    let steps = (store.rows() as usize / batch).max(1);
-    let k = synth.mean_active_features.round() as usize;
-    let members = planted_recovery(synth.d_in, d_sae, k, batch, steps, a.seed, &device)?;
     eprintln!(
-        "2/3 training {} dictionaries ({} steps of {batch} rows, one pass shared by all)",
-        members.len(),
-        steps
+        "1/3 the network plays itself: {} positions, the first {} games labelled; harvesting blocks.1.hook_resid_post",
+        a.positions, a.label_games
     );
-    let mut sweep = Sweep::new(members, &device)?;
-    let mut reader = store.reader(ReaderConfig {
+    let harvested = harvest(&HarvestConfig {
+        net: a.net.clone(),
+        random_init: None,
+        positions: a.positions,
+        label_games: a.label_games,
+        site: "blocks.1.hook_resid_post".parse::<HookSite>()?,
+        temperature: 1.0,
         seed: a.seed,
-        memory_ceiling_bytes: 512 << 20,
-        shuffle: true,
-        cycle: true,
-    })?;
-    let options = RunOptions {
-        checkpoint_every: 500,
-        log_every: 25,
+        out: harvest_dir.clone(),
+        device: device.clone(),
         progress: !a.quiet,
-        stop_after: None,
-        out_dir: runs.clone(),
-    };
-    sweep.run(&mut reader, &options)?;
+    })?;
+    let harvest_s = started.elapsed().as_secs_f64();
+    eprintln!(
+        "    {} games, {} rows of width {}, {} labelled ({harvest_s:.0} s)",
+        harvested.games, harvested.rows, harvested.width, harvested.labelled_rows
+    );
 
-    eprintln!("3/3 evaluating");
-    let mut rows = Vec::new();
-    for m in &sweep.members {
-        let dir = runs.join(&m.name);
-        let (json, evaluation) = super::sae::evaluate(&dir, &acts, Some(100_000), 4096, a.device)?;
-        kibitzer_sae::io::atomic_write(
-            &dir.join("metrics.json"),
-            serde_json::to_string_pretty(&json)?.as_bytes(),
-        )?;
-        let svg = kibitzer_sae::metrics::density_histogram_svg(
-            &evaluation.metrics,
-            &format!("Feature density: {}", m.name),
-        );
-        kibitzer_sae::io::atomic_write(&dir.join("feature_density.svg"), svg.as_bytes())?;
-        rows.push((m.name.clone(), json));
-    }
-    let mut table = String::from(
-        "| dictionary | L0 | FVU | explained variance | dead % | MMCS |\n|---|---|---|---|---|---|\n",
+    // The sweep exactly as `kibitzer sweep --preset small` runs it.
+    let sweep_args = SweepArgs {
+        activations: harvest_dir.join(harvest_files::ACTIVATIONS),
+        labels: harvest_dir.join(harvest_files::LABELS),
+        game: super::bsp::GameArg::Othello,
+        size: 6,
+        out: sweep_dir.clone(),
+        preset: PresetArg::Small,
+        archs: Vec::new(),
+        features: Vec::new(),
+        steps: None,
+        batch_size: None,
+        lr: None,
+        seed: a.seed,
+        resume: false,
+        eval_rows: None,
+        test_fraction: 0.2,
+        top_examples: EvalConfig::default().top_examples,
+        checkpoint_every: 1000,
+        shuffle_memory_mib: 1024,
+        device: a.device,
+        quiet: a.quiet,
+    };
+    let grid = super::sweep::grid(&sweep_args)?;
+    eprintln!(
+        "2/3 training and judging {} SAEs on the board (small grid; the reference grid is `kibitzer sweep`)",
+        grid.len()
     );
-    for (name, j) in &rows {
-        let num = |k: &str| j[k].as_f64().unwrap_or(f64::NAN);
-        writeln!(
-            table,
-            "| {name} | {:.2} | {:.4} | {:.4} | {:.1} | {:.3} |",
-            num("l0"),
-            num("fvu"),
-            num("explained_variance"),
-            100.0 * num("dead_fraction"),
-            num("mmcs")
-        )?;
-    }
-    let report = serde_json::json!({
-        "synthetic": synth,
-        "rows": a.rows,
-        "d_sae": d_sae,
-        "steps": steps,
-        "seconds": started.elapsed().as_secs_f64(),
-        "dictionaries": rows.iter().map(|(n, j)| serde_json::json!({"name": n, "metrics": j})).collect::<Vec<_>>(),
-    });
-    kibitzer_sae::io::atomic_write(
-        &a.out.join("report.json"),
-        serde_json::to_string_pretty(&report)?.as_bytes(),
+    let sweep_started = Instant::now();
+    let report = run_sweep(
+        &SweepConfig {
+            activations: sweep_args.activations.clone(),
+            labels: sweep_args.labels.clone(),
+            board_size: sweep_args.size,
+            out: sweep_dir.clone(),
+            grid,
+            seed: a.seed,
+            resume: false,
+            eval: EvalConfig {
+                test_fraction: sweep_args.test_fraction,
+                ..EvalConfig::default()
+            },
+            checkpoint_every: sweep_args.checkpoint_every,
+            shuffle_memory_bytes: sweep_args.shuffle_memory_mib << 20,
+            progress: !a.quiet,
+        },
+        &device,
     )?;
-    let md = format!(
-        "# kibitzer demo\n\nSynthetic activations: d_in {}, {} planted features, {} rows; dictionaries of {d_sae} features, {steps} steps of {batch} rows.\nMMCS: mean over planted features of the best cosine with any decoder row (1 = every planted feature found).\n\n{table}",
-        synth.d_in, synth.n_features, a.rows
-    );
-    kibitzer_sae::io::atomic_write(&a.out.join("report.md"), md.as_bytes())?;
-    println!("{table}");
+    let sweep_s = sweep_started.elapsed().as_secs_f64();
+
+    eprintln!("3/3 building the feature viewer");
+    let site = build_site(&VisConfig {
+        sweep: sweep_dir.clone(),
+        out: site_dir,
+        top: 12,
+    })?;
+
+    let table = std::fs::read_to_string(sweep_dir.join(files::SCALING_MD))
+        .map_err(|e| format!("{}: {e}", sweep_dir.join(files::SCALING_MD).display()))?;
+    // The table without the list of charts that follows it.
     println!(
-        "done in {:.0} s; report: {}, dictionaries (SAELens layout): {}",
-        started.elapsed().as_secs_f64(),
-        a.out.join("report.md").display(),
-        runs.display()
+        "{}",
+        table
+            .split("\n## Charts")
+            .next()
+            .unwrap_or(&table)
+            .trim_end()
+    );
+    println!(
+        "{} SAEs on {} activations in {:.0} s (harvest {harvest_s:.0} s, sweep {sweep_s:.0} s)",
+        report.runs.len(),
+        harvested.rows,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "report: {}\ncharts: {}\nviewer: {} (open it in a browser)",
+        sweep_dir.join(files::SCALING_MD).display(),
+        sweep_dir.join(files::CHARTS).display(),
+        site.index.display()
     );
     Ok(())
 }

@@ -74,7 +74,7 @@ fn setup(game: GameName, size: usize, fen: Option<&str>) -> GameSetup {
     }
 }
 
-const PLAYER_HELP: &str = "random | greedy | alphabeta:<depth> | mcts:<simulations>[,c=..,rollouts=..,batch=..] | solver (Othello) | stockfish[:skill=<0-20>,elo=<n>,nodes=<n>|movetime=<ms>|depth=<n>] | uci:<engine>[:<settings>] (chess)";
+const PLAYER_HELP: &str = "random | greedy | alphabeta:<depth> | mcts:<simulations>[,c=..,rollouts=..,batch=..] | solver (Othello) | alphazero[:<simulations>][,net=FILE] (Othello; default: the shipped 6x6 network) | stockfish[:skill=<0-20>,elo=<n>,nodes=<n>|movetime=<ms>|depth=<n>] | uci:<engine>[:<settings>] (chess)";
 
 #[derive(Subcommand, Debug)]
 pub enum PerftCommand {
@@ -264,18 +264,29 @@ pub struct PlayArgs {
     /// chess: e2e4 or Nf3; "moves" lists the legal ones, "quit" resigns).
     #[arg(long)]
     pub human: bool,
-    /// Your opponent (with --human).
-    #[arg(long, default_value = "mcts:200", help = PLAYER_HELP)]
+    /// Your opponent (with --human). "auto": the shipped AlphaZero network
+    /// on 6x6 Othello, mcts:200 otherwise.
+    #[arg(long, default_value = "auto", help = PLAYER_HELP)]
     pub opponent: String,
     /// Your side (with --human): first is Black in Othello, White in chess.
     #[arg(long, value_enum, default_value_t = Side::First)]
     pub side: Side,
-    /// Without --human: the player of the first side.
-    #[arg(long, default_value = "mcts:200", help = PLAYER_HELP)]
+    /// Without --human: the player of the first side. "auto": the shipped
+    /// AlphaZero network on 6x6 Othello, mcts:200 otherwise.
+    #[arg(long, default_value = "auto", help = PLAYER_HELP)]
     pub a: String,
-    /// Without --human: the player of the second side.
-    #[arg(long, default_value = "random", help = PLAYER_HELP)]
+    /// Without --human: the player of the second side. "auto": the shipped
+    /// AlphaZero network on 6x6 Othello, random otherwise.
+    #[arg(long, default_value = "auto", help = PLAYER_HELP)]
     pub b: String,
+    /// Without --human: play this many games (colours alternating, random
+    /// openings of --openings plies) and print the match report instead of
+    /// one game's moves.
+    #[arg(long)]
+    pub games: Option<usize>,
+    /// With --games: random plies opening each pair of games.
+    #[arg(long, default_value_t = 4)]
+    pub openings: usize,
     /// Seed of the players' random choices.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -327,7 +338,14 @@ fn run_command(cmd: GamesCommand) -> CliResult {
                 ..ArenaConfig::new(a.games, a.seed)
             };
             let game = setup(a.game, a.size, a.fen.as_deref());
-            let report = with_threads(a.threads, || games_cli::arena(&game, &a.a, &a.b, &config))??;
+            let report = if net_players(&game, &[&a.a, &a.b])? {
+                let device = kibitzer_sae::DeviceChoice::Cpu.device()?;
+                with_threads(a.threads, || {
+                    kibitzer::alphazero::othello_arena(a.size, &a.a, &a.b, &config, &device)
+                })??
+            } else {
+                with_threads(a.threads, || games_cli::arena(&game, &a.a, &a.b, &config))??
+            };
             if a.json {
                 println!("{}", report.to_json());
             } else {
@@ -365,39 +383,105 @@ fn run_command(cmd: GamesCommand) -> CliResult {
         GamesCommand::Show(a) => {
             print!("{}", games_cli::show_game(&a.file, a.game)?);
         }
-        GamesCommand::Play(a) => {
-            let game = setup(a.game, a.size, a.fen.as_deref());
-            if a.human {
-                let stdin = std::io::stdin();
-                let r = games_cli::play_human_game(
-                    &game,
-                    &a.opponent,
-                    a.side.into(),
-                    a.seed,
-                    stdin.lock(),
-                    std::io::stdout(),
-                )?;
-                if a.json {
-                    println!("{}", serde_json::to_string_pretty(&r)?);
-                }
-            } else {
-                let r = games_cli::play_agents_game(
-                    &game,
-                    &a.a,
-                    &a.b,
-                    a.seed,
-                    a.max_plies,
-                    std::io::stdout(),
-                )?;
-                if a.json {
-                    println!("{}", serde_json::to_string_pretty(&r)?);
-                }
-            }
-        }
+        GamesCommand::Play(a) => play(&a)?,
         GamesCommand::Engine => {
             let status = games_cli::engine_status();
             println!("{}", serde_json::to_string_pretty(&status)?);
         }
+    }
+    Ok(())
+}
+
+/// Resolves "auto" players: the shipped network where it plays (6x6
+/// Othello), `otherwise` elsewhere.
+fn resolve<'a>(spec: &'a str, game: &GameSetup, otherwise: &'a str) -> &'a str {
+    match (spec, game) {
+        ("auto", GameSetup::Othello { size: 6 }) => "alphazero",
+        ("auto", _) => otherwise,
+        (spec, _) => spec,
+    }
+}
+
+/// Whether any of `specs` is a network player, which only Othello has.
+fn net_players(game: &GameSetup, specs: &[&str]) -> Result<bool, Box<dyn std::error::Error>> {
+    let any = specs.iter().any(|s| kibitzer::alphazero::is_net_player(s));
+    if any && !matches!(game, GameSetup::Othello { .. }) {
+        return Err("alphazero players play Othello only".into());
+    }
+    Ok(any)
+}
+
+fn play(a: &PlayArgs) -> CliResult {
+    let game = setup(a.game, a.size, a.fen.as_deref());
+    let device = kibitzer_sae::DeviceChoice::Cpu.device()?;
+    if a.human {
+        let opponent = resolve(&a.opponent, &game, "mcts:200");
+        let stdin = std::io::stdin();
+        let r = if net_players(&game, &[opponent])? {
+            let mut agent = kibitzer::alphazero::othello_agent(opponent, a.size, a.seed, &device)?;
+            let start = kibitzer_games::othello::Othello::new(a.size)?;
+            kibitzer_games::players::play_human(
+                start,
+                &mut *agent,
+                a.side.into(),
+                stdin.lock(),
+                std::io::stdout(),
+            )?
+        } else {
+            games_cli::play_human_game(
+                &game,
+                opponent,
+                a.side.into(),
+                a.seed,
+                stdin.lock(),
+                std::io::stdout(),
+            )?
+        };
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        return Ok(());
+    }
+    let (first, second) = (
+        resolve(&a.a, &game, "mcts:200"),
+        resolve(&a.b, &game, "random"),
+    );
+    let nets = net_players(&game, &[first, second])?;
+    if let Some(games) = a.games {
+        let config = ArenaConfig {
+            random_opening_plies: a.openings,
+            max_plies: a.max_plies,
+            ..ArenaConfig::new(games, a.seed)
+        };
+        let report = if nets {
+            kibitzer::alphazero::othello_arena(a.size, first, second, &config, &device)?
+        } else {
+            games_cli::arena(&game, first, second, &config)?
+        };
+        if a.json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{}", report.to_markdown());
+        }
+        return Ok(());
+    }
+    let r = if nets {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
+        let mut one = kibitzer::alphazero::othello_agent(first, a.size, rng.random(), &device)?;
+        let mut two = kibitzer::alphazero::othello_agent(second, a.size, rng.random(), &device)?;
+        games_cli::watch_agents(
+            kibitzer_games::othello::Othello::new(a.size)?,
+            &mut *one,
+            &mut *two,
+            a.max_plies,
+            std::io::stdout(),
+        )?
+    } else {
+        games_cli::play_agents_game(&game, first, second, a.seed, a.max_plies, std::io::stdout())?
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
     }
     Ok(())
 }

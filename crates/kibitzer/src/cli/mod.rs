@@ -1,13 +1,17 @@
 //! Command-line parsing and dispatch. Each area has its own module; this one
 //! only names the commands.
 
+mod alphazero;
 mod bench;
 mod bsp;
 mod demo;
 mod games;
+mod gpt;
+mod planted;
 mod sae;
 mod sweep;
 mod vis;
+mod xcoder;
 
 use clap::{Parser, Subcommand};
 
@@ -24,8 +28,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The main job on an embedded default: synthetic activations with a
-    /// planted dictionary, a small sweep of SAEs, their metrics.
+    /// The main job on an embedded default: the shipped AlphaZero network
+    /// plays itself, a small sweep of SAEs on its layer-2 residual stream is
+    /// judged on the board, and the feature viewer is built.
     Demo(demo::DemoArgs),
     /// Sparse autoencoders: make activations, train, evaluate.
     #[command(subcommand)]
@@ -33,6 +38,10 @@ enum Command {
     /// Games: perft, arena, play, datasets, PGN import, UCI engines.
     #[command(subcommand)]
     Games(games::GamesCommand),
+    /// OthelloGPT: train on a games file, score legal moves, harvest
+    /// activations at a hook site into an activation store.
+    #[command(subcommand)]
+    Gpt(gpt::GptCommand),
     /// Board-state properties: labels at tokens.
     #[command(subcommand)]
     Bsp(BspCommand),
@@ -47,6 +56,14 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// A static HTML feature viewer of a sweep, opened from the file system.
     Vis(vis::VisArgs),
+    /// Reference 001's AlphaZero on Othello: train by self-play, check it
+    /// against fixed players, harvest its activations over its own games.
+    #[command(subcommand)]
+    Alphazero(alphazero::AlphaZeroCommand),
+    /// Transcoders and crosscoders: train from activation stores read in
+    /// lockstep; stage-wise model diffing.
+    #[command(subcommand)]
+    Xcoder(xcoder::XcoderCommand),
 }
 
 /// Runs a parsed command line.
@@ -55,11 +72,14 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Demo(args) => demo::run(args),
         Command::Sae(cmd) => sae::run(cmd),
         Command::Games(cmd) => games::run(cmd),
+        Command::Gpt(cmd) => gpt::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Bsp(BspCommand::Labels(a)) => bsp::labels(&a),
         Command::Eval(EvalCommand::Bsp(a)) => bsp::eval_bsp(&a),
         Command::Sweep(a) => sweep::run(&a),
         Command::Vis(a) => vis::run(&a),
+        Command::Alphazero(cmd) => alphazero::run(cmd),
+        Command::Xcoder(cmd) => xcoder::run(cmd),
     }
 }
 

@@ -19,6 +19,9 @@ pub enum SaeCommand {
     Train(TrainArgs),
     /// Evaluate a saved dictionary on activations; prints JSON.
     Eval(EvalArgs),
+    /// Planted-dictionary recovery: synthetic activations with a known
+    /// dictionary, one SAE of every architecture, and how well each found it.
+    Planted(super::planted::PlantedArgs),
 }
 
 pub fn run(cmd: SaeCommand) -> CliResult {
@@ -26,6 +29,7 @@ pub fn run(cmd: SaeCommand) -> CliResult {
         SaeCommand::Synth(a) => synth(&a),
         SaeCommand::Train(a) => train(&a).map(|_| ()),
         SaeCommand::Eval(a) => eval(&a),
+        SaeCommand::Planted(a) => super::planted::run(&a),
     }
 }
 

@@ -1,0 +1,939 @@
+//! `kibitzer xcoder ...`: transcoders and crosscoders trained from
+//! activation stores read in lockstep, and stage-wise model diffing; a thin
+//! layer over [`kibitzer_xcoder::api`].
+//!
+//! Beside what the library writes in the output directory (`run.json`,
+//! `checkpoint.json`, `<name>/`, or `stage-*/` and `diff.*`), the command
+//! writes `command.json`, the settings it started with (stores, seed,
+//! dictionary and training flags): `--resume` reads them, so a run continues
+//! over the same stores in the same order whatever else the resuming command
+//! line says, and a flag that disagrees with them is refused by name.
+//! `xcoder train` also writes `eval.json`, the metrics of the saved
+//! dictionary on rows of its stores.
+
+use super::CliResult;
+use clap::{Args, Subcommand, ValueEnum};
+use kibitzer_sae::train::{RunOptions, TrainConfig};
+use kibitzer_sae::{Architecture, DeviceChoice};
+use kibitzer_store::{ReaderConfig, Store, atomic_write};
+use kibitzer_xcoder::api::{self, DictionarySpec, DiffRequest, TrainRequest};
+use kibitzer_xcoder::diff::{DmParent, RankBy, StagewiseDiff};
+use kibitzer_xcoder::source::AlignedStores;
+use kibitzer_xcoder::{Block, Kind, eval, format};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+type AnyError = Box<dyn std::error::Error>;
+
+/// Where a run's starting settings are kept, in its output directory.
+const COMMAND_FILE: &str = "command.json";
+/// The library's marker of a run that wrote a checkpoint.
+const CHECKPOINT_FILE: &str = "checkpoint.json";
+const DEFAULT_BATCH: usize = 4096;
+const DEFAULT_SHUFFLE_MIB: usize = 2048;
+/// Rows of `diff.md` when ranking saved stages, as `kibitzer xcoder diff`
+/// writes it after training.
+const DIFF_MD_ROWS: usize = 20;
+
+#[derive(Subcommand, Debug)]
+pub enum XcoderCommand {
+    /// Train a transcoder (one hook site predicts another) or a crosscoder
+    /// (several layers or models read and reconstructed through one latent
+    /// space) from activation stores harvested from the same examples.
+    Train(TrainArgs),
+    /// Stage-wise model diffing: train one dictionary on (base model, base
+    /// data), fine-tune it on (base model, fine-tuning data), (fine-tuned
+    /// model, base data) and (fine-tuned model, fine-tuning data), and rank
+    /// the features by how their decoders change; or rank four saved stages.
+    Diff(DiffArgs),
+}
+
+pub fn run(cmd: XcoderCommand) -> CliResult {
+    match cmd {
+        XcoderCommand::Train(a) => train(&a),
+        XcoderCommand::Diff(a) => diff(&a),
+    }
+}
+
+/// What to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KindArg {
+    Transcoder,
+    Crosscoder,
+}
+
+impl From<KindArg> for Kind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Transcoder => Kind::Transcoder,
+            KindArg::Crosscoder => Kind::Crosscoder,
+        }
+    }
+}
+
+/// The architectures transcoders and crosscoders support (crosscoders:
+/// standard, topk, batchtopk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchArg {
+    Standard,
+    Topk,
+    Batchtopk,
+    Jumprelu,
+}
+
+/// Feature rankings of `xcoder diff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RankByArg {
+    /// Turns when the model changes, on both data sets, and not when only
+    /// the data change.
+    ModelChange,
+    /// Turns when the data change, on both models.
+    DataChange,
+    /// Turns from stage S to stage DM.
+    Total,
+    /// Largest relative change of a block's decoder norm from S to DM.
+    NormChange,
+}
+
+impl From<RankByArg> for RankBy {
+    fn from(r: RankByArg) -> Self {
+        match r {
+            RankByArg::ModelChange => RankBy::ModelChange,
+            RankByArg::DataChange => RankBy::DataChange,
+            RankByArg::Total => RankBy::Total,
+            RankByArg::NormChange => RankBy::NormChange,
+        }
+    }
+}
+
+/// Which stage DM continues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmParentArg {
+    /// S → D → DM (data first).
+    D,
+    /// S → M → DM (model first).
+    M,
+}
+
+/// The dictionary's shape and sparsity, shared by `train` and `diff`.
+#[derive(Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DictionaryArgs {
+    /// Architecture: standard (L1), topk, batchtopk, or jumprelu
+    /// (transcoders only).
+    #[arg(long, value_enum)]
+    pub arch: Option<ArchArg>,
+    /// Number of features.
+    #[arg(long, conflicts_with = "expansion")]
+    pub d_sae: Option<usize>,
+    /// Number of features as a multiple of the input width (a transcoder's
+    /// input site; a crosscoder's widest block).
+    #[arg(long)]
+    pub expansion: Option<usize>,
+    /// TopK/BatchTopK: active features per row [default: 32].
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// Sparsity coefficient: L1 for standard, L0 for jumprelu [default: the
+    /// architecture's].
+    #[arg(long)]
+    pub l1: Option<f64>,
+    /// JumpReLU: bandwidth of the straight-through estimator [default: 0.001].
+    #[arg(long)]
+    pub bandwidth: Option<f64>,
+    /// Transcoders: add an affine skip path from input to output.
+    #[arg(long)]
+    pub skip: bool,
+    /// Transcoder from one store whose rows hold input and output side by
+    /// side: the width of the input part.
+    #[arg(long)]
+    pub input_width: Option<usize>,
+    /// Crosscoder from one store whose rows hold every block side by side:
+    /// the block widths (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub block_widths: Vec<usize>,
+}
+
+/// Optimiser and data-order settings, shared by `train` and `diff`.
+#[derive(Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingArgs {
+    /// Peak learning rate [default: the architecture's].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Rows per batch [default: 4096].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Optimiser steps [default: one pass over the (first stage's) stores].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Seed of initialisation and data order [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// TOML file with training settings (any field of the training config,
+    /// as for `kibitzer sae train`); flags given on the command line win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Memory for shuffling activations, in MiB, for all stores together
+    /// [default: 2048].
+    #[arg(long)]
+    pub shuffle_memory_mib: Option<usize>,
+}
+
+/// How a run reports and saves itself; free to change on `--resume`.
+#[derive(Args, Debug, Clone)]
+pub struct RunFlags {
+    /// Device: cpu, cuda, cuda:N or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Checkpoint every N steps [default: 1000, or what the resumed run
+    /// used].
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Log every N steps (log.jsonl and the progress bar) [default: 50, or
+    /// what the resumed run used].
+    #[arg(long)]
+    pub log_every: Option<usize>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// How often a run checkpoints and logs, kept in `command.json` so that a
+/// resumed run goes on as it started unless told otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Cadence {
+    checkpoint_every: usize,
+    log_every: usize,
+}
+
+impl RunFlags {
+    /// The cadence given now, else the saved one, else the defaults.
+    fn cadence(&self, saved: Option<Cadence>) -> Cadence {
+        Cadence {
+            checkpoint_every: self
+                .checkpoint_every
+                .or(saved.map(|c| c.checkpoint_every))
+                .unwrap_or(1000),
+            log_every: self.log_every.or(saved.map(|c| c.log_every)).unwrap_or(50),
+        }
+    }
+
+    fn options(&self, out: &Path, cadence: Cadence) -> RunOptions {
+        RunOptions {
+            out_dir: out.to_path_buf(),
+            checkpoint_every: cadence.checkpoint_every,
+            log_every: cadence.log_every,
+            progress: !self.quiet,
+            stop_after: None,
+        }
+    }
+}
+
+/// The settings that make a training run (kept in `command.json`).
+#[derive(Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    /// What to train: transcoder or crosscoder.
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+    /// Activation stores read in lockstep (comma-separated or repeated): a
+    /// transcoder's input site then its output site, or a crosscoder's
+    /// blocks in order; or one store with --input-width / --block-widths.
+    #[arg(long, value_delimiter = ',')]
+    pub stores: Vec<PathBuf>,
+    /// Transcoders: the store of the site read (instead of --stores).
+    #[arg(long, requires = "output_store", conflicts_with = "stores")]
+    pub input_store: Option<PathBuf>,
+    /// Transcoders: the store of the site predicted (instead of --stores).
+    #[arg(long, requires = "input_store", conflicts_with = "stores")]
+    pub output_store: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub dictionary: DictionaryArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub training: TrainingArgs,
+    /// Run name, the dictionary's sub-directory of --out [default: e.g.
+    /// transcoder-topk-d16384-k32].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Fine-tune this saved dictionary (same kind and shape) instead of
+    /// starting from scratch.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub settings: TrainSettings,
+    /// Output directory: the run (run.json, checkpoint.json, command.json,
+    /// eval.json) and the dictionary in <name>/.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the run in --out from its last checkpoint, with the stores
+    /// and settings it started with (other flags may be left out).
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
+    /// Rows of the stores (in store order) to evaluate the saved dictionary
+    /// on at the end; 0 skips it. These are training rows, not held out.
+    #[arg(long, default_value_t = 8192)]
+    pub eval_rows: usize,
+    /// Stop after N steps of this call without saving the dictionary, as if
+    /// killed (for testing --resume).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+}
+
+/// The settings that make a diffing run (kept in `command.json`).
+#[derive(Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiffSettings {
+    /// What to train [default: crosscoder].
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
+    /// Stage S stores (base model, base data), read in lockstep
+    /// (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    pub stage_s: Vec<PathBuf>,
+    /// Stage D stores (base model, fine-tuning data).
+    #[arg(long, value_delimiter = ',')]
+    pub stage_d: Vec<PathBuf>,
+    /// Stage M stores (fine-tuned model, base data).
+    #[arg(long, value_delimiter = ',')]
+    pub stage_m: Vec<PathBuf>,
+    /// Stage DM stores (fine-tuned model, fine-tuning data).
+    #[arg(long, value_delimiter = ',')]
+    pub stage_dm: Vec<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub dictionary: DictionaryArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub training: TrainingArgs,
+    /// Fine-tuning steps of stages D, M and DM [default: one pass over the
+    /// stage-D stores].
+    #[arg(long)]
+    pub fine_tune_steps: Option<usize>,
+    /// Peak learning rate of the fine-tuning stages [default: --lr].
+    #[arg(long)]
+    pub fine_tune_lr: Option<f64>,
+    /// Which stage DM continues: d (S → D → DM) or m (S → M → DM)
+    /// [default: d].
+    #[arg(long, value_enum)]
+    pub dm_parent: Option<DmParentArg>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub settings: DiffSettings,
+    /// Rank four saved stages of one dictionary instead of training: the
+    /// dictionary directories of stages S, D, M and DM.
+    #[arg(long, num_args = 4, value_names = ["S", "D", "M", "DM"], conflicts_with = "resume")]
+    pub from_saved: Vec<PathBuf>,
+    /// How to rank the features.
+    #[arg(long, value_enum, default_value_t = RankByArg::ModelChange)]
+    pub rank_by: RankByArg,
+    /// Top-ranked features to print.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Output directory: stage-S/, stage-D/, stage-M/, stage-DM/, diff.json,
+    /// diff.md, command.json (with --from-saved: where diff.json and diff.md
+    /// go, if given).
+    #[arg(long, required_unless_present = "from_saved")]
+    pub out: Option<PathBuf>,
+    /// Continue the diffing run in --out (finished stages are not
+    /// retrained), with the stores and settings it started with.
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+/// `path` made absolute, or an error naming it (a missing store or file).
+fn canonical(path: &Path, what: &str) -> Result<PathBuf, AnyError> {
+    std::fs::canonicalize(path).map_err(|e| format!("{what} {}: {e}", path.display()).into())
+}
+
+fn canonical_all(paths: &[PathBuf], what: &str) -> Result<Vec<PathBuf>, AnyError> {
+    paths.iter().map(|p| canonical(p, what)).collect()
+}
+
+impl TrainSettings {
+    /// One spelling of the same settings: --input-store/--output-store as
+    /// --stores, every path absolute (so that a resuming command line given
+    /// from another directory compares equal).
+    fn normalized(mut self) -> Result<Self, AnyError> {
+        if let (Some(input), Some(output)) = (self.input_store.take(), self.output_store.take()) {
+            if self.kind == Some(KindArg::Crosscoder) {
+                return Err("--input-store and --output-store are for transcoders; give a crosscoder's stores with --stores".into());
+            }
+            self.stores = vec![input, output];
+        }
+        self.stores = canonical_all(&self.stores, "activation store")?;
+        self.training.config = self
+            .training
+            .config
+            .as_deref()
+            .map(|p| canonical(p, "training config"))
+            .transpose()?;
+        self.init_from = self
+            .init_from
+            .as_deref()
+            .map(|p| canonical(p, "--init-from dictionary"))
+            .transpose()?;
+        Ok(self)
+    }
+}
+
+impl DiffSettings {
+    fn normalized(mut self) -> Result<Self, AnyError> {
+        for (stage, paths) in [
+            ("S", &mut self.stage_s),
+            ("D", &mut self.stage_d),
+            ("M", &mut self.stage_m),
+            ("DM", &mut self.stage_dm),
+        ] {
+            *paths = canonical_all(paths, &format!("stage {stage} store"))?;
+        }
+        self.training.config = self
+            .training
+            .config
+            .as_deref()
+            .map(|p| canonical(p, "training config"))
+            .transpose()?;
+        Ok(self)
+    }
+}
+
+/// The command line's flag for a settings field.
+fn flag(field: &str) -> String {
+    format!("--{}", field.replace('_', "-"))
+}
+
+/// Whether a serialised settings field was given on the command line.
+fn is_given(v: &Value) -> bool {
+    !(v.is_null() || *v == Value::Bool(false) || v.as_array().is_some_and(|a| a.is_empty()))
+}
+
+/// The flags given in `settings`.
+fn given_flags<T: Serialize>(settings: &T) -> Result<Vec<String>, AnyError> {
+    let value = serde_json::to_value(settings)?;
+    Ok(value
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(_, v)| is_given(v))
+                .map(|(k, _)| flag(k))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedCommand<T> {
+    /// `xcoder train` or `xcoder diff`.
+    command: String,
+    cadence: Cadence,
+    settings: T,
+}
+
+fn save_command<T: Serialize>(
+    out: &Path,
+    command: &str,
+    settings: &T,
+    cadence: Cadence,
+) -> Result<(), AnyError> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let saved = SavedCommand {
+        command: command.to_string(),
+        cadence,
+        settings,
+    };
+    let path = out.join(COMMAND_FILE);
+    atomic_write(&path, serde_json::to_string_pretty(&saved)?.as_bytes())?;
+    Ok(())
+}
+
+/// The settings a run in `out` started with, and its cadence. Flags given
+/// now must agree with them: a resumed run keeps its stores, data order,
+/// dictionary and training config. Without `command.json` (a run started
+/// from the library), the given settings are used as they are.
+fn resumed_settings<T>(
+    out: &Path,
+    command: &str,
+    given: T,
+) -> Result<(T, Option<Cadence>), AnyError>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let path = out.join(COMMAND_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound && !out.join(CHECKPOINT_FILE).exists() =>
+        {
+            return Err(format!(
+                "{}: no run to resume there (no {COMMAND_FILE} or {CHECKPOINT_FILE}); start one without --resume",
+                out.display()
+            )
+            .into());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((given, None)),
+        Err(e) => return Err(format!("{}: {e}", path.display()).into()),
+    };
+    let saved: SavedCommand<T> =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if saved.command != command {
+        return Err(format!(
+            "{} holds a `kibitzer {}` run, not a `kibitzer {command}` one",
+            out.display(),
+            saved.command
+        )
+        .into());
+    }
+    let (now, then) = (
+        serde_json::to_value(&given)?,
+        serde_json::to_value(&saved.settings)?,
+    );
+    let mut differing = Vec::new();
+    for (field, value) in now.as_object().into_iter().flatten() {
+        let before = then.get(field).unwrap_or(&Value::Null);
+        if is_given(value) && value != before {
+            let before = if is_given(before) {
+                before.to_string()
+            } else {
+                "not given".to_string()
+            };
+            differing.push(format!(
+                "{}: {value} now, {before} when the run started",
+                flag(field)
+            ));
+        }
+    }
+    if !differing.is_empty() {
+        return Err(format!(
+            "{} resumes with the settings it started with (see {}), and these differ; start a new --out to change them:\n  {}",
+            out.display(),
+            path.display(),
+            differing.join("\n  ")
+        )
+        .into());
+    }
+    Ok((saved.settings, Some(saved.cadence)))
+}
+
+fn reader_config(t: &TrainingArgs) -> ReaderConfig {
+    ReaderConfig {
+        seed: t.seed.unwrap_or(0),
+        memory_ceiling_bytes: t
+            .shuffle_memory_mib
+            .unwrap_or(DEFAULT_SHUFFLE_MIB)
+            .saturating_mul(1 << 20),
+        shuffle: true,
+        cycle: true,
+    }
+}
+
+/// Steps of one pass over `store` in batches of `batch`.
+fn one_pass(store: &Path, batch: usize) -> Result<usize, AnyError> {
+    let rows = Store::open(store)?.rows() as usize;
+    Ok((rows / batch.max(1)).max(1))
+}
+
+fn architecture(d: &DictionaryArgs) -> Result<Architecture, AnyError> {
+    let arch = d
+        .arch
+        .ok_or("--arch is required: standard, topk, batchtopk or jumprelu")?;
+    let uses_k = matches!(arch, ArchArg::Topk | ArchArg::Batchtopk);
+    let name = format!("{arch:?}").to_lowercase();
+    if !uses_k && d.k.is_some() {
+        return Err(format!("--k applies to topk and batchtopk, not {name}").into());
+    }
+    if uses_k && d.l1.is_some() {
+        return Err("--l1 does not apply to topk and batchtopk (their sparsity is k)".into());
+    }
+    if arch != ArchArg::Jumprelu && d.bandwidth.is_some() {
+        return Err(format!("--bandwidth applies to jumprelu, not {name}").into());
+    }
+    Ok(match arch {
+        ArchArg::Standard => Architecture::Standard,
+        ArchArg::Topk => Architecture::TopK {
+            k: d.k.unwrap_or(32),
+        },
+        ArchArg::Batchtopk => Architecture::BatchTopK {
+            k: d.k.unwrap_or(32),
+        },
+        ArchArg::Jumprelu => Architecture::JumpRelu {
+            bandwidth: d.bandwidth.unwrap_or(0.001),
+        },
+    })
+}
+
+/// The dictionary the flags ask for, over the blocks the stores provide.
+fn dictionary_spec(
+    kind: Kind,
+    d: &DictionaryArgs,
+    store_blocks: &[Block],
+) -> Result<DictionarySpec, AnyError> {
+    let block_widths = (!d.block_widths.is_empty()).then(|| d.block_widths.clone());
+    let d_sae = match (d.d_sae, d.expansion) {
+        (Some(n), _) => n,
+        (None, Some(e)) => {
+            let widths: Vec<usize> = store_blocks.iter().map(|b| b.width).collect();
+            let base = match kind {
+                Kind::Transcoder => d.input_width.or(widths.first().copied()),
+                Kind::Crosscoder => block_widths
+                    .as_deref()
+                    .unwrap_or(&widths)
+                    .iter()
+                    .copied()
+                    .max(),
+            };
+            e * base.ok_or("--expansion needs at least one store")?
+        }
+        (None, None) => return Err("--d-sae or --expansion is required".into()),
+    };
+    Ok(DictionarySpec {
+        kind,
+        architecture: architecture(d)?,
+        d_sae,
+        skip: d.skip,
+        input_width: d.input_width,
+        block_widths,
+    })
+}
+
+/// Reads `path`, a TOML file of [`TrainConfig`] fields, over `defaults`:
+/// fields it names replace the defaults (tables such as `[adam]` field by
+/// field), the rest keep them. An unknown field is an error naming the file.
+fn with_config_file(path: &Path, defaults: TrainConfig) -> Result<TrainConfig, AnyError> {
+    fn overlay(base: &mut Value, file: Value) {
+        match (base, file) {
+            (Value::Object(base), Value::Object(file)) => {
+                for (k, v) in file {
+                    match base.get_mut(&k) {
+                        Some(slot) => overlay(slot, v),
+                        None => {
+                            base.insert(k, v);
+                        }
+                    }
+                }
+            }
+            (slot, v) => *slot = v,
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    // JSON rather than TOML as the common ground: it keeps the defaults'
+    // `None`s (TOML has no null, and a dropped field would take the plain
+    // default instead of the architecture's).
+    let mut merged = serde_json::to_value(&defaults)?;
+    overlay(&mut merged, serde_json::to_value(table)?);
+    Ok(serde_json::from_value(merged).map_err(|e| format!("{}: {e}", path.display()))?)
+}
+
+/// The training config: the architecture's defaults for `steps`, then the
+/// config file, then the flags.
+fn training_config(
+    t: &TrainingArgs,
+    d: &DictionaryArgs,
+    spec: &DictionarySpec,
+    steps: usize,
+    lr: Option<f64>,
+) -> Result<TrainConfig, AnyError> {
+    let mut c = TrainConfig::for_architecture(&spec.architecture, spec.d_sae, steps);
+    if let Some(path) = &t.config {
+        c = with_config_file(path, c)?;
+    }
+    c.steps = steps;
+    c.seed = t.seed.unwrap_or(0);
+    if let Some(b) = t.batch_size {
+        c.batch_size = b;
+    }
+    if let Some(lr) = lr {
+        c.lr = lr;
+    }
+    if let Some(l1) = d.l1 {
+        c.sparsity_coefficient = l1;
+    }
+    Ok(c)
+}
+
+fn train(a: &TrainArgs) -> CliResult {
+    let device = a.run.device.device()?;
+    let given = a.settings.clone().normalized()?;
+    let (settings, saved_cadence) = if a.resume {
+        resumed_settings(&a.out, "xcoder train", given)?
+    } else {
+        (given, None)
+    };
+    let reader = reader_config(&settings.training);
+    let cadence = a.run.cadence(saved_cadence);
+    let options = RunOptions {
+        stop_after: a.stop_after,
+        ..a.run.options(&a.out, cadence)
+    };
+    let outcome = if a.resume {
+        if settings.stores.is_empty() {
+            return Err(format!(
+                "{}: the stores of the run are unknown (no {COMMAND_FILE}); give them with --stores",
+                a.out.display()
+            )
+            .into());
+        }
+        eprintln!("resuming {}", a.out.display());
+        api::resume(&settings.stores, reader, &options, &device)?
+    } else {
+        if a.out.join(CHECKPOINT_FILE).exists() {
+            return Err(format!(
+                "{} already holds a training run; pass --resume to continue it or choose another --out",
+                a.out.display()
+            )
+            .into());
+        }
+        let kind: Kind = settings
+            .kind
+            .ok_or("--kind is required: transcoder or crosscoder")?
+            .into();
+        if settings.stores.is_empty() {
+            return Err(
+                "give the activation stores: --stores (or --input-store and --output-store)".into(),
+            );
+        }
+        // Check the stores and the dictionary before writing anything.
+        let blocks = AlignedStores::open(&settings.stores, reader)?.blocks();
+        let spec = dictionary_spec(kind, &settings.dictionary, &blocks)?;
+        api::dictionary_config(&spec, &blocks)?;
+        let steps = match settings.training.steps {
+            Some(s) => s,
+            None => one_pass(
+                &settings.stores[0],
+                settings.training.batch_size.unwrap_or(DEFAULT_BATCH),
+            )?,
+        };
+        let training = training_config(
+            &settings.training,
+            &settings.dictionary,
+            &spec,
+            steps,
+            settings.training.lr,
+        )?;
+        save_command(&a.out, "xcoder train", &settings, cadence)?;
+        let request = TrainRequest {
+            spec,
+            stores: settings.stores.clone(),
+            training,
+            name: settings.name.clone(),
+            reader,
+            options,
+            init_from: settings.init_from.clone(),
+        };
+        api::train(&request, &device)?
+    };
+
+    let run = &outcome.run;
+    let dir = outcome.dictionary_dir.display();
+    match &outcome.last {
+        Some(l) => println!(
+            "{}: step {}  loss {:.5}  mse {:.5}  L0 {:.2}  FVU {:.4} (mean of blocks {:.4})  dead {:.1}%",
+            run.name,
+            run.step(),
+            l.log.loss.loss,
+            l.log.loss.mse,
+            l.log.l0,
+            l.log.fvu,
+            l.fvu_mean_of_blocks,
+            100.0 * l.log.dead_fraction
+        ),
+        None => println!("{}: step {}", run.name, run.step()),
+    }
+    if !run.trainer.finished() {
+        println!(
+            "stopped at step {} of {}; the last checkpoint is in {}: continue with --resume",
+            run.step(),
+            run.trainer.config.steps,
+            a.out.display()
+        );
+        return Ok(());
+    }
+    println!("dictionary: {dir}");
+    if a.eval_rows > 0 {
+        let xcoder = format::load(&outcome.dictionary_dir, &device)?;
+        let mut rows = AlignedStores::open(
+            &settings.stores,
+            ReaderConfig {
+                seed: 0,
+                shuffle: false,
+                cycle: false,
+                ..reader
+            },
+        )?;
+        let batch = run.trainer.config.batch_size;
+        let evaluation = eval::evaluate(&xcoder, &mut rows, a.eval_rows, batch, &device)?;
+        let fvu = &evaluation.fvu;
+        let per_block: Vec<String> = fvu.per_block.iter().map(|v| format!("{v:.4}")).collect();
+        let path = a.out.join("eval.json");
+        let json = serde_json::json!({
+            "dictionary": outcome.dictionary_dir,
+            "rows": evaluation.metrics.rows,
+            "fvu": fvu,
+            "metrics": evaluation.metrics,
+        });
+        atomic_write(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+        println!(
+            "on {} rows of the stores: FVU {:.4} over the concatenated outputs, {:.4} mean of blocks [{}]  L0 {:.2}  dead {:.1}%  -> {}",
+            evaluation.metrics.rows,
+            fvu.concatenated,
+            fvu.mean_of_blocks,
+            per_block.join(", "),
+            evaluation.metrics.l0,
+            100.0 * evaluation.metrics.dead_fraction,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn print_ranking(diff: &StagewiseDiff, top: usize) {
+    println!(
+        "top {} of {} features by {:?}:",
+        top.min(diff.features.len()),
+        diff.features.len(),
+        diff.rank_by
+    );
+    print!("{}", diff.to_markdown(top));
+}
+
+fn diff(a: &DiffArgs) -> CliResult {
+    let device = a.run.device.device()?;
+    let rank_by: RankBy = a.rank_by.into();
+    if !a.from_saved.is_empty() {
+        let flags = given_flags(&a.settings)?;
+        if !flags.is_empty() {
+            return Err(format!(
+                "--from-saved ranks saved stages without training; {} do not apply",
+                flags.join(", ")
+            )
+            .into());
+        }
+        let dirs = &a.from_saved;
+        let diff = api::diff_saved([&dirs[0], &dirs[1], &dirs[2], &dirs[3]], rank_by, &device)?;
+        print_ranking(&diff, a.top);
+        if let Some(out) = &a.out {
+            std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+            atomic_write(
+                &out.join("diff.json"),
+                serde_json::to_string_pretty(&diff)?.as_bytes(),
+            )?;
+            atomic_write(
+                &out.join("diff.md"),
+                diff.to_markdown(DIFF_MD_ROWS).as_bytes(),
+            )?;
+            println!("ranking: {}", out.join("diff.json").display());
+        }
+        return Ok(());
+    }
+    let out = a
+        .out
+        .as_deref()
+        .ok_or("--out is required (unless --from-saved)")?;
+    let given = a.settings.clone().normalized()?;
+    let stage_s_checkpoint = out.join("stage-S").join(CHECKPOINT_FILE);
+    let (settings, saved_cadence) = if a.resume {
+        if !stage_s_checkpoint.exists() && !out.join(COMMAND_FILE).exists() {
+            return Err(format!(
+                "{}: no diffing run to resume there; start one without --resume",
+                out.display()
+            )
+            .into());
+        }
+        resumed_settings(out, "xcoder diff", given)?
+    } else {
+        if stage_s_checkpoint.exists() {
+            return Err(format!(
+                "{} already holds a diffing run; pass --resume to continue it or choose another --out",
+                out.display()
+            )
+            .into());
+        }
+        (given, None)
+    };
+    let cadence = a.run.cadence(saved_cadence);
+    let s = &settings;
+    let stores = [
+        s.stage_s.clone(),
+        s.stage_d.clone(),
+        s.stage_m.clone(),
+        s.stage_dm.clone(),
+    ];
+    for (name, paths) in ["--stage-s", "--stage-d", "--stage-m", "--stage-dm"]
+        .iter()
+        .zip(&stores)
+    {
+        if paths.is_empty() {
+            return Err(format!("{name} is required: the activation stores of that stage").into());
+        }
+    }
+    let kind: Kind = s.kind.unwrap_or(KindArg::Crosscoder).into();
+    let reader = reader_config(&s.training);
+    let blocks = AlignedStores::open(&stores[0], reader)?.blocks();
+    let spec = dictionary_spec(kind, &s.dictionary, &blocks)?;
+    api::dictionary_config(&spec, &blocks)?;
+    let batch = s.training.batch_size.unwrap_or(DEFAULT_BATCH);
+    let steps = match s.training.steps {
+        Some(n) => n,
+        None => one_pass(&stores[0][0], batch)?,
+    };
+    let fine_tune_steps = match s.fine_tune_steps {
+        Some(n) => n,
+        None => one_pass(&stores[1][0], batch)?,
+    };
+    let train = training_config(&s.training, &s.dictionary, &spec, steps, s.training.lr)?;
+    let fine_tune = training_config(
+        &s.training,
+        &s.dictionary,
+        &spec,
+        fine_tune_steps,
+        s.fine_tune_lr.or(s.training.lr),
+    )?;
+    if !a.resume {
+        save_command(out, "xcoder diff", &settings, cadence)?;
+    }
+    let request = DiffRequest {
+        spec,
+        stores,
+        train,
+        fine_tune,
+        dm_parent: match s.dm_parent.unwrap_or(DmParentArg::D) {
+            DmParentArg::D => DmParent::D,
+            DmParentArg::M => DmParent::M,
+        },
+        rank_by,
+        reader,
+        options: a.run.options(out, cadence),
+    };
+    let outcome = api::diff(&request, &device)?;
+    for run in &outcome.runs {
+        println!(
+            "stage {}: step {} -> {}",
+            run.name,
+            run.step(),
+            out.join(format!("stage-{}", run.name))
+                .join(&run.name)
+                .display()
+        );
+    }
+    print_ranking(&outcome.diff, a.top);
+    println!(
+        "ranking of every feature: {} and {}",
+        out.join("diff.json").display(),
+        out.join("diff.md").display()
+    );
+    Ok(())
+}
