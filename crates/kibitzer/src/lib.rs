@@ -11,7 +11,17 @@
 //!   (`kibitzer-games`);
 //! - [`bsp`]: board-state properties, coverage, board reconstruction,
 //!   probes (`kibitzer-bsp`), and [`board_eval`], which feeds a dictionary's
-//!   features to them.
+//!   features to them;
+//! - [`hooks`]: TransformerLens-named hook sites, caches, interventions,
+//!   harvesting (`kibitzer-hooks`);
+//! - [`models`]: GPT, the AlphaZero network and its self-play coach, the
+//!   skill-conditioned chess policy (`kibitzer-models`);
+//! - [`xcoder`]: transcoders, crosscoders, stage-wise diffing
+//!   (`kibitzer-xcoder`).
+//!
+//! Its own modules join them into reference 001's pipeline: [`alphazero`]
+//! (the shipped network, network players, the harvest), [`sweep`] (a grid
+//! of SAEs judged on the board) and [`vis`] (the feature viewer).
 
 pub mod alphazero;
 pub mod board_eval;
@@ -20,5 +30,8 @@ pub mod vis;
 
 pub use kibitzer_bsp as bsp;
 pub use kibitzer_games as games;
+pub use kibitzer_hooks as hooks;
+pub use kibitzer_models as models;
 pub use kibitzer_sae as sae;
 pub use kibitzer_store as store;
+pub use kibitzer_xcoder as xcoder;
