@@ -417,6 +417,27 @@ fn harvest_rows_line_up_with_bsp_labels() {
             .all(|(a, b)| (a - b).abs() < 1e-4)
     );
 
+    // The random-init baseline: as many rows, other values, and the same
+    // seed gives the same ones.
+    let random = |name: &str| {
+        let out = dir.path().join(name);
+        harvest("blocks.1.hook_resid_post", &out, &["--random-init", "9"]);
+        store_values(&out)
+    };
+    let baseline = random("random-a");
+    assert_eq!(baseline.len(), values.len());
+    let same = values
+        .iter()
+        .zip(&baseline)
+        .filter(|(a, b)| (*a - *b).abs() < 1e-4)
+        .count();
+    assert!(
+        same < values.len() / 10,
+        "{same} of {} unchanged",
+        values.len()
+    );
+    assert_eq!(baseline, random("random-b"));
+
     // Another site, another width: the MLP's hidden units.
     let mlp = dir.path().join("mlp");
     harvest("blocks.0.mlp.hook_post", &mlp, &["--dtype", "f16"]);

@@ -32,7 +32,7 @@ use kibitzer_sae::Params;
 use kibitzer_sae::io::{HostTensor, atomic_write, f32_safetensors, read_f32_safetensors};
 use kibitzer_sae::ops::{from_host, to_host};
 use kibitzer_sae::train::{
-    RunOptions, SourcePosition, TrainConfig, TrainError, estimate_input_scale,
+    RunOptions, SourcePosition, TrainConfig, TrainError, estimate_input_scale, truncate_log,
 };
 use kibitzer_store::ActivationSource;
 use std::collections::HashMap;
@@ -515,22 +515,10 @@ impl XRun {
         run.fixed_scales = manifest.fixed_scales_bits.as_deref().map(from_bits);
         run.row_scales = ckpt.row_scales_bits.as_deref().map(from_bits);
         run.rows_seen = ckpt.rows_seen;
-        truncate_log(&out_dir.join(&run.name).join("log.jsonl"), ckpt.step)?;
+        truncate_log(&out_dir.join(&run.name).join("log.jsonl"), ckpt.step)
+            .map_err(XcoderError::Train)?;
         Ok((run, ckpt.source_position))
     }
-}
-
-/// Drops log lines of steps at or after `step` (they will be written again).
-fn truncate_log(path: &Path, step: usize) -> Result<(), XcoderError> {
-    let Ok(text) = fs::read_to_string(path) else {
-        return Ok(());
-    };
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<XStepLog>(l).is_ok_and(|log| log.log.step < step))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    atomic_write(path, kept.as_bytes()).map_err(|e| file_err(path, e))
 }
 
 fn progress_bar(show: bool, total: usize, at: usize) -> indicatif::ProgressBar {

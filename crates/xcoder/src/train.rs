@@ -254,30 +254,18 @@ impl XTrainer {
         }
     }
 
-    /// PyTorch's Adam: `p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
+    /// kibitzer-sae's Adam step, so SAEs and xcoders train alike.
     fn adam_update(&mut self, grads: &Params, lr: f64) {
-        let a = self.config.adam;
-        let t = (self.step + 1) as i32;
-        let (b1, b2) = (a.beta1, a.beta2);
-        let bc1 = 1.0 - b1.powi(t);
-        let bc2 = 1.0 - b2.powi(t);
-        self.m = self.m.zip_map(grads, |m, g| {
-            m.clone().mul_scalar(b1 as f32) + g.clone().mul_scalar((1.0 - b1) as f32)
-        });
-        self.v = self.v.zip_map(grads, |v, g| {
-            v.clone().mul_scalar(b2 as f32) + g.clone().square().mul_scalar((1.0 - b2) as f32)
-        });
-        let step_size = (lr / bc1) as f32;
-        let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
-        let update = self.m.zip_map(&self.v, |m, v| {
-            m.clone()
-                / v.clone()
-                    .sqrt()
-                    .mul_scalar(inv_sqrt_bc2)
-                    .add_scalar(a.eps as f32)
-        });
-        let params = self.xcoder.params_mut();
-        *params = params.zip_map(&update, |p, u| p.clone() - u.clone().mul_scalar(step_size));
+        let stepped = kibitzer_sae::train::adam_step(
+            &self.config.adam,
+            self.xcoder.params(),
+            &mut self.m,
+            &mut self.v,
+            grads,
+            self.step,
+            lr,
+        );
+        *self.xcoder.params_mut() = stepped;
     }
 
     /// The dictionary as used at inference, still in normalised units:

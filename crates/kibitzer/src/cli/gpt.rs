@@ -196,6 +196,11 @@ pub struct HarvestArgs {
     /// Replace an existing store in --out.
     #[arg(long)]
     pub overwrite: bool,
+    /// Activations of a freshly initialised GPT of the same shape, with
+    /// this seed, instead of the trained weights: the random-init baseline
+    /// of reference 002.
+    #[arg(long)]
+    pub random_init: Option<u64>,
     /// Device: cpu, cuda, cuda:N or wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
@@ -748,6 +753,16 @@ pub fn harvest_store(a: &HarvestArgs) -> CliResult {
     let device = a.device.device()?;
     let games = open_games(&a.games, a.max_games)?;
     let model = load_model(&a.model, &device, &games)?;
+    let model = match a.random_init {
+        Some(seed) => Gpt::new(
+            GptConfig {
+                seed: Some(seed),
+                ..model.config().clone()
+            },
+            &device,
+        )?,
+        None => model,
+    };
     let n_ctx = model.config().n_ctx;
     let Sequences {
         tokens: sequences,
@@ -775,6 +790,7 @@ pub fn harvest_store(a: &HarvestArgs) -> CliResult {
     };
     let metadata = serde_json::json!({
         "model": a.model,
+        "random_init": a.random_init,
         "games": games.path,
         "board_size": games.size,
         "games_harvested": games.games.len(),

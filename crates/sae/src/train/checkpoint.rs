@@ -221,7 +221,11 @@ pub(super) fn load(out: &Path, device: &Device) -> Result<(Sweep, serde_json::Va
     Ok((sweep, ckpt.source_position))
 }
 
-fn truncate_log(path: &Path, step: usize) -> Result<(), TrainError> {
+/// Drops the lines of a `log.jsonl` for steps at or after `step`: a run
+/// resumed from the checkpoint of `step` writes them again. Any log whose
+/// lines carry [`StepLog`]'s fields (flattened, as transcoders' logs do)
+/// works; a missing file is no error.
+pub fn truncate_log(path: &Path, step: usize) -> Result<(), TrainError> {
     let Ok(text) = fs::read_to_string(path) else {
         return Ok(());
     };

@@ -27,8 +27,9 @@ mod config;
 mod optim;
 pub mod presets;
 
+pub use checkpoint::truncate_log;
 pub use config::{AdamConfig, PAnneal, TrainConfig};
-pub use optim::{DictTrainer, StepLog, StepReport, batch_fvu};
+pub use optim::{DictTrainer, StepLog, StepReport, adam_step, batch_fvu};
 
 use crate::ops::from_host;
 use crate::sae::Sae;

@@ -3,7 +3,7 @@
 //! p-annealing. [`DictTrainer::step`] is one training step on one batch;
 //! [`super::Sweep`] drives several of them from one pass over the data.
 
-use super::config::TrainConfig;
+use super::config::{AdamConfig, TrainConfig};
 use crate::arch::{self, Architecture, LossParts, LossTensors, StepInputs};
 use crate::ops::{from_host, row_from_host, row_norms, scalar, to_host};
 use crate::sae::{Params, Sae};
@@ -292,31 +292,16 @@ impl DictTrainer {
         }
     }
 
-    /// PyTorch's Adam: `p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
     fn adam_update(&mut self, grads: &Params, lr: f64) {
-        let AdamConfigValues { b1, b2, eps } = AdamConfigValues::from(&self.config);
-        let t = (self.step + 1) as i32;
-        let bc1 = 1.0 - b1.powi(t);
-        let bc2 = 1.0 - b2.powi(t);
-        self.m = self.m.zip_map(grads, |m, g| {
-            m.clone().mul_scalar(b1 as f32) + g.clone().mul_scalar((1.0 - b1) as f32)
-        });
-        self.v = self.v.zip_map(grads, |v, g| {
-            v.clone().mul_scalar(b2 as f32) + g.clone().square().mul_scalar((1.0 - b2) as f32)
-        });
-        let step_size = (lr / bc1) as f32;
-        let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
-        let update = self.m.zip_map(&self.v, |m, v| {
-            m.clone()
-                / v.clone()
-                    .sqrt()
-                    .mul_scalar(inv_sqrt_bc2)
-                    .add_scalar(eps as f32)
-        });
-        self.sae.params = self
-            .sae
-            .params
-            .zip_map(&update, |p, u| p.clone() - u.clone().mul_scalar(step_size));
+        self.sae.params = adam_step(
+            &self.config.adam,
+            &self.sae.params,
+            &mut self.m,
+            &mut self.v,
+            grads,
+            self.step,
+            lr,
+        );
     }
 
     /// Anthropic's resampling (2023, "Towards monosemanticity"): every dead
@@ -410,20 +395,39 @@ impl DictTrainer {
     }
 }
 
-struct AdamConfigValues {
-    b1: f64,
-    b2: f64,
-    eps: f64,
-}
-
-impl From<&TrainConfig> for AdamConfigValues {
-    fn from(c: &TrainConfig) -> Self {
-        Self {
-            b1: c.adam.beta1,
-            b2: c.adam.beta2,
-            eps: c.adam.eps,
-        }
-    }
+/// PyTorch's Adam, one step: updates the moments `m` and `v` with `grads`
+/// and returns `params - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`
+/// with `t = steps_done + 1`. Every kibitzer trainer (SAEs, transcoders,
+/// crosscoders) steps through this one function.
+pub fn adam_step(
+    adam: &AdamConfig,
+    params: &Params,
+    m: &mut Params,
+    v: &mut Params,
+    grads: &Params,
+    steps_done: usize,
+    lr: f64,
+) -> Params {
+    let (b1, b2, eps) = (adam.beta1, adam.beta2, adam.eps);
+    let t = (steps_done + 1) as i32;
+    let bc1 = 1.0 - b1.powi(t);
+    let bc2 = 1.0 - b2.powi(t);
+    *m = m.zip_map(grads, |m, g| {
+        m.clone().mul_scalar(b1 as f32) + g.clone().mul_scalar((1.0 - b1) as f32)
+    });
+    *v = v.zip_map(grads, |v, g| {
+        v.clone().mul_scalar(b2 as f32) + g.clone().square().mul_scalar((1.0 - b2) as f32)
+    });
+    let step_size = (lr / bc1) as f32;
+    let inv_sqrt_bc2 = (1.0 / bc2.sqrt()) as f32;
+    let update = m.zip_map(v, |m, v| {
+        m.clone()
+            / v.clone()
+                .sqrt()
+                .mul_scalar(inv_sqrt_bc2)
+                .add_scalar(eps as f32)
+    });
+    params.zip_map(&update, |p, u| p.clone() - u.clone().mul_scalar(step_size))
 }
 
 /// Fraction of variance unexplained on one batch, as a device scalar:
