@@ -8,7 +8,7 @@
 
 use crate::sweep::progress_bar;
 use burn::tensor::Device;
-use kibitzer_bsp::labelling::{othello_at_moves, save_labels_jsonl};
+use kibitzer_bsp::labelling::{LabelledPositions, othello_at_moves, save_labels_jsonl};
 use kibitzer_bsp::othello::{OthelloBspOptions, othello_bsps};
 use kibitzer_games::Game;
 use kibitzer_games::arena::{ArenaConfig, ArenaReport};
@@ -253,11 +253,8 @@ pub fn final_check(
 
 /// Writes arena reports as one JSON array, atomically.
 pub fn write_check(path: &Path, reports: &[ArenaReport]) -> Result<(), AlphaZeroError> {
-    let values: Vec<serde_json::Value> = reports
-        .iter()
-        .map(|r| serde_json::from_str(&r.to_json()).expect("an arena report is valid JSON"))
-        .collect();
-    let text = serde_json::to_string_pretty(&values).expect("JSON values serialise");
+    let text =
+        serde_json::to_string_pretty(reports).expect("arena reports have only serialisable fields");
     kibitzer_store::atomic_write(path, text.as_bytes()).map_err(|e| AlphaZeroError::File {
         path: path.to_owned(),
         message: e.to_string(),
@@ -474,8 +471,16 @@ pub fn harvest(config: &HarvestConfig) -> Result<HarvestReport, AlphaZeroError> 
     write_dataset(&games_file, size, &games)?;
     let play_s = clock.elapsed().as_secs_f64();
 
+    // Every position after a square move, games in order: the rows of the
+    // store, of which the first games' are labelled.
     let clock = Instant::now();
-    let labelled = othello_at_moves(size, &games[..config.label_games.min(games.len())])?;
+    let all = othello_at_moves(size, &games)?;
+    let labelled_games = config.label_games.min(games.len());
+    let labelled_rows = all.refs.partition_point(|r| r.game < labelled_games);
+    let labelled = LabelledPositions {
+        positions: all.positions[..labelled_rows].to_vec(),
+        refs: all.refs[..labelled_rows].to_vec(),
+    };
     let set = othello_bsps(size, OthelloBspOptions::default())?;
     let labels = set.label(&labelled.positions)?;
     let labels_file = out.join(harvest_files::LABELS);
@@ -483,7 +488,6 @@ pub fn harvest(config: &HarvestConfig) -> Result<HarvestReport, AlphaZeroError> 
     let label_s = clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
-    let all = othello_at_moves(size, &games)?;
     let subject = match config.random_init {
         Some(seed) => {
             let mut c = net.config().clone();
@@ -499,7 +503,7 @@ pub fn harvest(config: &HarvestConfig) -> Result<HarvestReport, AlphaZeroError> 
             message: e.to_string(),
         })?;
     }
-    let source = PositionSource::new(&subject, all.positions.clone())?;
+    let source = PositionSource::new(&subject, all.positions)?;
     let hook_config = HookHarvestConfig {
         store: StoreConfig {
             metadata: serde_json::json!({

@@ -5,7 +5,7 @@
 use super::CliResult;
 use clap::{Args, Subcommand, ValueEnum};
 use kibitzer_games::Player;
-use kibitzer_games::arena::ArenaConfig;
+use kibitzer_games::arena::{ArenaConfig, ArenaReport};
 use kibitzer_games::cli_support::{self as games_cli, GameSetup, with_threads};
 use std::path::PathBuf;
 
@@ -338,19 +338,8 @@ fn run_command(cmd: GamesCommand) -> CliResult {
                 ..ArenaConfig::new(a.games, a.seed)
             };
             let game = setup(a.game, a.size, a.fen.as_deref());
-            let report = if net_players(&game, &[&a.a, &a.b])? {
-                let device = kibitzer_sae::DeviceChoice::Cpu.device()?;
-                with_threads(a.threads, || {
-                    kibitzer::alphazero::othello_arena(a.size, &a.a, &a.b, &config, &device)
-                })??
-            } else {
-                with_threads(a.threads, || games_cli::arena(&game, &a.a, &a.b, &config))??
-            };
-            if a.json {
-                println!("{}", report.to_json());
-            } else {
-                print!("{}", report.to_markdown());
-            }
+            let report = with_threads(a.threads, || arena(&game, a.size, &a.a, &a.b, &config))??;
+            print_arena(&report, a.json);
         }
         GamesCommand::Generate(GenerateCommand::Othello(a)) => {
             let r = with_threads(a.threads, || {
@@ -411,13 +400,43 @@ fn net_players(game: &GameSetup, specs: &[&str]) -> Result<bool, Box<dyn std::er
     Ok(any)
 }
 
+/// A match between two players of `game`: through kibitzer-games, or with
+/// the network players of [`kibitzer::alphazero`] when either is one. The
+/// error is its message, which [`run`] prints as it is anyway (and which
+/// crosses the arena's thread pool).
+fn arena(
+    game: &GameSetup,
+    size: usize,
+    first: &str,
+    second: &str,
+    config: &ArenaConfig,
+) -> Result<ArenaReport, String> {
+    if net_players(game, &[first, second]).map_err(|e| e.to_string())? {
+        let device = kibitzer_sae::DeviceChoice::Cpu
+            .device()
+            .map_err(|e| e.to_string())?;
+        kibitzer::alphazero::othello_arena(size, first, second, config, &device)
+            .map_err(|e| e.to_string())
+    } else {
+        games_cli::arena(game, first, second, config).map_err(|e| e.to_string())
+    }
+}
+
+fn print_arena(report: &ArenaReport, json: bool) {
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_markdown());
+    }
+}
+
 fn play(a: &PlayArgs) -> CliResult {
     let game = setup(a.game, a.size, a.fen.as_deref());
-    let device = kibitzer_sae::DeviceChoice::Cpu.device()?;
     if a.human {
         let opponent = resolve(&a.opponent, &game, "mcts:200");
         let stdin = std::io::stdin();
         let r = if net_players(&game, &[opponent])? {
+            let device = kibitzer_sae::DeviceChoice::Cpu.device()?;
             let mut agent = kibitzer::alphazero::othello_agent(opponent, a.size, a.seed, &device)?;
             let start = kibitzer_games::othello::Othello::new(a.size)?;
             kibitzer_games::players::play_human(
@@ -446,27 +465,18 @@ fn play(a: &PlayArgs) -> CliResult {
         resolve(&a.a, &game, "mcts:200"),
         resolve(&a.b, &game, "random"),
     );
-    let nets = net_players(&game, &[first, second])?;
     if let Some(games) = a.games {
         let config = ArenaConfig {
             random_opening_plies: a.openings,
             max_plies: a.max_plies,
             ..ArenaConfig::new(games, a.seed)
         };
-        let report = if nets {
-            kibitzer::alphazero::othello_arena(a.size, first, second, &config, &device)?
-        } else {
-            games_cli::arena(&game, first, second, &config)?
-        };
-        if a.json {
-            println!("{}", report.to_json());
-        } else {
-            print!("{}", report.to_markdown());
-        }
+        print_arena(&arena(&game, a.size, first, second, &config)?, a.json);
         return Ok(());
     }
-    let r = if nets {
+    let r = if net_players(&game, &[first, second])? {
         use rand::{RngExt, SeedableRng};
+        let device = kibitzer_sae::DeviceChoice::Cpu.device()?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
         let mut one = kibitzer::alphazero::othello_agent(first, a.size, rng.random(), &device)?;
         let mut two = kibitzer::alphazero::othello_agent(second, a.size, rng.random(), &device)?;
