@@ -3,16 +3,17 @@
 (TransformerLens's HookedTransformer), same configuration, same machine,
 one run.
 
-    python3 crates/models/scripts/compare_torch.py [--seconds 5] [--batch 32]
+    python3 crates/models/scripts/compare_torch.py [--seconds 5] [--batch 32] [--rounds 3]
 
-Builds and runs `cargo run --release -p kibitzer-models --example
-gpt_throughput`, then times TransformerLens on the same configuration
+Builds `cargo build --release -p kibitzer-models --example
+gpt_throughput`, then, in --rounds alternating rounds, runs it and times
+TransformerLens on the same configuration
 (OthelloGPT: 8 layers, d_model 512, 8 heads, d_mlp 2048, 61 tokens, n_ctx
 59) with torch's default thread count: the forward pass (`model(tokens)`
 under `torch.inference_mode()`) and harvesting `blocks.5.hook_resid_post`
 (`run_with_cache(names_filter=site, stop_at_layer=6)`, copied to a NumPy
-array). Prints a Markdown table with the ratios (kibitzer / PyTorch) and
-writes them as JSON to --out.
+array). Prints a Markdown table of the medians with their ratio (kibitzer /
+PyTorch) and each round's ratio, and writes them as JSON to --out.
 
 Needs `pip install "transformer_lens<4"` (version 4 removed HookedTransformer).
 """
@@ -60,30 +61,47 @@ def torch_throughput(batch, seconds):
     return {"forward_tokens_per_s": forward, "harvest_tokens_per_s": harvested, "threads": torch.get_num_threads()}
 
 
+def median(values):
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating kibitzer/PyTorch rounds; medians are compared")
     parser.add_argument("--out", default="gpt_throughput.json")
     args = parser.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     c = CONFIG
-    cmd = [
-        "cargo", "run", "--quiet", "--release", "-p", "kibitzer-models", "--example", "gpt_throughput", "--",
-        *map(str, [c["n_layers"], c["d_model"], c["n_heads"], c["d_mlp"], c["d_vocab"], c["n_ctx"], args.batch, args.seconds, HARVEST_LAYER]),
-    ]
-    ours = json.loads(subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-    theirs = torch_throughput(args.batch, args.seconds)
+    build = ["cargo", "build", "--quiet", "--release", "-p", "kibitzer-models", "--example", "gpt_throughput"]
+    subprocess.run(build, cwd=root, check=True)
+    binary = os.path.join(root, "target", "release", "examples", "gpt_throughput")
+    cmd = [binary, *map(str, [c["n_layers"], c["d_model"], c["n_heads"], c["d_mlp"], c["d_vocab"], c["n_ctx"], args.batch, args.seconds, HARVEST_LAYER])]
+    # Alternate the two sides so that a slow spell of a shared machine falls
+    # on both, and compare medians.
+    ours_runs, theirs_runs = [], []
+    for _ in range(args.rounds):
+        ours_runs.append(json.loads(subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]))
+        theirs_runs.append(torch_throughput(args.batch, args.seconds))
     rows = []
     for key, label in [("forward_tokens_per_s", "forward"), ("harvest_tokens_per_s", f"harvest blocks.{HARVEST_LAYER}.hook_resid_post")]:
-        rows.append({"what": label, "kibitzer": ours[key], "pytorch": theirs[key], "ratio": ours[key] / theirs[key]})
-    print(f"OthelloGPT config {CONFIG}, batch {args.batch}, kibitzer threads {ours['threads']}, torch threads {theirs['threads']}\n")
-    print("| tokens/s | kibitzer | PyTorch (TransformerLens) | ratio |")
-    print("|---|---:|---:|---:|")
+        ours, theirs = median([r[key] for r in ours_runs]), median([r[key] for r in theirs_runs])
+        per_round = [o[key] / t[key] for o, t in zip(ours_runs, theirs_runs)]
+        rows.append({"what": label, "kibitzer": ours, "pytorch": theirs, "ratio": ours / theirs, "round_ratios": per_round})
+    print(
+        f"OthelloGPT config {CONFIG}, batch {args.batch}, kibitzer threads {ours_runs[0]['threads']}, "
+        f"torch threads {theirs_runs[0]['threads']}, medians of {args.rounds} alternating rounds of {args.seconds} s\n"
+    )
+    print("| tokens/s | kibitzer | PyTorch (TransformerLens) | ratio | ratio per round |")
+    print("|---|---:|---:|---:|---|")
     for r in rows:
-        print(f"| {r['what']} | {r['kibitzer']:.0f} | {r['pytorch']:.0f} | {r['ratio']:.2f} |")
+        rounds = ", ".join(f"{x:.2f}" for x in r["round_ratios"])
+        print(f"| {r['what']} | {r['kibitzer']:.0f} | {r['pytorch']:.0f} | {r['ratio']:.2f} | {rounds} |")
     with open(args.out, "w") as f:
-        json.dump({"config": CONFIG, "batch": args.batch, "rows": rows, "kibitzer": ours, "pytorch": theirs}, f, indent=2)
+        json.dump({"config": CONFIG, "batch": args.batch, "rows": rows, "kibitzer": ours_runs, "pytorch": theirs_runs}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ impl DenseBn {
         train: bool,
         eps: f64,
     ) -> (Tensor<2>, Option<(Tensor<2>, Tensor<2>)>) {
-        let h = x.matmul(self.w.clone()) + self.b.clone();
+        let h = crate::flex_kernels::linear(x, &self.w, &self.b);
         let (mean, var, stats) = if train {
             let mean = h.clone().mean_dim(0);
             let var = (h.clone() - mean.clone()).square().mean_dim(0);
@@ -293,8 +293,11 @@ impl AlphaZeroNet {
             };
             x = post;
         }
-        let log_policy = log_softmax(x.clone().matmul(self.w_pi.clone()) + self.b_pi.clone(), 1);
-        let value = (x.matmul(self.w_v.clone()) + self.b_v.clone()).tanh();
+        let log_policy = log_softmax(
+            crate::flex_kernels::linear(x.clone(), &self.w_pi, &self.b_pi),
+            1,
+        );
+        let value = crate::flex_kernels::linear(x, &self.w_v, &self.b_v).tanh();
         Ok((Some(AlphaZeroOutput { log_policy, value }), stats))
     }
 

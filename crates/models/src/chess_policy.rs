@@ -316,11 +316,11 @@ impl ChessPolicy {
         let Some(pooled) = hooks.visit(HookSite::UnembedIn, pooled, [Batch, Hidden])? else {
             return Ok(None);
         };
-        let logits = pooled.clone().matmul(self.w_policy.clone()) + self.b_policy.clone();
+        let logits = crate::flex_kernels::linear(pooled.clone(), &self.w_policy, &self.b_policy);
         let Some(logits) = hooks.visit(HookSite::UnembedOut, logits, [Batch, Hidden])? else {
             return Ok(None);
         };
-        let value = (pooled.matmul(self.w_value.clone()) + self.b_value.clone()).tanh();
+        let value = crate::flex_kernels::linear(pooled, &self.w_value, &self.b_value).tanh();
         Ok(Some(ChessPolicyOutput {
             policy_logits: logits,
             value,

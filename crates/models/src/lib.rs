@@ -22,6 +22,7 @@ pub mod alphazero;
 #[cfg(feature = "chess")]
 pub mod chess_policy;
 pub mod error;
+pub mod flex_kernels;
 pub mod gpt;
 pub mod params;
 pub mod transformer;

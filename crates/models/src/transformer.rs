@@ -8,7 +8,7 @@
 //! to and from TransformerLens's shapes happens only in the weight files.
 
 use crate::error::ModelError;
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
+use burn::tensor::activation::{gelu_approximate, relu, softmax};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use kibitzer_hooks::{Axis, BlockHook, HookError, HookSite, Hooks, LnHook};
 use rand::SeedableRng;
@@ -32,7 +32,7 @@ pub enum ActFn {
 impl ActFn {
     pub(crate) fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self {
-            ActFn::Gelu => gelu(x),
+            ActFn::Gelu => crate::flex_kernels::gelu(x),
             ActFn::GeluNew => gelu_approximate(x),
             ActFn::Relu => relu(x),
         }
@@ -127,7 +127,7 @@ impl Init {
 pub(crate) fn linear3(x: Tensor<3>, w: &Tensor<2>, bias: &Tensor<2>) -> Tensor<3> {
     let [b, p, d] = x.dims();
     let e = w.dims()[1];
-    (x.reshape([b * p, d]).matmul(w.clone()) + bias.clone()).reshape([b, p, e])
+    crate::flex_kernels::linear(x.reshape([b * p, d]), w, bias).reshape([b, p, e])
 }
 
 /// TransformerLens's LayerNorm: centre, divide by `sqrt(var + eps)`
