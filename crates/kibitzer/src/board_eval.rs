@@ -126,8 +126,8 @@ pub struct Baselines {
 /// Reports of one evaluation.
 #[derive(Clone, Debug)]
 pub struct BoardEvaluation {
-    /// The dictionary's coverage and board reconstruction.
-    pub dictionary: BspReport,
+    /// The dictionary's coverage and board reconstruction, when one was given.
+    pub dictionary: Option<BspReport>,
     /// The same metrics on the raw neurons.
     pub neurons: Option<BspReport>,
     /// Linear probes on the raw neurons.
@@ -135,12 +135,12 @@ pub struct BoardEvaluation {
 }
 
 /// Coverage on the train games and board reconstruction on held-out games
-/// (split by game, seeded) for a dictionary's features and the chosen
-/// baselines. `raw` is needed for the baselines only.
+/// (split by game, seeded) for a dictionary's features (when given) and the
+/// chosen baselines. `raw` is needed for the baselines only.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_against_board(
     name: &str,
-    features: &SparseActivations,
+    features: Option<&SparseActivations>,
     raw: Option<&Array2<f32>>,
     labels: &BspLabels,
     refs: &[TokenRef],
@@ -151,18 +151,23 @@ pub fn evaluate_against_board(
 ) -> Result<BoardEvaluation, BoardEvalError> {
     let (train, test) = kibitzer_bsp::labelling::split_by_game(refs, test_fraction, seed)?;
     let (train_labels, test_labels) = (labels.select_rows(&train), labels.select_rows(&test));
-    // The maximum activation over every labelled token, as the reference
-    // takes it over all tokens it has.
-    let all = Activations::Sparse(features);
-    let scale = FeatureScale::from_activations(&all, config.max_activation_tokens)?;
-    let (f_train, f_test) = (features.select_rows(&train)?, features.select_rows(&test)?);
-    let dictionary = kibitzer_bsp::evaluate(
-        name,
-        (&Activations::Sparse(&f_train), &train_labels),
-        Some((&Activations::Sparse(&f_test), &test_labels)),
-        Some(&scale),
-        config,
-    )?;
+    let dictionary = match features {
+        Some(features) => {
+            // The maximum activation over every labelled token, as the
+            // reference takes it over all tokens it has.
+            let all = Activations::Sparse(features);
+            let scale = FeatureScale::from_activations(&all, config.max_activation_tokens)?;
+            let (f_train, f_test) = (features.select_rows(&train)?, features.select_rows(&test)?);
+            Some(kibitzer_bsp::evaluate(
+                name,
+                (&Activations::Sparse(&f_train), &train_labels),
+                Some((&Activations::Sparse(&f_test), &test_labels)),
+                Some(&scale),
+                config,
+            )?)
+        }
+        None => None,
+    };
     let pick = |m: &Array2<f32>, rows: &[usize]| m.select(ndarray::Axis(0), rows);
     let neurons = match (baselines.neurons, raw) {
         (true, Some(raw)) => {

@@ -1046,7 +1046,7 @@ pub fn evaluate_member(
     drop((row_ptr, cols, values));
     let board = evaluate_against_board(
         name,
-        &features,
+        Some(&features),
         None,
         labels,
         refs,
@@ -1055,7 +1055,8 @@ pub fn evaluate_member(
         &MetricsConfig::default(),
         &Baselines::default(),
     )?
-    .dictionary;
+    .dictionary
+    .expect("a dictionary was passed, so it has a report");
     let features = feature_summaries(&features, labels, &SummaryConfig::of(eval))?;
     Ok(MemberEvaluation {
         metrics,

@@ -9,7 +9,7 @@ use kibitzer_games::dataset::OthelloDataset;
 use kibitzer_store::{StoreConfig, StoreWriter};
 mod common;
 
-use common::{ok as run, p};
+use common::{fails, ok as run, p};
 
 #[test]
 fn labels_then_board_evaluation_of_an_sae_on_the_board_encoding() {
@@ -79,29 +79,42 @@ fn labels_then_board_evaluation_of_an_sae_on_the_board_encoding() {
         "0.004",
         "--quiet",
     ]);
+    // The evaluation's common arguments: activations, labels, game, output.
+    let eval_args = |out: &std::path::Path, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "eval",
+            "bsp",
+            "--activations",
+            p(&store),
+            "--labels",
+            p(&labels),
+            "--game",
+            "othello",
+            "--size",
+            "6",
+            "--out",
+            p(out),
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
     let out = dir.path().join("report");
-    let table = run(&[
-        "eval",
-        "bsp",
-        "--sae",
-        p(&runs.join("topk-d512-k32")),
-        "--activations",
-        p(&store),
-        "--labels",
-        p(&labels),
-        "--game",
-        "othello",
-        "--size",
-        "6",
-        "--neurons",
-        "--probes",
-        "--probe-epochs",
-        "40",
-        "--probe-lr",
-        "0.01",
-        "--out",
-        p(&out),
-    ]);
+    let sae_dir = runs.join("topk-d512-k32");
+    let table = run(&common::strs(&eval_args(
+        &out,
+        &[
+            "--sae",
+            p(&sae_dir),
+            "--neurons",
+            "--probes",
+            "--probe-epochs",
+            "40",
+            "--probe-lr",
+            "0.01",
+        ],
+    )));
     assert!(table.contains("|"), "{table}");
     eprintln!("{table}");
     let report: serde_json::Value =
@@ -151,4 +164,17 @@ fn labels_then_board_evaluation_of_an_sae_on_the_board_encoding() {
     );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("linear probes"), "{md}");
+
+    // Without a dictionary only the baselines are scored (reference 002's
+    // MLP-neuron baseline: a site no SAE was trained on), with the same
+    // numbers as beside one.
+    let alone = dir.path().join("neurons-alone");
+    run(&common::strs(&eval_args(&alone, &["--neurons"])));
+    let alone_report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(alone.join("report.json")).unwrap()).unwrap();
+    assert!(alone_report["dictionary"].is_null(), "{alone_report:#}");
+    assert!(alone_report["probes"].is_null(), "{alone_report:#}");
+    assert_eq!(alone_report["neurons"], report["neurons"]);
+    let err = fails(&common::strs(&eval_args(&dir.path().join("nothing"), &[])));
+    assert!(err.contains("--sae DIR, --neurons or --probes"), "{err}");
 }

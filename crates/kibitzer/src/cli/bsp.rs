@@ -131,9 +131,10 @@ pub fn labels(a: &LabelsArgs) -> CliResult {
 
 #[derive(Args, Debug)]
 pub struct EvalBspArgs {
-    /// A saved dictionary (SAELens layout).
+    /// A saved dictionary (SAELens layout). Without one, only the baselines
+    /// (--neurons, --probes) of the activations are scored.
     #[arg(long)]
-    pub sae: PathBuf,
+    pub sae: Option<PathBuf>,
     /// Activation store: row i is the activation at labelled position i.
     #[arg(long)]
     pub activations: PathBuf,
@@ -200,14 +201,22 @@ pub fn eval_bsp(a: &EvalBspArgs) -> CliResult {
     let device = a.device.device()?;
     let (refs, labels): (_, BspLabels) = read_labels_jsonl(&a.labels, catalog_of(a)?)?;
     let rows = labels.rows();
-    let sae = kibitzer_sae::saelens::load(&a.sae, &device)?;
-    let features = dictionary_activations(
-        &sae,
-        &mut open_reader(&a.activations)?,
-        rows,
-        a.batch_size,
-        &device,
-    )?;
+    if a.sae.is_none() && !a.neurons && !a.probes {
+        return Err("eval bsp scores nothing: give --sae DIR, --neurons or --probes".into());
+    }
+    let features = match &a.sae {
+        Some(path) => {
+            let sae = kibitzer_sae::saelens::load(path, &device)?;
+            Some(dictionary_activations(
+                &sae,
+                &mut open_reader(&a.activations)?,
+                rows,
+                a.batch_size,
+                &device,
+            )?)
+        }
+        None => None,
+    };
     let raw = if a.neurons || a.probes {
         Some(raw_activations(&mut open_reader(&a.activations)?, rows)?)
     } else {
@@ -224,12 +233,13 @@ pub fn eval_bsp(a: &EvalBspArgs) -> CliResult {
     };
     let name = a
         .sae
-        .file_name()
+        .as_ref()
+        .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "dictionary".into());
     let evaluation = evaluate_against_board(
         &name,
-        &features,
+        features.as_ref(),
         raw.as_ref(),
         &labels,
         &refs,
@@ -248,7 +258,9 @@ pub fn eval_bsp(a: &EvalBspArgs) -> CliResult {
     categories.sort_unstable();
     categories.dedup();
     categories.push("all");
-    let reports: Vec<_> = std::iter::once(&evaluation.dictionary)
+    let reports: Vec<_> = evaluation
+        .dictionary
+        .iter()
         .chain(evaluation.neurons.as_ref())
         .collect();
     let probes: Vec<_> = evaluation.probes.iter().collect();
