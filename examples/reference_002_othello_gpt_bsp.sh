@@ -65,7 +65,10 @@ if [[ ! -f gpt/training.json ]]; then
         --layers "$layers" --d-model "$d_model" --heads "$heads" \
         --steps "$steps" --lr "$lr" --eval-every 500 --device "$device"
 fi
-"$kibitzer" gpt eval --model gpt --games analysis.bin --max-games 2000 --device "$device" --json > gpt-eval.json
+if [[ ! -f gpt-eval.json ]]; then
+    "$kibitzer" gpt eval --model gpt --games analysis.bin --max-games 2000 --device "$device" --json > gpt-eval.json.tmp
+    mv gpt-eval.json.tmp gpt-eval.json
+fi
 
 step "3. activations: the residual stream and the MLP neurons of block $layer, and the random-init GPT's residual stream"
 site="blocks.$layer.hook_resid_post"

@@ -5,9 +5,9 @@ one run.
 
     python3 crates/models/scripts/compare_torch.py [--seconds 5] [--batch 32] [--rounds 3]
 
-Builds `cargo build --release -p kibitzer-models --example
-gpt_throughput`, then, in --rounds alternating rounds, runs it and times
-TransformerLens on the same configuration
+In --rounds alternating rounds, runs `cargo run --release -p
+kibitzer-models --example gpt_throughput` and times TransformerLens on the
+same configuration
 (OthelloGPT: 8 layers, d_model 512, 8 heads, d_mlp 2048, 61 tokens, n_ctx
 59) with torch's default thread count: the forward pass (`model(tokens)`
 under `torch.inference_mode()`) and harvesting `blocks.5.hook_resid_post`
@@ -76,10 +76,13 @@ def main():
     args = parser.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     c = CONFIG
-    build = ["cargo", "build", "--quiet", "--release", "-p", "kibitzer-models", "--example", "gpt_throughput"]
-    subprocess.run(build, cwd=root, check=True)
-    binary = os.path.join(root, "target", "release", "examples", "gpt_throughput")
-    cmd = [binary, *map(str, [c["n_layers"], c["d_model"], c["n_heads"], c["d_mlp"], c["d_vocab"], c["n_ctx"], args.batch, args.seconds, HARVEST_LAYER])]
+    # `cargo run` finds the binary wherever CARGO_TARGET_DIR puts it; it builds
+    # in the first round only, and the example times itself, so the build is
+    # never measured.
+    cmd = [
+        "cargo", "run", "--quiet", "--release", "-p", "kibitzer-models", "--example", "gpt_throughput", "--",
+        *map(str, [c["n_layers"], c["d_model"], c["n_heads"], c["d_mlp"], c["d_vocab"], c["n_ctx"], args.batch, args.seconds, HARVEST_LAYER]),
+    ]
     # Alternate the two sides so that a slow spell of a shared machine falls
     # on both, and compare medians.
     ours_runs, theirs_runs = [], []
