@@ -713,6 +713,49 @@ fn for_each_chess_game(
     }
 }
 
+/// The first `max_games` games (all when `None`) of a chess file (PGN or
+/// rated JSON lines; see [`game_file_kind`]), each replayed; the first bad
+/// game is an error naming the file, game and move. An Othello dataset is
+/// an error saying a chess file was expected.
+#[cfg(feature = "chess")]
+pub fn read_chess_games(
+    path: impl AsRef<Path>,
+    max_games: Option<usize>,
+) -> Result<Vec<crate::chess::Chess>, GamesCliError> {
+    let path = path.as_ref();
+    let kind = game_file_kind(path)?;
+    if kind == GameFileKind::OthelloDataset {
+        return Err(GamesCliError::UnknownFile {
+            path: path.to_path_buf(),
+            problem: "this is an Othello dataset".into(),
+            expected: "chess games: a .pgn file or a .jsonl file of rated games",
+        });
+    }
+    let limit = max_games.unwrap_or(usize::MAX);
+    let mut games = Vec::new();
+    let mut failed = None;
+    if limit > 0 {
+        for_each_chess_game(path, kind, false, |index, rated, _| {
+            match rated.replay() {
+                Ok(game) => games.push(game),
+                Err(error) => {
+                    failed = Some(RatedError::Replay {
+                        source_name: path.display().to_string(),
+                        game: index + 1,
+                        error,
+                    });
+                    return false;
+                }
+            }
+            games.len() < limit
+        })?;
+    }
+    match failed {
+        Some(error) => Err(error.into()),
+        None => Ok(games),
+    }
+}
+
 #[cfg(feature = "chess")]
 fn chess_games_info(
     path: &Path,

@@ -45,6 +45,7 @@ pub struct TokenSequences {
     seq_len: usize,
     pad: Option<u32>,
     skip_first: usize,
+    only_token: Option<u32>,
     device: Device,
     cursor: usize,
 }
@@ -91,6 +92,7 @@ impl TokenSequences {
             seq_len,
             pad,
             skip_first: 0,
+            only_token: None,
             device: device.clone(),
             cursor: 0,
         })
@@ -99,6 +101,13 @@ impl TokenSequences {
     /// Does not harvest the first `n` positions of each sequence (a BOS token).
     pub fn skipping_first(mut self, n: usize) -> TokenSequences {
         self.skip_first = n;
+        self
+    }
+
+    /// Harvests only the positions holding `token` (ChessGPT's `.`, where
+    /// reference 002 reads the board with White to move).
+    pub fn keeping_only_token(mut self, token: u32) -> TokenSequences {
+        self.only_token = Some(token);
         self
     }
 
@@ -131,7 +140,9 @@ impl TokenSequences {
             .iter()
             .enumerate()
             .map(|(i, &t)| {
-                i % self.seq_len >= self.skip_first && self.pad.is_none_or(|p| t != i64::from(p))
+                i % self.seq_len >= self.skip_first
+                    && self.pad.is_none_or(|p| t != i64::from(p))
+                    && self.only_token.is_none_or(|o| t == i64::from(o))
             })
             .collect()
     }

@@ -43,8 +43,17 @@ fn next_token_terms(
     }
     let log_probs = log_softmax(logits.slice([0..batch, 0..pos - 1, 0..vocab]), 2);
     let targets = tokens.slice([0..batch, 1..pos]);
+    // The pad token may lie outside the predicted vocabulary (ChessGPT reads
+    // a padding token it never predicts): gather padded targets at 0, as
+    // the mask below drops them anyway.
+    let gathered = match pad {
+        Some(p) => targets
+            .clone()
+            .mask_fill(targets.clone().equal_elem(i64::from(p)), 0),
+        None => targets.clone(),
+    };
     let picked: Tensor<2> = log_probs
-        .gather(2, targets.clone().reshape([batch, pos - 1, 1]))
+        .gather(2, gathered.reshape([batch, pos - 1, 1]))
         .reshape([batch, pos - 1]);
     Ok(match pad {
         Some(p) => {

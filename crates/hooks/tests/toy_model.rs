@@ -668,4 +668,35 @@ fn harvesting_writes_kept_rows_with_their_example_and_position() {
     assert!(ModelActivations::new(&toy, HookSite::attn_pattern(0), data, 1 << 20).is_err());
     assert!(TokenSequences::new(&sequences, 3, Some(0), false, &dev()).is_err());
     assert!(TokenSequences::new(&sequences, 4, None, false, &dev()).is_err());
+
+    // Keeping one token only (ChessGPT's `.`): exactly the rows holding it,
+    // in order, each the activation of its own position.
+    let only = TokenSequences::new(&sequences, 4, Some(0), false, &dev())
+        .unwrap()
+        .keeping_only_token(3);
+    let want: Vec<(i64, i64)> = sequences
+        .iter()
+        .enumerate()
+        .flat_map(|(e, s)| {
+            s.iter()
+                .enumerate()
+                .filter(|(_, t)| **t == 3)
+                .map(move |(p, _)| (e as i64, p as i64))
+        })
+        .collect();
+    assert!(!want.is_empty() && want.len() < kept);
+    assert_eq!(only.harvested_rows(), want.len());
+    let mut source = ModelActivations::new(&toy, site, only, 1 << 20).unwrap();
+    let (mut values, mut ids) = (Vec::new(), Vec::new());
+    assert_eq!(
+        source
+            .next_batch_with_ids(1000, &mut values, &mut ids)
+            .unwrap(),
+        want.len()
+    );
+    assert_eq!(ids, want);
+    for (r, &(e, p)) in ids.iter().enumerate() {
+        let at = (e as usize * 4 + p as usize) * D;
+        assert!(max_diff(&values[r * D..(r + 1) * D], &reference[at..at + D]) < 1e-6);
+    }
 }

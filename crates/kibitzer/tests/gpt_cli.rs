@@ -7,14 +7,14 @@
 
 mod common;
 
-use common::{fails, kibitzer, ok, p, strs};
+use common::{fails, gpt_eval_json, i64_column, kibitzer, ok, p, strs};
 use kibitzer_games::dataset::OthelloDataset;
 use kibitzer_games::othello::OthelloMove;
 use kibitzer_hooks::{HookSite, HookedModel};
 use kibitzer_models::gpt::othello::othello_gpt_config;
 use kibitzer_models::{Gpt, GptTrainer};
 use kibitzer_sae::DeviceChoice;
-use kibitzer_store::{ColumnData, Store};
+use kibitzer_store::Store;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,19 +68,6 @@ fn tiny_train(games: &Path, out: &Path, steps: u64, extra: &[&str]) -> Vec<Strin
     args
 }
 
-fn eval_json(model: &Path, games: &Path) -> serde_json::Value {
-    let out = ok(&[
-        "gpt",
-        "eval",
-        "--model",
-        p(model),
-        "--games",
-        p(games),
-        "--json",
-    ]);
-    serde_json::from_str(&out).expect("gpt eval --json prints JSON")
-}
-
 /// An untrained OthelloGPT of the given shape saved where `gpt eval` and
 /// `gpt harvest` read models; returns it.
 fn save_fresh_model(dir: &Path, size: usize, n_ctx: Option<usize>, seed: u64) -> Gpt {
@@ -92,13 +79,6 @@ fn save_fresh_model(dir: &Path, size: usize, n_ctx: Option<usize>, seed: u64) ->
     let model = Gpt::new(config, &DeviceChoice::Cpu.device().unwrap()).unwrap();
     model.save_transformer_lens(dir).unwrap();
     model
-}
-
-fn i64_column(store: &Store, name: &str) -> Vec<i64> {
-    match store.column(name).unwrap() {
-        ColumnData::I64(v) => v,
-        other => panic!("column {name} is {:?}, expected i64", other.dtype()),
-    }
 }
 
 /// (game, token) of every line of a label file.
@@ -170,8 +150,8 @@ fn training_learns_the_rules_of_4x4_othello() {
         .save_transformer_lens(&fresh_dir)
         .unwrap();
 
-    let trained = eval_json(&model_dir, &held_out);
-    let fresh = eval_json(&fresh_dir, &held_out);
+    let trained = gpt_eval_json(&model_dir, &held_out);
+    let fresh = gpt_eval_json(&fresh_dir, &held_out);
     let accuracy = |v: &serde_json::Value| v["legal_move_accuracy"].as_f64().unwrap();
     let loss = |v: &serde_json::Value| v["eval_loss"].as_f64().unwrap();
     eprintln!(

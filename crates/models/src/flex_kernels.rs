@@ -421,7 +421,7 @@ mod tests {
             .grad(&grads)
             .expect("a gradient")
             .into_data()
-            .to_vec()
+            .try_to_vec::<f32>()
             .expect("f32");
         // d/dx GELU = Φ(x) + x φ(x)
         for (x, g) in [-1.0f64, 0.0, 2.0].into_iter().zip(g) {

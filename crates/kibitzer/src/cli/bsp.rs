@@ -34,7 +34,7 @@ pub struct LabelsArgs {
     /// Othello: a game dataset (`kibitzer games generate othello`).
     #[arg(long)]
     pub games: Option<PathBuf>,
-    /// Chess: a PGN file of many games.
+    /// Chess: the games, a PGN file or rated games as JSON lines (.jsonl).
     #[arg(long)]
     pub pgn: Option<PathBuf>,
     /// Label at most this many games.
@@ -118,11 +118,7 @@ pub fn labels(a: &LabelsArgs) -> CliResult {
         #[cfg(feature = "chess")]
         GameArg::Chess => {
             let path = a.pgn.as_ref().ok_or("--game chess needs --pgn FILE")?;
-            let reader = kibitzer_games::chess::pgn::PgnReader::open(path)?;
-            let mut games = Vec::new();
-            for game in reader.take(a.max_games.unwrap_or(usize::MAX)) {
-                games.push(game?.game);
-            }
+            let games = kibitzer_games::cli_support::read_chess_games(path, a.max_games)?;
             let positions = kibitzer_bsp::labelling::chess_at_dots(&games, a.max_chars)?;
             emit(a, positions, &chess_set()?)
         }

@@ -1,27 +1,31 @@
-//! `kibitzer gpt ...`: an OthelloGPT from the command line. `train` fits a
-//! GPT (kibitzer-models) to a games file written by `kibitzer games
-//! generate othello`, `eval` scores its legal-move predictions, and
-//! `harvest` writes its activations at a TransformerLens hook site
-//! (kibitzer-hooks) into an activation store whose rows line up with the
-//! labels of `kibitzer bsp labels --game othello` for the same games file.
+//! `kibitzer gpt ...`: an OthelloGPT or a ChessGPT from the command line.
+//! `train` fits a GPT (kibitzer-models) to a games file, `eval` scores its
+//! legal-move predictions, and `harvest` writes its activations at a
+//! TransformerLens hook site (kibitzer-hooks) into an activation store
+//! whose rows line up with the labels of `kibitzer bsp labels` for the same
+//! games file.
 //!
-//! A game is the token sequence of its square moves (passes have no token,
-//! as in OthelloGPT's vocabulary); position `i` of a game reads moves
-//! `0..=i` and is trained to predict move `i + 1`.
+//! The game comes from the file: an Othello dataset (`kibitzer games
+//! generate othello`) makes an OthelloGPT, whose tokens are square moves
+//! (passes have no token, as in OthelloGPT's vocabulary; position `i` reads
+//! moves `0..=i` and predicts move `i + 1`); chess games (.pgn, or .jsonl
+//! from `kibitzer games generate chess`) make a ChessGPT, whose tokens are
+//! the characters of the games' transcripts (`;1.e4 e5 2.Nf3`, Karvonen's
+//! format; position `i` predicts character `i + 1`).
 
 use super::CliResult;
 use super::sae::DtypeArg;
 use burn::tensor::{Device, Int, Tensor};
 use clap::{Args, Subcommand};
+use kibitzer_games::cli_support::{GameFileKind, game_file_kind};
 use kibitzer_games::dataset::OthelloDataset;
 use kibitzer_games::othello::OthelloMove;
-use kibitzer_games::othello::transcript::{PAD_TOKEN, vocab_size};
+use kibitzer_games::othello::transcript::vocab_size;
 use kibitzer_hooks::{
     ExampleSource, Examples, HarvestConfig, HookError, HookSite, TokenSequences, harvest,
 };
-use kibitzer_models::gpt::othello::{
-    LegalMoveAccuracy, legal_move_accuracy, othello_gpt_config, othello_sequences,
-};
+use kibitzer_models::gpt::LegalMoveAccuracy;
+use kibitzer_models::gpt::othello::{legal_move_accuracy, othello_gpt_config, othello_sequences};
 use kibitzer_models::gpt::train::evaluate;
 use kibitzer_models::{Gpt, GptConfig, GptTrainConfig, GptTrainer, TokenDataset, TrainLog};
 use kibitzer_sae::DeviceChoice;
@@ -38,21 +42,33 @@ const TRAINING_FILE: &str = "training.json";
 const RUN_FORMAT: &str = "kibitzer-gpt-run-v1";
 
 /// OthelloGPT's published shape (Li et al. 2023): 8 blocks of width 512
-/// with 8 heads.
+/// with 8 heads; Karvonen's ChessGPT has the same.
 const DEFAULT_LAYERS: usize = 8;
 const DEFAULT_D_MODEL: usize = 512;
 const DEFAULT_HEADS: usize = 8;
+/// Characters a ChessGPT reads by default: Karvonen's context (reference
+/// 002 reads the board in the first 256).
+#[cfg(feature = "chess")]
+const DEFAULT_CHESS_N_CTX: usize = 1023;
+/// Held-out chess games whose legal-move rate `train` reports at the end:
+/// every move is written character by character, a forward pass per
+/// character, so all 1000 held-out games would take longer than it should.
+#[cfg(feature = "chess")]
+const CHESS_LEGAL_RATE_GAMES: usize = 100;
 
 #[derive(Subcommand, Debug)]
 pub enum GptCommand {
-    /// Train an OthelloGPT on a games file; saves it in TransformerLens
-    /// layout (config.json + model.safetensors) with checkpoints and resume.
+    /// Train an OthelloGPT (on an Othello dataset) or a ChessGPT (on chess
+    /// games); saves it in TransformerLens layout (config.json +
+    /// model.safetensors) with checkpoints and resume.
     Train(TrainArgs),
-    /// Legal-move accuracy (the top-1 prediction is a legal move) and the
-    /// next-token loss of a saved GPT on a games file.
+    /// Legal-move accuracy and the next-token loss of a saved GPT on a
+    /// games file (Othello: the top-1 next token is a legal square; chess:
+    /// the move the model writes greedily is legal SAN).
     Eval(EvalArgs),
     /// Activations of a saved GPT at a hook site into an activation store,
-    /// one row per move in the row order of `kibitzer bsp labels`.
+    /// in the row order of `kibitzer bsp labels` (Othello: one row per
+    /// move; chess: one row per `.` of the transcript, White to move).
     Harvest(HarvestArgs),
 }
 
@@ -70,8 +86,9 @@ pub fn run(cmd: GptCommand) -> CliResult {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Othello games to train on (`kibitzer games generate othello`); the
-    /// board size comes from the file.
+    /// Games to train on: an Othello dataset (`kibitzer games generate
+    /// othello`; the board size comes from the file) trains an OthelloGPT,
+    /// chess games (.pgn or .jsonl) a ChessGPT.
     #[arg(long)]
     pub games: PathBuf,
     /// Output directory: the model (config.json, model.safetensors), the
@@ -90,8 +107,9 @@ pub struct TrainArgs {
     /// MLP hidden width [default: 4 x --d-model].
     #[arg(long)]
     pub d_mlp: Option<usize>,
-    /// Context length; longer games are cut to their first n_ctx moves
-    /// [default: the longest possible game, size^2 - 4].
+    /// Context length; longer games are cut to their first n_ctx tokens
+    /// [default: Othello the longest possible game, size^2 - 4; chess 1023
+    /// characters, Karvonen's].
     #[arg(long)]
     pub n_ctx: Option<usize>,
     /// Optimiser steps [default: 1000]; with --resume, extends (or
@@ -140,14 +158,14 @@ pub struct EvalArgs {
     /// A saved GPT directory (config.json + model.safetensors).
     #[arg(long)]
     pub model: PathBuf,
-    /// Othello games to score (held-out games: another seed of `kibitzer
-    /// games generate othello`).
+    /// Games to score, of the model's game (held-out games: another seed of
+    /// `kibitzer games generate`).
     #[arg(long)]
     pub games: PathBuf,
     /// Score the first N games only.
     #[arg(long)]
     pub max_games: Option<usize>,
-    /// Games per forward pass.
+    /// Games (chess: moves being written) per forward pass.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
     /// Device: cpu, cuda, cuda:N or wgpu.
@@ -163,7 +181,7 @@ pub struct HarvestArgs {
     /// A saved GPT directory (config.json + model.safetensors).
     #[arg(long)]
     pub model: PathBuf,
-    /// Othello games to run the model on.
+    /// Games to run the model on, of the model's game.
     #[arg(long)]
     pub games: PathBuf,
     /// TransformerLens hook site, e.g. blocks.1.hook_resid_post,
@@ -182,9 +200,10 @@ pub struct HarvestArgs {
     /// Memory a forward pass and the rows it yields may take, in MiB.
     #[arg(long, default_value_t = 1024)]
     pub memory_mib: usize,
-    /// Keep only the first n_ctx moves of games longer than the model's
+    /// Keep only the first n_ctx tokens of games longer than the model's
     /// context (label with `kibitzer bsp labels --first-per-game <n_ctx>`
-    /// so the rows still line up); without it such a game is an error.
+    /// for Othello, `--max-chars <n_ctx>` for chess, so the rows still line
+    /// up); without it such a game is an error.
     #[arg(long)]
     pub truncate: bool,
     /// Disk precision.
@@ -209,42 +228,179 @@ pub struct HarvestArgs {
     pub quiet: bool,
 }
 
+/// The games of a games file, by game.
+enum GameList {
+    /// Othello on a `size` board, each game its moves.
+    Othello {
+        size: usize,
+        games: Vec<Vec<OthelloMove>>,
+    },
+    /// Chess games from the standard start.
+    #[cfg(feature = "chess")]
+    Chess(Vec<kibitzer_games::chess::Chess>),
+}
+
 /// The games of a games file (the first `max_games` when limited).
 struct Games {
     path: PathBuf,
-    size: usize,
     in_file: usize,
-    /// XXH64 of every game's move bytes, each prefixed by its length: tells
-    /// one games file from another on `--resume`.
+    /// XXH64 of every game's moves (Othello: the move bytes; chess: the
+    /// transcript), each prefixed by its length: tells one games file from
+    /// another on `--resume`.
     checksum: u64,
-    games: Vec<Vec<OthelloMove>>,
+    list: GameList,
+}
+
+impl Games {
+    /// The game's name, as `run.json` and the reports write it.
+    fn game(&self) -> &'static str {
+        match &self.list {
+            GameList::Othello { .. } => "othello",
+            #[cfg(feature = "chess")]
+            GameList::Chess(_) => "chess",
+        }
+    }
+
+    /// The board side (8 for chess).
+    fn board_size(&self) -> usize {
+        match &self.list {
+            GameList::Othello { size, .. } => *size,
+            #[cfg(feature = "chess")]
+            GameList::Chess(_) => 8,
+        }
+    }
+
+    /// Games loaded (the first `max_games` of the file).
+    fn len(&self) -> usize {
+        match &self.list {
+            GameList::Othello { games, .. } => games.len(),
+            #[cfg(feature = "chess")]
+            GameList::Chess(games) => games.len(),
+        }
+    }
+
+    /// The padding token of the game's vocabulary.
+    fn pad_token(&self) -> u32 {
+        match &self.list {
+            GameList::Othello { .. } => u32::from(kibitzer_games::othello::transcript::PAD_TOKEN),
+            #[cfg(feature = "chess")]
+            GameList::Chess(_) => kibitzer_models::gpt::chess::PAD_TOKEN,
+        }
+    }
+
+    /// How `bsp labels` cuts its positions to a context of `n_ctx` tokens.
+    fn label_flag(&self, n_ctx: usize) -> String {
+        match &self.list {
+            GameList::Othello { .. } => format!("--first-per-game {n_ctx}"),
+            #[cfg(feature = "chess")]
+            GameList::Chess(_) => format!("--max-chars {n_ctx}"),
+        }
+    }
+
+    /// What a token is, for messages.
+    fn token_name(&self) -> &'static str {
+        match &self.list {
+            GameList::Othello { .. } => "square moves",
+            #[cfg(feature = "chess")]
+            GameList::Chess(_) => "transcript characters",
+        }
+    }
+
+    /// The legal-move score of `model` on games `range` of the list.
+    fn legal_moves(
+        &self,
+        model: &Gpt,
+        range: std::ops::Range<usize>,
+        batch_size: usize,
+    ) -> Result<LegalMoveAccuracy, Box<dyn Error>> {
+        Ok(match &self.list {
+            GameList::Othello { size, games } => {
+                legal_move_accuracy(model, &games[range], *size, batch_size)?
+            }
+            #[cfg(feature = "chess")]
+            GameList::Chess(games) => {
+                kibitzer_models::gpt::chess::legal_move_rate(model, &games[range], batch_size)?
+            }
+        })
+    }
+}
+
+/// Hashes sequences of bytes, each prefixed by its length.
+fn checksum<'a>(items: impl Iterator<Item = &'a [u8]>) -> u64 {
+    let mut hasher = Xxh64::new();
+    for bytes in items {
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    }
+    hasher.digest()
 }
 
 fn open_games(path: &Path, max_games: Option<usize>) -> Result<Games, Box<dyn Error>> {
+    match game_file_kind(path)? {
+        GameFileKind::OthelloDataset => open_othello_games(path, max_games),
+        #[cfg(feature = "chess")]
+        GameFileKind::Pgn | GameFileKind::RatedJsonLines => open_chess_games(path, max_games),
+        #[cfg(not(feature = "chess"))]
+        _ => Err(format!(
+            "{}: chess games need the `chess` feature, which this build was compiled without",
+            path.display()
+        )
+        .into()),
+    }
+}
+
+fn open_othello_games(path: &Path, max_games: Option<usize>) -> Result<Games, Box<dyn Error>> {
     // The dataset's errors name the file (missing, not a dataset, truncated).
     let dataset = OthelloDataset::open(path)?;
     if dataset.is_empty() {
         return Err(format!("{}: the games file holds no games", path.display()).into());
     }
     let n = max_games.unwrap_or(dataset.len()).min(dataset.len());
-    let mut hasher = Xxh64::new();
-    for index in 0..dataset.len() {
-        let bytes = dataset
+    let checksum = checksum((0..dataset.len()).map(|index| {
+        dataset
             .game_bytes(index)
-            .expect("every index below len has a game");
-        hasher.update(&(bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    }
+            .expect("every index below len has a game")
+    }));
     Ok(Games {
         path: path.to_path_buf(),
-        size: dataset.board_size(),
         in_file: dataset.len(),
-        checksum: hasher.digest(),
-        games: dataset.iter().take(n).collect(),
+        checksum,
+        list: GameList::Othello {
+            size: dataset.board_size(),
+            games: dataset.iter().take(n).collect(),
+        },
     })
 }
 
-/// Token sequences of some games (one token per square move).
+/// Chess games, each checked to have a transcript (a standard start).
+#[cfg(feature = "chess")]
+fn open_chess_games(path: &Path, max_games: Option<usize>) -> Result<Games, Box<dyn Error>> {
+    use kibitzer_games::chess::transcript::Transcript;
+    // The whole file is read for the checksum; only the first games are kept.
+    let mut games = kibitzer_games::cli_support::read_chess_games(path, None)?;
+    if games.is_empty() {
+        return Err(format!("{}: the file holds no chess games", path.display()).into());
+    }
+    let transcripts = games
+        .iter()
+        .enumerate()
+        .map(|(i, game)| {
+            Transcript::from_game(game)
+                .map(|t| t.text)
+                .map_err(|e| format!("{}: game {i}: {e}", path.display()))
+        })
+        .collect::<Result<Vec<String>, String>>()?;
+    let in_file = games.len();
+    games.truncate(max_games.unwrap_or(in_file));
+    Ok(Games {
+        path: path.to_path_buf(),
+        in_file,
+        checksum: checksum(transcripts.iter().map(|t| t.as_bytes())),
+        list: GameList::Chess(games),
+    })
+}
+
+/// Token sequences of some games.
 struct Sequences {
     tokens: Vec<Vec<u32>>,
     /// How many games were cut to the model's context.
@@ -258,18 +414,24 @@ fn token_sequences(
     n_ctx: usize,
     truncate: bool,
 ) -> Result<Sequences, Box<dyn Error>> {
-    let mut sequences = othello_sequences(&games.games, games.size)
-        .map_err(|e| format!("{}: {e}", games.path.display()))?;
+    let sequences = match &games.list {
+        GameList::Othello { size, games } => othello_sequences(games, *size),
+        #[cfg(feature = "chess")]
+        GameList::Chess(games) => kibitzer_models::gpt::chess::chess_sequences(games),
+    };
+    let mut sequences = sequences.map_err(|e| format!("{}: {e}", games.path.display()))?;
     let mut cut = 0;
     for (game, sequence) in sequences.iter_mut().enumerate() {
         if sequence.len() > n_ctx {
             if !truncate {
                 return Err(format!(
-                    "{}: game {game} has {} moves, more than the model's context n_ctx = {n_ctx}; \
-                     pass --truncate to keep the first {n_ctx} moves of each game, and label them with \
-                     `kibitzer bsp labels --first-per-game {n_ctx}` so the rows line up",
+                    "{}: game {game} has {} {}, more than the model's context n_ctx = {n_ctx}; \
+                     pass --truncate to keep the first {n_ctx} of each game, and label them with \
+                     `kibitzer bsp labels {}` so the rows line up",
                     games.path.display(),
-                    sequence.len()
+                    sequence.len(),
+                    games.token_name(),
+                    games.label_flag(n_ctx),
                 )
                 .into());
             }
@@ -293,35 +455,50 @@ fn token_dataset(
 ) -> Result<TokenDataset, Box<dyn Error>> {
     if let Some(i) = sequences.iter().position(|s| s.len() < 2) {
         return Err(format!(
-            "{}: game {} has {} square moves; a game needs at least 2 to train or score a prediction",
+            "{}: game {} has {} {}; a game needs at least 2 to train or score a prediction",
             games.path.display(),
             first_game + i,
-            sequences[i].len()
+            sequences[i].len(),
+            games.token_name(),
         )
         .into());
     }
     Ok(TokenDataset::new(
         sequences,
-        Some(u32::from(PAD_TOKEN)),
+        Some(games.pad_token()),
         config.d_vocab,
         config.n_ctx,
     )?)
 }
 
-/// Loads a saved GPT and checks that its vocabulary is OthelloGPT's for the
-/// board of `games`.
+/// Loads a saved GPT and checks that its vocabulary is the one of the game
+/// of `games` (OthelloGPT's for its board, or ChessGPT's).
 fn load_model(dir: &Path, device: &Device, games: &Games) -> Result<Gpt, Box<dyn Error>> {
     let model = Gpt::load_dir(dir, device)?;
     let c = model.config();
-    let vocab = vocab_size(games.size);
-    if c.d_vocab != vocab || c.vocab_out() != vocab {
+    let (vocab_in, vocab_out, what) = match &games.list {
+        GameList::Othello { size, .. } => (
+            vocab_size(*size),
+            vocab_size(*size),
+            format!("OthelloGPT on the {size}x{size} board of"),
+        ),
+        #[cfg(feature = "chess")]
+        GameList::Chess(_) => {
+            let vocab = kibitzer_models::gpt::chess::CHESS_VOCAB;
+            (
+                vocab + 1,
+                vocab,
+                "a ChessGPT on the chess games of".to_string(),
+            )
+        }
+    };
+    if c.d_vocab != vocab_in || c.vocab_out() != vocab_out {
         return Err(format!(
-            "{}: the model reads {} and predicts {} tokens, but OthelloGPT on the {s}x{s} board of {} has {vocab}",
+            "{}: the model reads {} and predicts {} tokens, but {what} {} reads {vocab_in} and predicts {vocab_out}",
             dir.display(),
             c.d_vocab,
             c.vocab_out(),
             games.path.display(),
-            s = games.size,
         )
         .into());
     }
@@ -339,12 +516,19 @@ fn uniform_loss(config: &GptConfig) -> f64 {
 struct RunData {
     format: String,
     games: PathBuf,
+    /// `othello` or `chess` (runs written before chess was added are Othello).
+    #[serde(default = "othello_name")]
+    game: String,
     board_size: usize,
     games_in_file: usize,
     games_checksum: String,
     /// Games `0..train_games` train; the rest are held out.
     train_games: usize,
     eval_games: usize,
+}
+
+fn othello_name() -> String {
+    "othello".into()
 }
 
 impl RunData {
@@ -361,7 +545,8 @@ impl RunData {
         Ok(RunData {
             format: RUN_FORMAT.into(),
             games: games.path.clone(),
-            board_size: games.size,
+            game: games.game().into(),
+            board_size: games.board_size(),
             games_in_file: n,
             games_checksum: format!("{:016x}", games.checksum),
             train_games: n - eval_games,
@@ -391,15 +576,17 @@ impl RunData {
         games: &Games,
         eval_games: Option<usize>,
     ) -> Result<(), Box<dyn Error>> {
-        if games.size != self.board_size
+        if games.game() != self.game
+            || games.board_size() != self.board_size
             || games.in_file != self.games_in_file
             || format!("{:016x}", games.checksum) != self.games_checksum
         {
             return Err(format!(
-                "{}: not the games the run was trained on ({}: {} games of {}x{}, checksum {}; see {})",
+                "{}: not the games the run was trained on ({}: {} {} games of {}x{}, checksum {}; see {})",
                 games.path.display(),
                 self.games.display(),
                 self.games_in_file,
+                self.game,
                 self.board_size,
                 self.board_size,
                 self.games_checksum,
@@ -421,8 +608,8 @@ impl RunData {
     }
 }
 
-/// The model config the flags ask for on a `size` board.
-fn model_config(a: &TrainArgs, size: usize) -> Result<GptConfig, Box<dyn Error>> {
+/// The model config the flags ask for on the game of `games`.
+fn model_config(a: &TrainArgs, games: &Games) -> Result<GptConfig, Box<dyn Error>> {
     let layers = a.layers.unwrap_or(DEFAULT_LAYERS);
     let d_model = a.d_model.unwrap_or(DEFAULT_D_MODEL);
     let heads = a.heads.unwrap_or(DEFAULT_HEADS);
@@ -432,7 +619,16 @@ fn model_config(a: &TrainArgs, size: usize) -> Result<GptConfig, Box<dyn Error>>
         )
         .into());
     }
-    let mut config = othello_gpt_config(size, layers, d_model, heads);
+    let mut config = match &games.list {
+        GameList::Othello { size, .. } => othello_gpt_config(*size, layers, d_model, heads),
+        #[cfg(feature = "chess")]
+        GameList::Chess(_) => kibitzer_models::gpt::chess::chess_gpt_config(
+            layers,
+            d_model,
+            heads,
+            DEFAULT_CHESS_N_CTX,
+        ),
+    };
     if let Some(d_mlp) = a.d_mlp {
         config.d_mlp = d_mlp;
     }
@@ -571,7 +767,7 @@ pub fn train(a: &TrainArgs) -> CliResult {
             )
             .into());
         }
-        let model = model_config(a, games.size)?;
+        let model = model_config(a, &games)?;
         let config = train_config(a)?;
         let run = RunData::new(&games, a.eval_games)?;
         let trainer = GptTrainer::new(Gpt::new(model, &device)?, config)?;
@@ -585,8 +781,10 @@ pub fn train(a: &TrainArgs) -> CliResult {
     } = token_sequences(&games, model_config.n_ctx, true)?;
     if cut > 0 {
         eprintln!(
-            "{cut} games are longer than n_ctx = {}: the model trains on their first {} moves",
-            model_config.n_ctx, model_config.n_ctx
+            "{cut} games are longer than n_ctx = {}: the model trains on their first {} {}",
+            model_config.n_ctx,
+            model_config.n_ctx,
+            games.token_name()
         );
     }
     let (train_sequences, eval_sequences) = sequences.split_at(run.train_games);
@@ -610,20 +808,26 @@ pub fn train(a: &TrainArgs) -> CliResult {
     let history = trainer.train(&data, eval.as_ref(), Some(&checkpoint), !a.quiet)?;
     trainer.model.save_transformer_lens(&a.out)?;
 
-    let held_out = &games.games[run.train_games..];
-    let accuracy = if held_out.is_empty() {
+    // Chess writes every move a character at a time: a sample of the
+    // held-out games keeps this short.
+    let held_out_end = match &games.list {
+        GameList::Othello { .. } => games.len(),
+        #[cfg(feature = "chess")]
+        GameList::Chess(_) => games.len().min(run.train_games + CHESS_LEGAL_RATE_GAMES),
+    };
+    let accuracy = if run.train_games >= held_out_end {
         None
     } else {
-        Some(legal_move_accuracy(
+        Some(games.legal_moves(
             &trainer.model,
-            held_out,
-            games.size,
+            run.train_games..held_out_end,
             trainer.config.eval_batch_size,
         )?)
     };
     let last: Option<&TrainLog> = history.last();
     let summary = serde_json::json!({
         "games": run.games,
+        "game": run.game,
         "board_size": run.board_size,
         "train_games": run.train_games,
         "eval_games": run.eval_games,
@@ -632,6 +836,7 @@ pub fn train(a: &TrainArgs) -> CliResult {
         "final": last,
         "uniform_loss": uniform_loss(&model_config),
         "held_out_legal_move_accuracy": accuracy.map(|a| a.fraction()),
+        "held_out_legal_move_games": held_out_end - run.train_games,
         "history": history,
     });
     kibitzer_sae::io::atomic_write(
@@ -640,7 +845,7 @@ pub fn train(a: &TrainArgs) -> CliResult {
     )?;
     match last {
         Some(log) => println!(
-            "step {}: train loss {:.4}  eval loss {}  (uniform guess {:.4})  held-out legal top-1 {}  -> {}",
+            "step {}: train loss {:.4}  eval loss {}  (uniform guess {:.4})  held-out legal moves {}  -> {}",
             log.step,
             log.train_loss,
             log.eval_loss
@@ -659,12 +864,14 @@ pub fn train(a: &TrainArgs) -> CliResult {
 struct EvalReport {
     model: PathBuf,
     games: PathBuf,
+    game: &'static str,
     board_size: usize,
     games_scored: usize,
-    /// Positions scored: after every move that does not end the game (and
-    /// within the model's context).
+    /// Positions scored within the model's context: Othello after every
+    /// move that does not end the game; chess where every move starts.
     positions: usize,
-    /// Positions whose top-1 prediction is a legal move.
+    /// Positions whose prediction (Othello: the top-1 token; chess: the
+    /// move written greedily) is a legal move.
     legal: usize,
     legal_move_accuracy: f64,
     /// Mean next-token cross-entropy over every move after the first.
@@ -682,13 +889,13 @@ pub fn eval(a: &EvalArgs) -> CliResult {
     // Checks every game (naming the file and game) before any forward pass.
     let sequences = token_sequences(&games, config.n_ctx, true)?.tokens;
     let data = token_dataset(&sequences, 0, &games, &config)?;
-    let accuracy: LegalMoveAccuracy =
-        legal_move_accuracy(&model, &games.games, games.size, a.batch_size)?;
+    let accuracy = games.legal_moves(&model, 0..games.len(), a.batch_size)?;
     let report = EvalReport {
         model: a.model.clone(),
         games: games.path.clone(),
-        board_size: games.size,
-        games_scored: games.games.len(),
+        game: games.game(),
+        board_size: games.board_size(),
+        games_scored: games.len(),
         positions: accuracy.positions,
         legal: accuracy.legal,
         legal_move_accuracy: accuracy.fraction(),
@@ -699,7 +906,7 @@ pub fn eval(a: &EvalArgs) -> CliResult {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{}: legal top-1 {:.4} ({} of {} positions in {} games)  eval loss {:.4}  (uniform guess {:.4})",
+            "{}: legal moves {:.4} ({} of {} positions in {} games)  eval loss {:.4}  (uniform guess {:.4})",
             a.model.display(),
             report.legal_move_accuracy,
             report.legal,
@@ -725,16 +932,27 @@ impl ExampleSource<Tensor<2, Int>> for GamesPerPass {
     }
 }
 
-/// How the rows of a harvested store are ordered, recorded in its metadata.
-const ROW_ORDER: &str = "one row per square move: games in file order, each game's moves in order \
+/// How the rows of an Othello store are ordered, recorded in its metadata.
+const OTHELLO_ROW_ORDER: &str = "one row per square move: games in file order, each game's moves in order \
      (passes have no token and no row); row = the activation at that move's token, which has read \
      the game up to and including the move; the order of `kibitzer bsp labels --game othello` on \
      the same games file (columns example = game, position = token)";
 
+/// How the rows of a chess store are ordered, recorded in its metadata.
+#[cfg(feature = "chess")]
+const CHESS_ROW_ORDER: &str = "one row per '.' of each game's transcript (White to move, before White's \
+     move; reference 002's positions): games in file order, dots in order, within the model's context; \
+     the order of `kibitzer bsp labels --game chess --max-chars <n_ctx>` on the same games file \
+     (columns example = game, position = character index)";
+
 /// `kibitzer gpt harvest`: the model's activations at `--site` into a new
 /// store.
 ///
-/// Row order: every game of the file in order (the first `--max-games`),
+/// Chess: one row per `.` of each transcript within the context (games in
+/// order, dots in order), the rows of `kibitzer bsp labels --game chess
+/// --max-chars <n_ctx>`.
+///
+/// Othello row order: every game of the file in order (the first `--max-games`),
 /// and within a game every square move in order, one row per move: the
 /// activation at the move's token position. Passes are not tokens and get
 /// no row, and padding positions after a game's last move are dropped. This
@@ -770,19 +988,23 @@ pub fn harvest_store(a: &HarvestArgs) -> CliResult {
     } = token_sequences(&games, n_ctx, a.truncate)?;
     if cut > 0 {
         eprintln!(
-            "{cut} games were cut to their first {n_ctx} moves: label them with `kibitzer bsp labels --first-per-game {n_ctx}`"
+            "{cut} games were cut to their first {n_ctx} {}: label them with `kibitzer bsp labels {}`",
+            games.token_name(),
+            games.label_flag(n_ctx)
         );
     }
     // The model is causal, so padding only to the longest game (not to
     // n_ctx) leaves every kept row as it is and saves the padded positions.
     let seq_len = sequences.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    let source = TokenSequences::new(
-        &sequences,
-        seq_len,
-        Some(u32::from(PAD_TOKEN)),
-        false,
-        &device,
-    )?;
+    let source = TokenSequences::new(&sequences, seq_len, Some(games.pad_token()), false, &device)?;
+    let (source, row_order) = match &games.list {
+        GameList::Othello { .. } => (source, OTHELLO_ROW_ORDER),
+        #[cfg(feature = "chess")]
+        GameList::Chess(_) => (
+            source.keeping_only_token(kibitzer_models::gpt::chess::DOT_TOKEN),
+            CHESS_ROW_ORDER,
+        ),
+    };
     let expected_rows = source.harvested_rows() as u64;
     let source = GamesPerPass {
         inner: source,
@@ -792,10 +1014,11 @@ pub fn harvest_store(a: &HarvestArgs) -> CliResult {
         "model": a.model,
         "random_init": a.random_init,
         "games": games.path,
-        "board_size": games.size,
-        "games_harvested": games.games.len(),
+        "game": games.game(),
+        "board_size": games.board_size(),
+        "games_harvested": games.len(),
         "truncated_to": a.truncate.then_some(n_ctx),
-        "row_order": ROW_ORDER,
+        "row_order": row_order,
     });
     let config = HarvestConfig {
         store: StoreConfig {
@@ -814,7 +1037,7 @@ pub fn harvest_store(a: &HarvestArgs) -> CliResult {
     let manifest = harvest(&model, site, source, &a.out, &config)?;
     if manifest.rows != expected_rows {
         return Err(format!(
-            "{}: harvested {} rows, but the games have {expected_rows} move tokens",
+            "{}: harvested {} rows, but the games have {expected_rows} positions to harvest",
             a.out.display(),
             manifest.rows
         )
@@ -824,7 +1047,7 @@ pub fn harvest_store(a: &HarvestArgs) -> CliResult {
         "wrote {} rows of width {} at {site} from {} games to {}",
         manifest.rows,
         manifest.d_in,
-        games.games.len(),
+        games.len(),
         a.out.display()
     );
     Ok(())
@@ -847,19 +1070,25 @@ mod tests {
         Train::try_parse_from(argv).unwrap().args
     }
 
-    fn games(n: usize) -> Games {
+    fn othello_games(size: usize, n: usize) -> Games {
         Games {
             path: "g.bin".into(),
-            size: 6,
             in_file: n,
             checksum: 1,
-            games: Vec::new(),
+            list: GameList::Othello {
+                size,
+                games: Vec::new(),
+            },
         }
+    }
+
+    fn games(n: usize) -> Games {
+        othello_games(6, n)
     }
 
     #[test]
     fn model_defaults_follow_othello_gpt_for_the_board() {
-        let c = model_config(&train_args(&[]), 6).unwrap();
+        let c = model_config(&train_args(&[]), &games(1)).unwrap();
         assert_eq!(
             (c.n_layers, c.d_model, c.n_heads, c.d_head, c.d_mlp),
             (8, 512, 8, 64, 2048)
@@ -881,7 +1110,7 @@ mod tests {
                 "--seed",
                 "3",
             ]),
-            8,
+            &othello_games(8, 1),
         )
         .unwrap();
         assert_eq!(
@@ -890,7 +1119,8 @@ mod tests {
             ),
             (2, 32, 4, 8, 40, 61, 20, Some(3))
         );
-        let err = model_config(&train_args(&["--d-model", "30", "--heads", "4"]), 6).unwrap_err();
+        let err =
+            model_config(&train_args(&["--d-model", "30", "--heads", "4"]), &games(1)).unwrap_err();
         assert!(err.to_string().contains("--d-model 30"), "{err}");
     }
 
@@ -924,6 +1154,37 @@ mod tests {
             err.to_string().contains("leaves no game to train on"),
             "{err}"
         );
+    }
+
+    #[cfg(feature = "chess")]
+    #[test]
+    fn chess_games_make_a_chess_gpt_and_resume_only_on_chess() {
+        let chess = Games {
+            path: "g.pgn".into(),
+            in_file: 600,
+            checksum: 1,
+            list: GameList::Chess(Vec::new()),
+        };
+        let c = model_config(&train_args(&[]), &chess).unwrap();
+        assert_eq!((c.d_vocab, c.vocab_out(), c.n_ctx), (33, 32, 1023));
+        let c = model_config(&train_args(&["--n-ctx", "256"]), &chess).unwrap();
+        assert_eq!(c.n_ctx, 256);
+        let run = RunData::new(&chess, None).unwrap();
+        assert_eq!((run.game.as_str(), run.board_size), ("chess", 8));
+        let file = Path::new("o/run.json");
+        assert!(run.check_resume(file, &chess, None).is_ok());
+        // The same count and checksum of Othello games on an 8x8 board.
+        let err = run
+            .check_resume(file, &othello_games(8, 600), None)
+            .unwrap_err();
+        assert!(err.to_string().contains("600 chess games"), "{err}");
+        // A run.json written before chess existed is an Othello run.
+        let old = r#"{"format":"kibitzer-gpt-run-v1","games":"g.bin","board_size":6,"games_in_file":600,
+            "games_checksum":"0000000000000001","train_games":540,"eval_games":60}"#;
+        let run: RunData = serde_json::from_str(old).unwrap();
+        assert_eq!(run.game, "othello");
+        assert!(run.check_resume(file, &games(600), None).is_ok());
+        assert!(run.check_resume(file, &chess, None).is_err());
     }
 
     #[test]

@@ -38,3 +38,25 @@ pub fn strs(v: &[String]) -> Vec<&str> {
 pub fn p(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
+
+/// `kibitzer gpt eval --json` of a model on a games file.
+pub fn gpt_eval_json(model: &Path, games: &Path) -> serde_json::Value {
+    let out = ok(&[
+        "gpt",
+        "eval",
+        "--model",
+        p(model),
+        "--games",
+        p(games),
+        "--json",
+    ]);
+    serde_json::from_str(&out).expect("gpt eval --json prints JSON")
+}
+
+/// An i64 column of a store (`example`, `position`).
+pub fn i64_column(store: &kibitzer_store::Store, name: &str) -> Vec<i64> {
+    match store.column(name).unwrap() {
+        kibitzer_store::ColumnData::I64(v) => v,
+        other => panic!("column {name} is {:?}, expected i64", other.dtype()),
+    }
+}

@@ -10,6 +10,8 @@
 //! - [`train`] trains on token datasets; [`othello`] makes OthelloGPT
 //!   datasets from kibitzer-games and scores legal-move predictions.
 
+#[cfg(feature = "chess")]
+pub mod chess;
 pub mod othello;
 mod tl;
 pub mod train;
@@ -19,6 +21,24 @@ use crate::params::Parameterized;
 use crate::transformer::{ActFn, Block, BlockShape, Init, layer_norm, validate_block_sizes};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use kibitzer_hooks::{Axis, HookError, HookSite, HookedModel, Hooks, LnHook};
+
+/// How often a model's prediction is a legal move: OthelloGPT's top-1
+/// next token ([`othello::legal_move_accuracy`]), ChessGPT's greedily
+/// written move ([`chess::legal_move_rate`]).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LegalMoveAccuracy {
+    /// Positions scored.
+    pub positions: usize,
+    /// Positions whose prediction is a legal move.
+    pub legal: usize,
+}
+
+impl LegalMoveAccuracy {
+    /// `legal / positions`.
+    pub fn fraction(&self) -> f64 {
+        self.legal as f64 / self.positions.max(1) as f64
+    }
+}
 
 /// How positions are embedded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -3,6 +3,7 @@
 //! a trained model.
 
 use super::Gpt;
+pub use super::LegalMoveAccuracy;
 use crate::error::ModelError;
 use kibitzer_games::Game;
 use kibitzer_games::othello::transcript::{
@@ -47,22 +48,6 @@ pub fn othello_sequences(
             Ok(tokens.into_iter().map(u32::from).collect())
         })
         .collect()
-}
-
-/// How often a model's most likely next token is a legal move.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LegalMoveAccuracy {
-    /// Positions scored (every position after a move, before the game ends).
-    pub positions: usize,
-    /// Positions whose top-1 prediction is a legal square.
-    pub legal: usize,
-}
-
-impl LegalMoveAccuracy {
-    /// `legal / positions`.
-    pub fn fraction(&self) -> f64 {
-        self.legal as f64 / self.positions.max(1) as f64
-    }
 }
 
 /// The legal squares for the next token after `position` (the side to move
