@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fails, gpt_eval_json, i64_column, ok, p};
+use common::{fails, gpt_eval_json, label_refs, ok, p, store_refs};
 use kibitzer_games::chess::transcript::Transcript;
 use kibitzer_hooks::{HookSite, HookedModel};
 use kibitzer_models::Gpt;
@@ -189,19 +189,9 @@ fn harvest_rows_are_the_dots_of_bsp_labels() {
         "--out",
         p(&labels),
     ]);
-    let refs: Vec<(i64, i64)> = std::fs::read_to_string(&labels)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            (v["game"].as_i64().unwrap(), v["token"].as_i64().unwrap())
-        })
-        .collect();
+    let refs = label_refs(&labels);
     let store = Store::open(&acts).unwrap();
-    let stored: Vec<(i64, i64)> = i64_column(&store, "example")
-        .into_iter()
-        .zip(i64_column(&store, "position"))
-        .collect();
+    let stored = store_refs(&store);
     assert_eq!(stored, refs, "store rows and label lines differ");
     assert_eq!(store.metadata()["game"], "chess");
 

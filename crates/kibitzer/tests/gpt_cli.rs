@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{fails, gpt_eval_json, i64_column, kibitzer, ok, p, strs};
+use common::{fails, gpt_eval_json, kibitzer, label_refs, ok, p, store_refs, strs};
 use kibitzer_games::dataset::OthelloDataset;
 use kibitzer_games::othello::OthelloMove;
 use kibitzer_hooks::{HookSite, HookedModel};
@@ -79,18 +79,6 @@ fn save_fresh_model(dir: &Path, size: usize, n_ctx: Option<usize>, seed: u64) ->
     let model = Gpt::new(config, &DeviceChoice::Cpu.device().unwrap()).unwrap();
     model.save_transformer_lens(dir).unwrap();
     model
-}
-
-/// (game, token) of every line of a label file.
-fn label_refs(labels: &Path) -> Vec<(i64, i64)> {
-    std::fs::read_to_string(labels)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            (v["game"].as_i64().unwrap(), v["token"].as_i64().unwrap())
-        })
-        .collect()
 }
 
 fn labels(games: &Path, out: &Path, extra: &[&str]) -> Vec<(i64, i64)> {
@@ -350,10 +338,7 @@ fn harvest_rows_line_up_with_bsp_labels() {
     assert_eq!(store.rows() as usize, refs.len());
     assert_eq!(store.d_in(), 32);
     assert_eq!(store.metadata()["hook_site"], "blocks.1.hook_resid_post");
-    let stored: Vec<(i64, i64)> = i64_column(&store, "example")
-        .into_iter()
-        .zip(i64_column(&store, "position"))
-        .collect();
+    let stored = store_refs(&store);
     assert_eq!(
         stored, refs,
         "store rows and label lines differ in (game, token)"
@@ -486,10 +471,7 @@ fn games_longer_than_the_context_need_truncate_and_match_first_per_game() {
     );
     let store = Store::open(&acts).unwrap();
     assert_eq!(store.rows() as usize, refs.len());
-    let stored: Vec<(i64, i64)> = i64_column(&store, "example")
-        .into_iter()
-        .zip(i64_column(&store, "position"))
-        .collect();
+    let stored = store_refs(&store);
     assert_eq!(stored, refs);
     assert_eq!(store.metadata()["truncated_to"], 8);
 }

@@ -53,10 +53,27 @@ pub fn gpt_eval_json(model: &Path, games: &Path) -> serde_json::Value {
     serde_json::from_str(&out).expect("gpt eval --json prints JSON")
 }
 
-/// An i64 column of a store (`example`, `position`).
-pub fn i64_column(store: &kibitzer_store::Store, name: &str) -> Vec<i64> {
-    match store.column(name).unwrap() {
+/// The (example, position) of every row of a harvested store: (game,
+/// token) for a GPT's store.
+pub fn store_refs(store: &kibitzer_store::Store) -> Vec<(i64, i64)> {
+    let column = |name: &str| match store.column(name).unwrap() {
         kibitzer_store::ColumnData::I64(v) => v,
         other => panic!("column {name} is {:?}, expected i64", other.dtype()),
-    }
+    };
+    column("example")
+        .into_iter()
+        .zip(column("position"))
+        .collect()
+}
+
+/// The (game, token) of every line of a `bsp labels` file.
+pub fn label_refs(labels: &Path) -> Vec<(i64, i64)> {
+    std::fs::read_to_string(labels)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            (v["game"].as_i64().unwrap(), v["token"].as_i64().unwrap())
+        })
+        .collect()
 }
