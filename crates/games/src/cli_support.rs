@@ -735,8 +735,13 @@ pub fn read_chess_games(
     let mut games = Vec::new();
     let mut failed = None;
     if limit > 0 {
-        for_each_chess_game(path, kind, false, |index, rated, _| {
-            match rated.replay() {
+        for_each_chess_game(path, kind, false, |index, rated, pgn| {
+            // A PGN game was replayed as it was read; JSON lines hold moves only.
+            let replayed = match pgn {
+                Some(pgn) => Ok(pgn.game.clone()),
+                None => rated.replay(),
+            };
+            match replayed {
                 Ok(game) => games.push(game),
                 Err(error) => {
                     failed = Some(RatedError::Replay {
