@@ -18,15 +18,32 @@ pub fn next_token_loss(
     tokens: Tensor<2, Int>,
     pad: Option<u32>,
 ) -> Result<Tensor<1>, HookError> {
-    let (sum, count) = next_token_terms(logits, tokens, pad)?;
+    next_token_loss_from(logits, tokens, pad, 1)
+}
+
+/// [`next_token_loss`] on the targets at positions `from..` only: the loss
+/// of a model that reads a prompt and is scored on what it writes after it
+/// (a grid quiz's answer grid, reference 004: "for eval, only the final
+/// grid should be used"). `from = 1` scores every target. Only the logits
+/// that predict those targets enter the softmax, so a late `from` is also
+/// cheaper.
+pub fn next_token_loss_from(
+    logits: Tensor<3>,
+    tokens: Tensor<2, Int>,
+    pad: Option<u32>,
+    from: usize,
+) -> Result<Tensor<1>, HookError> {
+    let (sum, count) = next_token_terms(logits, tokens, pad, from)?;
     Ok(sum.neg() / count)
 }
 
-/// The summed log-likelihood of the targets and their number, on the device.
+/// The summed log-likelihood of the targets at positions `from..` and
+/// their number, on the device.
 fn next_token_terms(
     logits: Tensor<3>,
     tokens: Tensor<2, Int>,
     pad: Option<u32>,
+    from: usize,
 ) -> Result<(Tensor<1>, Tensor<1>), HookError> {
     let [batch, pos, vocab] = logits.dims();
     if tokens.dims() != [batch, pos] {
@@ -41,8 +58,14 @@ fn next_token_terms(
             "next-token loss needs sequences of at least 2 tokens".into(),
         ));
     }
-    let log_probs = log_softmax(logits.slice([0..batch, 0..pos - 1, 0..vocab]), 2);
-    let targets = tokens.slice([0..batch, 1..pos]);
+    if from == 0 || from >= pos {
+        return Err(HookError::Input(format!(
+            "next-token loss from position {from}: the sequences have {pos} tokens, so the first scored target must be in 1..{pos}"
+        )));
+    }
+    let n = pos - from;
+    let log_probs = log_softmax(logits.slice([0..batch, from - 1..pos - 1, 0..vocab]), 2);
+    let targets = tokens.slice([0..batch, from..pos]);
     // The pad token may lie outside the predicted vocabulary (ChessGPT reads
     // a padding token it never predicts): gather padded targets at 0, as
     // the mask below drops them anyway.
@@ -53,8 +76,8 @@ fn next_token_terms(
         None => targets.clone(),
     };
     let picked: Tensor<2> = log_probs
-        .gather(2, gathered.reshape([batch, pos - 1, 1]))
-        .reshape([batch, pos - 1]);
+        .gather(2, gathered.reshape([batch, n, 1]))
+        .reshape([batch, n]);
     Ok(match pad {
         Some(p) => {
             let mask = targets.not_equal_elem(i64::from(p)).float();
@@ -65,7 +88,7 @@ fn next_token_terms(
             (
                 picked.sum(),
                 Tensor::<1>::from_data(
-                    burn::tensor::TensorData::new(vec![(batch * (pos - 1)) as f32], [1]),
+                    burn::tensor::TensorData::new(vec![(batch * n) as f32], [1]),
                     &device,
                 ),
             )
@@ -80,7 +103,18 @@ pub fn next_token_cross_entropy(
     tokens: Tensor<2, Int>,
     pad: Option<u32>,
 ) -> Result<f64, HookError> {
-    let (sum, count) = next_token_terms(logits, tokens, pad)?;
+    next_token_cross_entropy_from(logits, tokens, pad, 1)
+}
+
+/// [`next_token_loss_from`] read back to the host, or an error when every
+/// scored target is padding.
+pub fn next_token_cross_entropy_from(
+    logits: Tensor<3>,
+    tokens: Tensor<2, Int>,
+    pad: Option<u32>,
+    from: usize,
+) -> Result<f64, HookError> {
+    let (sum, count) = next_token_terms(logits, tokens, pad, from)?;
     let count = kibitzer_sae::ops::scalar(count);
     if count == 0.0 {
         return Err(HookError::Input(

@@ -593,6 +593,28 @@ fn next_token_loss_matches_a_hand_computation() {
 }
 
 #[test]
+fn next_token_loss_from_scores_only_the_later_targets() {
+    // Three positions, vocab 2. Position 0 predicts token 1 with logits
+    // [0, ln 3] (p = 3/4); position 1 predicts token 0 with logits [ln 4, 0]
+    // (p = 4/5); position 2 predicts nothing.
+    let logits = Tensor::<3>::from_data(
+        TensorData::new(vec![0.0f32, 3f32.ln(), 4f32.ln(), 0.0, 9.0, 9.0], [1, 3, 2]),
+        &dev(),
+    );
+    let seq = || tokens(&[&[1, 1, 0]]);
+    let all = next_token_cross_entropy(logits.clone(), seq(), None).unwrap();
+    let expected_all = -((0.75f64).ln() + (0.8f64).ln()) / 2.0;
+    assert!((all - expected_all).abs() < 1e-6, "{all}");
+    let last = next_token_cross_entropy_from(logits.clone(), seq(), None, 2).unwrap();
+    assert!((last + (0.8f64).ln()).abs() < 1e-6, "{last}");
+    // from = 1 is the plain loss; out-of-range starts are errors.
+    let one = next_token_cross_entropy_from(logits.clone(), seq(), None, 1).unwrap();
+    assert!((one - all).abs() < 1e-9);
+    assert!(next_token_cross_entropy_from(logits.clone(), seq(), None, 0).is_err());
+    assert!(next_token_cross_entropy_from(logits, seq(), None, 3).is_err());
+}
+
+#[test]
 fn harvesting_writes_kept_rows_with_their_example_and_position() {
     let toy = Toy::new(11, &dev());
     let sequences: Vec<Vec<u32>> = (0..9u32)

@@ -25,6 +25,7 @@
 
 pub mod alphazero;
 pub mod board_eval;
+pub mod quiz;
 pub mod sweep;
 pub mod vis;
 
@@ -32,6 +33,7 @@ pub use kibitzer_bsp as bsp;
 pub use kibitzer_games as games;
 pub use kibitzer_hooks as hooks;
 pub use kibitzer_models as models;
+pub use kibitzer_quizzes as quizzes;
 pub use kibitzer_sae as sae;
 pub use kibitzer_store as store;
 pub use kibitzer_xcoder as xcoder;

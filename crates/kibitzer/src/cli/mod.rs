@@ -8,6 +8,7 @@ mod demo;
 mod games;
 mod gpt;
 mod planted;
+mod quiz;
 mod sae;
 mod sweep;
 mod vis;
@@ -64,6 +65,11 @@ enum Command {
     /// lockstep; stage-wise model diffing.
     #[command(subcommand)]
     Xcoder(xcoder::XcoderCommand),
+    /// Reference 004's grid quizzes: generate, train a culture-style GPT,
+    /// score it per task, ablate it, and find the SAE features that carry
+    /// "contact".
+    #[command(subcommand)]
+    Quiz(quiz::QuizCommand),
 }
 
 /// Runs a parsed command line.
@@ -80,6 +86,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Vis(a) => vis::run(&a),
         Command::Alphazero(cmd) => alphazero::run(cmd),
         Command::Xcoder(cmd) => xcoder::run(cmd),
+        Command::Quiz(cmd) => quiz::run(cmd),
     }
 }
 

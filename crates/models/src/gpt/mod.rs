@@ -10,6 +10,7 @@
 //! - [`train`] trains on token datasets; [`othello`] makes OthelloGPT
 //!   datasets from kibitzer-games and scores legal-move predictions.
 
+pub mod answer;
 #[cfg(feature = "chess")]
 pub mod chess;
 pub mod othello;

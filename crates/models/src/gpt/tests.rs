@@ -1,9 +1,11 @@
-use super::train::{GptTrainConfig, GptTrainer, TokenDataset};
+use super::train::{GptTrainConfig, GptTrainer, TokenDataset, evaluate};
 use super::*;
 use crate::params::Parameterized;
 use crate::transformer::ActFn;
 use kibitzer_hooks::{BlockHook, Hook, SharedDictionary, exact_dictionary};
 use kibitzer_sae::ops::to_host;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
 
 fn dev() -> Device {
@@ -592,6 +594,72 @@ fn training_lowers_the_loss_and_resumes_bit_identically() {
         40
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn the_loss_can_score_only_the_answer() {
+    // Sequences [a, b, noise x 4, a, b]: the noise cannot be predicted, the
+    // answer (the last two tokens) copies the first two. Scored from
+    // position 6, a culture-shaped model (sinusoidal positions, no final
+    // LayerNorm, ReLU) learns the answer; the eval loss is the answer's.
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let seqs: Vec<Vec<u32>> = (0..256)
+        .map(|_| {
+            let (a, b) = (rng.random_range(1..9u32), rng.random_range(1..9u32));
+            let mut s = vec![a, b];
+            s.extend((0..4).map(|_| rng.random_range(1..9u32)));
+            s.extend([a, b]);
+            s
+        })
+        .collect();
+    let data = TokenDataset::new(&seqs, None, 9, 8)
+        .unwrap()
+        .with_loss_from(6)
+        .unwrap();
+    assert_eq!(data.loss_from(), 6);
+    let config = GptConfig {
+        seed: Some(2),
+        positional_embedding_type: Positional::Sinusoidal,
+        final_ln: false,
+        act_fn: ActFn::Relu,
+        ..GptConfig::new(2, 32, 4, 64, 9, 8)
+    };
+    let model = Gpt::new(config, &dev()).unwrap();
+    let tokens = model.tokens(&seqs[..16]).unwrap();
+    let logits = model.forward(&tokens).unwrap();
+    let expected = kibitzer_hooks::next_token_cross_entropy_from(logits, tokens, None, 6).unwrap();
+    let small = TokenDataset::new(&seqs[..16], None, 9, 8)
+        .unwrap()
+        .with_loss_from(6)
+        .unwrap();
+    let got = evaluate(&model, &small, 5).unwrap();
+    assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+    let train = GptTrainConfig {
+        steps: 200,
+        batch_size: 32,
+        lr: 3e-3,
+        warmup_steps: 10,
+        eval_every: 0,
+        checkpoint_every: 0,
+        ..GptTrainConfig::default()
+    };
+    let mut trainer = GptTrainer::new(model, train).unwrap();
+    let history = trainer.train(&data, Some(&data), None, false).unwrap();
+    let after = history.last().unwrap().eval_loss.unwrap();
+    // The noise alone would keep a whole-sequence loss near ln 8 = 2.08.
+    assert!(after < 0.5, "answer loss after training: {after}");
+    assert!(
+        TokenDataset::new(&seqs, None, 9, 8)
+            .unwrap()
+            .with_loss_from(8)
+            .is_err()
+    );
+    assert!(
+        TokenDataset::new(&seqs, None, 9, 8)
+            .unwrap()
+            .with_loss_from(0)
+            .is_err()
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crate::params::{
     write_tensors,
 };
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use kibitzer_hooks::{Hooks, next_token_loss};
+use kibitzer_hooks::{Hooks, next_token_loss_from};
 use kibitzer_sae::ops::from_host;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -24,6 +24,8 @@ pub struct TokenDataset {
     tokens: Vec<i64>,
     seq_len: usize,
     pad: Option<u32>,
+    /// The first target position the loss scores (1: every target).
+    loss_from: usize,
 }
 
 impl TokenDataset {
@@ -82,7 +84,38 @@ impl TokenDataset {
             tokens,
             seq_len,
             pad,
+            loss_from: 1,
         })
+    }
+
+    /// The same sequences, with the training and evaluation loss on the
+    /// targets at positions `from..` only (a prompt is read, not learnt):
+    /// a grid quiz scores its answer grid alone. `from` must leave at least
+    /// one target (`1 <= from < seq_len`).
+    pub fn with_loss_from(mut self, from: usize) -> Result<TokenDataset, ModelError> {
+        if from == 0 || from >= self.seq_len {
+            return Err(ModelError::Input(format!(
+                "the loss starts at position {from}, but sequences have {} tokens: it must start in 1..{}",
+                self.seq_len, self.seq_len
+            )));
+        }
+        if let Some(pad) = self.pad {
+            let pad = i64::from(pad);
+            if let Some(i) =
+                (0..self.len()).find(|&i| self.sequence(i)[from..].iter().all(|&t| t == pad))
+            {
+                return Err(ModelError::Input(format!(
+                    "sequence {i} ends before position {from}, where the loss starts: it has nothing to score"
+                )));
+            }
+        }
+        self.loss_from = from;
+        Ok(self)
+    }
+
+    /// The first target position the loss scores.
+    pub fn loss_from(&self) -> usize {
+        self.loss_from
     }
 
     /// Number of sequences.
@@ -271,13 +304,13 @@ impl GptTrainer {
     pub fn train_step(&mut self, data: &TokenDataset) -> Result<TrainLog, ModelError> {
         let device = self.model.device();
         let tokens = data.batch(&self.batch_indices(self.step, data.len()), &device);
-        let pad = data.pad();
+        let (pad, from) = (data.pad(), data.loss_from());
         let (loss, grads) =
             crate::params::gradients(&self.model, |m| -> Result<Tensor<1>, ModelError> {
                 let logits = m
                     .logits_unchecked(&tokens, &mut Hooks::new())?
                     .expect("no hooks, so the pass runs to the end");
-                Ok(next_token_loss(logits, tokens.clone(), pad)?)
+                Ok(next_token_loss_from(logits, tokens.clone(), pad, from)?)
             })?;
         if !loss.is_finite() {
             return Err(ModelError::NonFinite {
@@ -439,7 +472,8 @@ impl GptTrainer {
 }
 
 /// Mean next-token loss of `model` over every sequence of `data`, in
-/// batches of `batch_size` (weighted by predictions, padding left out).
+/// batches of `batch_size` (weighted by predictions, padding and the
+/// targets before [`TokenDataset::loss_from`] left out).
 pub fn evaluate(model: &Gpt, data: &TokenDataset, batch_size: usize) -> Result<f64, ModelError> {
     let device = model.device();
     let (mut total, mut count) = (0.0, 0.0);
@@ -452,13 +486,18 @@ pub fn evaluate(model: &Gpt, data: &TokenDataset, batch_size: usize) -> Result<f
         let predictions = chunk
             .iter()
             .map(|&i| {
-                data.sequence(i)[1..]
+                data.sequence(i)[data.loss_from()..]
                     .iter()
                     .filter(|&&t| data.pad().is_none_or(|p| t != i64::from(p)))
                     .count()
             })
             .sum::<usize>() as f64;
-        let mean = kibitzer_sae::ops::scalar(next_token_loss(logits, tokens, data.pad())?);
+        let mean = kibitzer_sae::ops::scalar(next_token_loss_from(
+            logits,
+            tokens,
+            data.pad(),
+            data.loss_from(),
+        )?);
         total += mean * predictions;
         count += predictions;
     }
