@@ -687,6 +687,14 @@ impl GameParse {
                     i += 1 + digits;
                 }
                 _ => {
+                    // Whitespace beyond the ASCII set above (a no-break
+                    // space, U+2003, a vertical tab) separates words too;
+                    // it must be stepped over here, or the word below would
+                    // be empty and the loop would never advance.
+                    if let Some(c) = text[i..].chars().next().filter(|c| c.is_whitespace()) {
+                        i += c.len_utf8();
+                        continue;
+                    }
                     let end = text[i..]
                         .find(|c: char| c.is_whitespace() || "{}();$".contains(c))
                         .map_or(text.len(), |n| i + n);
@@ -1042,6 +1050,24 @@ mod tests {
             GameResult::from_outcome(Some(Outcome::Win(Player::Second))),
             GameResult::BlackWins
         );
+    }
+
+    #[test]
+    fn any_whitespace_separates_moves_and_never_hangs() {
+        // Each of these once sent the movetext loop round forever: a
+        // non-ASCII whitespace character made an empty word.
+        for sep in ["\u{a0}", "\u{2003}", "\x0b", " \u{a0} ", "\u{3000}"] {
+            let text = format!("1. e4{sep}e5 2. Nf3{sep}*\n");
+            let games = read_all(&text);
+            assert_eq!(games.len(), 1, "{sep:?}");
+            let game = games[0].as_ref().unwrap_or_else(|e| panic!("{sep:?}: {e}"));
+            assert_eq!(game.game.ply(), 3, "{sep:?}");
+        }
+        // A Latin-1 no-break space byte (read as U+00A0).
+        let bytes = b"1. e4\xa0e5 *\n";
+        let games: Vec<_> = PgnReader::new(&bytes[..], "<latin1>").collect();
+        assert_eq!(games.len(), 1);
+        assert_eq!(games[0].as_ref().unwrap().game.ply(), 2);
     }
 
     #[test]
