@@ -196,7 +196,7 @@ pub fn show(a: &ShowArgs) -> CliResult {
             };
             quiz::written_grids(&model, &layout, &picked, &run, 16)?
                 .into_iter()
-                .map(Some)
+                .map(|w| Some(w.grid))
                 .collect()
         }
     };
