@@ -1106,7 +1106,7 @@ pub fn pattern_svg(pattern: &[f32], n: usize, title: &str) -> String {
     let size = cell * n as f64;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\n<text x=\"4\" y=\"16\" font-family=\"sans-serif\" font-size=\"13\">{}</text>\n<g transform=\"translate(0,24)\">\n<rect width=\"{size}\" height=\"{size}\" fill=\"white\" stroke=\"#888\"/>\n",
-        escape(title),
+        kibitzer_quizzes::render::escape(title),
         w = size + 2.0,
         h = size + 26.0,
     );
@@ -1127,13 +1127,6 @@ pub fn pattern_svg(pattern: &[f32], n: usize, title: &str) -> String {
     }
     svg += "</g>\n</svg>\n";
     svg
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(all(test, feature = "flex"))]

@@ -601,15 +601,20 @@ pub fn ablate(a: &AblateArgs) -> CliResult {
         "direct_path": direct,
         "mlp_ablation": mlp,
     });
-    kibitzer_sae::io::atomic_write(
-        &a.out.join("ablations.json"),
-        serde_json::to_string_pretty(&report)?.as_bytes(),
-    )?;
     let md = ablation_markdown(&attention, &heads, best_head, &direct, &mlp);
-    kibitzer_sae::io::atomic_write(&a.out.join("ablations.md"), md.as_bytes())?;
     bar.finish_and_clear();
+    write_report(&a.out, "ablations", &report, &md)
+}
+
+/// Writes `NAME.json` and `NAME.md` into `out` and prints the Markdown.
+fn write_report(out: &Path, name: &str, json: &serde_json::Value, md: &str) -> CliResult {
+    kibitzer_sae::io::atomic_write(
+        &out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(json)?.as_bytes(),
+    )?;
+    kibitzer_sae::io::atomic_write(&out.join(format!("{name}.md")), md.as_bytes())?;
     print!("{md}");
-    println!("-> {}", a.out.display());
+    println!("-> {}", out.display());
     Ok(())
 }
 
@@ -958,10 +963,6 @@ pub fn features(a: &FeaturesArgs) -> CliResult {
         "recovery": recovery,
         "steering": steer,
     });
-    kibitzer_sae::io::atomic_write(
-        &a.out.join("features.json"),
-        serde_json::to_string_pretty(&report)?.as_bytes(),
-    )?;
     let md = features_markdown(
         &splice,
         &cells,
@@ -970,10 +971,7 @@ pub fn features(a: &FeaturesArgs) -> CliResult {
         &recovery,
         &steer,
     );
-    kibitzer_sae::io::atomic_write(&a.out.join("features.md"), md.as_bytes())?;
-    print!("{md}");
-    println!("-> {}", a.out.display());
-    Ok(())
+    write_report(&a.out, "features", &report, &md)
 }
 
 /// The first transform-cell quizzes: the clean model's grid and the
