@@ -34,8 +34,10 @@ if [[ -z $threads ]]; then
 fi
 
 if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
-  echo "PyTorch is missing: installing the CPU build with pip" >&2
-  "$PYTHON" -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
+  # From the default index (PyPI) only: the machines this runs on cannot
+  # reach extra package indexes such as download.pytorch.org.
+  echo "PyTorch is missing: installing torch from PyPI with pip" >&2
+  "$PYTHON" -m pip install --quiet torch
 fi
 
 kibitzer_cmd=""

@@ -15,8 +15,11 @@ pub(crate) struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Starts writing `path`.
+    /// Starts writing `path`. A `path` that exists and is not a regular file
+    /// (a symlink, a device such as `/dev/null`, a FIFO, a directory) is
+    /// refused: the rename would replace it with a regular file.
     pub(crate) fn create(path: &Path) -> io::Result<AtomicFile> {
+        check_replaceable(path)?;
         let dir = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
@@ -62,6 +65,33 @@ impl AtomicFile {
     }
 }
 
+/// Refuses an output path that exists and is not a regular file (the same
+/// rule as `kibitzer_store::check_replaceable`); the error names the path.
+pub(crate) fn check_replaceable(path: &Path) -> io::Result<()> {
+    let kind = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(meta) => meta.file_type(),
+    };
+    if kind.is_file() {
+        return Ok(());
+    }
+    let what = if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        "a device, FIFO or socket"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} exists and is {what}; outputs are written by atomic rename and it will not be replaced by a regular file: give a path to a regular file or a new name",
+            path.display()
+        ),
+    ))
+}
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.out.write(buf)
@@ -99,5 +129,34 @@ mod tests {
         drop(dropped);
         assert!(!other.exists());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_to_replace_symlinks_devices_and_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t.txt");
+        std::fs::write(&target, "keep").unwrap();
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        for (path, kind) in [
+            (link.as_path(), "symbolic link"),
+            (dir.path(), "directory"),
+            (Path::new("/dev/null"), "device"),
+        ] {
+            let err = check_replaceable(path).unwrap_err().to_string();
+            assert!(
+                err.contains(path.to_str().unwrap()) && err.contains(kind),
+                "{err}"
+            );
+        }
+        assert!(AtomicFile::create(&link).is_err());
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     }
 }

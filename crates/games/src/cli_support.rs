@@ -755,6 +755,12 @@ pub fn read_chess_games(
             games.len() < limit
         })?;
     }
+    if failed.is_none() && limit > 0 && games.iter().all(|g| g.moves().is_empty()) {
+        failed = Some(RatedError::NoGames {
+            path: path.to_path_buf(),
+            skipped: 0,
+        });
+    }
     match failed {
         Some(error) => Err(error.into()),
         None => Ok(games),
@@ -801,6 +807,13 @@ fn chess_games_info(
         }
         true
     })?;
+    if info.moves == 0 {
+        return Err(RatedError::NoGames {
+            path: path.to_path_buf(),
+            skipped: info.skipped,
+        }
+        .into());
+    }
     info.mean_elo = (elo_count > 0).then(|| elo_sum as f64 / elo_count as f64);
     Ok(info)
 }

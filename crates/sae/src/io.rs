@@ -6,7 +6,9 @@ use std::collections::HashMap;
 /// Writes `bytes` to `path` atomically (temporary file in the same
 /// directory, fsync, rename, directory fsync): kibitzer-store's, shared so
 /// that every file kibitzer writes goes through one implementation.
-pub use kibitzer_store::atomic_write;
+/// Refuses (naming the path) to replace anything that exists and is not a
+/// regular file: a symlink, a device such as `/dev/null`, a FIFO.
+pub use kibitzer_store::{atomic_write, check_replaceable};
 
 /// A named f32 tensor on the host, row-major.
 #[derive(Clone, Debug, PartialEq)]

@@ -61,6 +61,43 @@ impl SaeConfig {
             row_norm: RowNorm::None,
         }
     }
+
+    /// Checks the sizes and architecture parameters a user could get wrong,
+    /// naming the field: widths of at least 1, `1 <= k <= d_sae` for TopK and
+    /// BatchTopK, a positive finite JumpReLU `bandwidth`. The trainer calls
+    /// it before training, so nothing is trained that could not be loaded.
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |field: &str, why: String| Err(format!("SAE config: `{field}` {why}"));
+        for (field, value) in [
+            ("d_in", self.d_in),
+            ("d_sae", self.d_sae),
+            ("d_out", self.d_out),
+        ] {
+            if value == 0 {
+                return bad(field, "must be at least 1, got 0".into());
+            }
+        }
+        match self.architecture {
+            Architecture::TopK { k } | Architecture::BatchTopK { k } => {
+                if k == 0 || k > self.d_sae {
+                    return bad(
+                        "k",
+                        format!("must be between 1 and d_sae = {}, got {k}", self.d_sae),
+                    );
+                }
+            }
+            Architecture::JumpRelu { bandwidth } => {
+                if !(bandwidth.is_finite() && bandwidth > 0.0) {
+                    return bad(
+                        "bandwidth",
+                        format!("must be a positive number, got {bandwidth}"),
+                    );
+                }
+            }
+            Architecture::Standard | Architecture::Gated => {}
+        }
+        Ok(())
+    }
 }
 
 /// The trainable tensors of an [`Sae`]. Biases are stored as `[1, n]` rows so

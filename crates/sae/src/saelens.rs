@@ -247,6 +247,22 @@ pub enum SaeLensError {
         /// The config's widths, for the message.
         dims: String,
     },
+    /// A tensor holds NaN or an infinity: such a dictionary would evaluate
+    /// to NaN metrics, so it is refused on load.
+    #[error(
+        "{}: tensor `{tensor}` holds a non-finite value ({value} at flat index {index}); the weights are corrupt or the training run diverged",
+        path.display()
+    )]
+    NonFinite {
+        /// The weights file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// The first non-finite value.
+        value: f32,
+        /// Its row-major index in the tensor.
+        index: usize,
+    },
     /// A legacy `scaling_factor` tensor that is not all ones (SAELens refuses
     /// it too; such an SAE needs its factor folded into the weights first).
     #[error(
@@ -684,6 +700,7 @@ pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Sae, SaeLensError>
             });
         };
         let t = tensors.swap_remove(i);
+        check_finite(&t, &weights_path)?;
         if t.shape != spec.shape {
             let dims = if parsed.layout.is_transcoder() {
                 format!(
@@ -718,6 +735,19 @@ pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Sae, SaeLensError>
         config: parsed.config,
         params,
     })
+}
+
+/// Refuses a tensor holding NaN or an infinity, naming it and the file.
+fn check_finite(t: &HostTensor, path: &Path) -> Result<(), SaeLensError> {
+    match t.data.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(SaeLensError::NonFinite {
+            path: path.to_path_buf(),
+            tensor: t.name.clone(),
+            value: t.data[index],
+            index,
+        }),
+    }
 }
 
 /// Removes a legacy `scaling_factor` tensor that is all ones (torch's
@@ -1295,5 +1325,34 @@ mod tests {
             err.contains("scaling_factor") && err.contains("0.5") && err.contains("w.safetensors"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_naming_tensor_and_file() {
+        use crate::{Architecture, Sae, SaeConfig};
+        let device = burn::tensor::Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let sae = Sae::init(SaeConfig::new(Architecture::Standard, 4, 8), 0, &device);
+        save(&sae, dir.path(), &SaveOptions::default()).unwrap();
+        assert!(load(dir.path(), &device).is_ok());
+        let weights = dir.path().join(WEIGHTS_FILE);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let (mut tensors, meta) =
+                read_f32_safetensors(&std::fs::read(&weights).unwrap()).unwrap();
+            let w = tensors.iter_mut().find(|t| t.name == "W_dec").unwrap();
+            w.data[3] = bad;
+            let bytes = crate::io::f32_safetensors(&tensors, Some(meta)).unwrap();
+            let nan_dir = tempfile::tempdir().unwrap();
+            std::fs::copy(dir.path().join(CFG_FILE), nan_dir.path().join(CFG_FILE)).unwrap();
+            std::fs::write(nan_dir.path().join(WEIGHTS_FILE), bytes).unwrap();
+            let err = load(nan_dir.path(), &device).unwrap_err().to_string();
+            assert!(
+                err.contains("W_dec")
+                    && err.contains("non-finite")
+                    && err.contains(WEIGHTS_FILE)
+                    && err.contains("index 3"),
+                "{err}"
+            );
+        }
     }
 }

@@ -586,6 +586,12 @@ pub fn write_store(
     rows_per_shard: usize,
     overwrite: bool,
 ) -> Result<WrittenStore, SynthError> {
+    if rows == 0 {
+        return Err(SynthError::Config {
+            field: "rows",
+            message: "must be at least 1: a store of no rows trains and evaluates nothing".into(),
+        });
+    }
     let mut synth = SyntheticActivations::new(config.clone())?;
     let store_config = StoreConfig {
         dtype,
@@ -994,6 +1000,16 @@ mod tests {
         // Not synthetic: no score. Refused without overwrite.
         assert_eq!(mmcs_against_store(&sae, dir.path()).unwrap(), None);
         assert!(write_store(&config, &store_dir, 10, Dtype::F32, 100, false).is_err());
+        // No rows: refused, naming the field, and nothing is written.
+        let empty = dir.path().join("empty");
+        let err = write_store(&config, &empty, 0, Dtype::F32, 100, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`rows`") && err.contains("at least 1"),
+            "{err}"
+        );
+        assert!(!empty.exists());
         // A dictionary of another width is an error naming both widths.
         let wide = Sae::init(
             SaeConfig::new(Architecture::TopK { k: 3 }, 8, 64),

@@ -27,6 +27,12 @@ pub enum StoreError {
         /// What was found there.
         what: String,
     },
+    /// The store directory does not exist.
+    #[error("{dir}: the activation store directory does not exist")]
+    MissingDir {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// The directory has no `manifest.json`: not a store, or a store whose writer never finished.
     #[error(
         "{dir} is not an activation store: it has no manifest.json (a store is complete only once its writer's finish() returns)"

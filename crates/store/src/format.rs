@@ -407,7 +407,11 @@ impl Manifest {
     pub(crate) fn read(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
+            if e.kind() == std::io::ErrorKind::NotFound && !dir.is_dir() && !dir.exists() {
+                StoreError::MissingDir {
+                    dir: dir.to_path_buf(),
+                }
+            } else if e.kind() == std::io::ErrorKind::NotFound {
                 StoreError::NotAStore {
                     dir: dir.to_path_buf(),
                 }
@@ -439,6 +443,7 @@ pub(crate) fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
 ) -> Result<(), StoreError> {
+    check_replaceable(path)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -462,6 +467,55 @@ pub(crate) fn write_atomically(
         return Err(StoreError::io(path, e));
     }
     sync_dir(dir)
+}
+
+/// Refuses an output path that exists and is not a regular file: the
+/// atomic rename would replace a symlink, a character device (`/dev/null`),
+/// a FIFO or a socket by a regular file (and fail on a directory). Such
+/// outputs are refused rather than written through as a stream, so that
+/// every file kibitzer writes is complete or absent. A missing path or a
+/// regular file is fine.
+pub fn check_replaceable(path: &Path) -> Result<(), StoreError> {
+    let kind = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io(path, e)),
+        Ok(meta) => meta.file_type(),
+    };
+    if kind.is_file() {
+        return Ok(());
+    }
+    let what = if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if kind.is_char_device() {
+                "a character device"
+            } else if kind.is_block_device() {
+                "a block device"
+            } else if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_socket() {
+                "a socket"
+            } else {
+                "not a regular file"
+            }
+        }
+        #[cfg(not(unix))]
+        "not a regular file"
+    };
+    Err(StoreError::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "exists and is {what}; kibitzer writes outputs by atomic rename and will not replace it with a regular file: give a path to a regular file or a new name"
+            ),
+        ),
+    ))
 }
 
 /// fsyncs a directory so that renames and removals in it are durable.
@@ -926,6 +980,60 @@ pub(crate) fn read_column(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 20 #2: the atomic rename never replaces a symlink, FIFO or
+    /// directory by a regular file; the error names the path and the kind.
+    #[cfg(unix)]
+    #[test]
+    fn atomic_write_refuses_to_replace_what_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.txt");
+        std::fs::write(&target, "keep").unwrap();
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let mut cases = vec![(link.clone(), "symbolic link"), (sub.clone(), "directory")];
+        if made.is_ok_and(|s| s.success()) {
+            cases.push((fifo.clone(), "FIFO"));
+        }
+        for (path, kind) in cases {
+            let err = crate::atomic_write(&path, b"new").unwrap_err().to_string();
+            assert!(
+                err.contains(path.to_str().unwrap()) && err.contains(kind),
+                "{err}"
+            );
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            assert!(
+                !meta.file_type().is_file(),
+                "{} was replaced",
+                path.display()
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        // No temporary file is left behind; regular files and new paths work.
+        crate::atomic_write(&target, b"new").unwrap();
+        crate::atomic_write(&dir.path().join("fresh"), b"x").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        #[cfg(target_os = "linux")]
+        {
+            let err = check_replaceable(Path::new("/dev/null"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("/dev/null") && err.contains("character device"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn dtype_range_checks_follow_rounding() {

@@ -34,7 +34,7 @@ mod xxh64;
 pub use error::StoreError;
 pub use format::{
     ACTIVATIONS, ColumnData, ColumnDtype, ColumnSpec, ColumnValues, Dtype, FORMAT, MANIFEST,
-    Manifest, ShardInfo, VERSION, shard_file_name,
+    Manifest, ShardInfo, VERSION, check_replaceable, shard_file_name,
 };
 pub use reader::{PositionCheck, ReaderConfig, ReaderPosition, ShuffledReader};
 pub use shuffle::WindowPlan;

@@ -815,3 +815,25 @@ print("ok")
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
 }
+
+/// Issue 20 #8: a store directory that does not exist is reported as
+/// missing, not as a directory without a manifest.
+#[test]
+fn missing_store_directory_is_reported_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-store");
+    let err = Store::open(&missing).unwrap_err();
+    assert!(matches!(err, StoreError::MissingDir { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("no-such-store")
+            && text.contains("does not exist")
+            && !text.contains("manifest"),
+        "{text}"
+    );
+    // An existing directory without a manifest is still "not a store".
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(StoreError::NotAStore { .. })
+    ));
+}

@@ -90,6 +90,18 @@ pub enum RatedError {
     /// A PGN error.
     #[error(transparent)]
     Pgn(#[from] PgnError),
+    /// A games file with no game that has a move: empty, blank, tags only,
+    /// or (with skipping) every game invalid.
+    #[error(
+        "{path}: holds no game with moves ({}); expected at least one chess game",
+        if *skipped > 0 { format!("all {skipped} games were invalid and skipped") } else { "the file is empty, blank or has tags but no moves".to_string() }
+    )]
+    NoGames {
+        /// The file.
+        path: PathBuf,
+        /// Games skipped as invalid.
+        skipped: usize,
+    },
 }
 
 impl RatedGame {
@@ -370,6 +382,7 @@ pub fn import_pgn(
     format: RatedFormat,
     skip_invalid: bool,
 ) -> Result<ImportReport, RatedError> {
+    let pgn_path = pgn_path.as_ref();
     let mut reader = PgnReader::open(pgn_path)?.skip_invalid(skip_invalid);
     let mut writer = RatedWriter::create(out_path, format)?;
     let (mut moves, mut with_both_elo, mut bad_tags) = (0, 0, 0);
@@ -386,6 +399,13 @@ pub fn import_pgn(
         moves += rated.moves.len();
         with_both_elo += usize::from(rated.white_elo.is_some() && rated.black_elo.is_some());
         writer.push(&rated)?;
+    }
+    if moves == 0 {
+        // Dropping the writer uncommitted leaves no output file behind.
+        return Err(RatedError::NoGames {
+            path: pgn_path.to_path_buf(),
+            skipped: reader.skipped() + bad_tags,
+        });
     }
     let games = writer.finish()?;
     Ok(ImportReport {
@@ -529,5 +549,25 @@ mod tests {
             Some(RatedFormat::JsonLines)
         );
         assert_eq!(RatedFormat::from_path(Path::new("a.txt")), None);
+    }
+
+    #[test]
+    fn empty_blank_and_tags_only_pgn_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.jsonl");
+        for (name, text) in [
+            ("empty.pgn", ""),
+            ("blank.pgn", "\n  \n\t\n"),
+            ("tags.pgn", "[Event \"x\"]\n[White \"a\"]\n"),
+            ("tags_result.pgn", "[Event \"x\"]\n\n*\n"),
+        ] {
+            let pgn = dir.path().join(name);
+            std::fs::write(&pgn, text).unwrap();
+            let err = import_pgn(&pgn, &out, RatedFormat::JsonLines, false)
+                .expect_err(name)
+                .to_string();
+            assert!(err.contains(name) && err.contains("no game"), "{err}");
+            assert!(!out.exists(), "{name}: an output file was left");
+        }
     }
 }

@@ -81,8 +81,20 @@ fn emit<P: DescribePosition + Clone + Sync>(
         None => positions,
     };
     let labels = set.label(&positions.positions)?;
+    if labels.rows() == 0 {
+        let input = a.pgn.as_ref().or(a.games.as_ref());
+        return Err(format!(
+            "{}: no positions to label (the games have no moves{}); expected at least one game with moves",
+            input.map_or_else(|| "the input".to_string(), |p| p.display().to_string()),
+            if a.first_per_game == Some(0) { ", or --first-per-game is 0" } else { "" }
+        )
+        .into());
+    }
     match &a.out {
         Some(path) => {
+            // The labeller's atomic rename would replace a device, FIFO or
+            // symlink (`--out /dev/null`) with a regular file: refuse first.
+            kibitzer_sae::io::check_replaceable(path)?;
             kibitzer_bsp::labelling::save_labels_jsonl(path, &positions, &labels)?;
             eprintln!(
                 "{} labelled positions x {} properties -> {}",
@@ -268,6 +280,7 @@ pub fn eval_bsp(a: &EvalBspArgs) -> CliResult {
     });
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        kibitzer_sae::io::check_replaceable(&out.join("report.json"))?;
         kibitzer_sae::io::atomic_write(
             &out.join("report.json"),
             serde_json::to_string_pretty(&json)?.as_bytes(),

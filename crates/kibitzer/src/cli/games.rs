@@ -65,12 +65,18 @@ impl From<Side> for Player {
     }
 }
 
-fn setup(game: GameName, size: usize, fen: Option<&str>) -> GameSetup {
+/// The game to play; `--fen` is chess-only and refused for Othello rather
+/// than silently ignored.
+fn setup(game: GameName, size: usize, fen: Option<&str>) -> Result<GameSetup, String> {
     match game {
-        GameName::Othello => GameSetup::Othello { size },
-        GameName::Chess => GameSetup::Chess {
+        GameName::Othello if fen.is_some() => Err(
+            "--fen applies to chess only: Othello games always start from the standard position (drop --fen, or use --game chess)"
+                .into(),
+        ),
+        GameName::Othello => Ok(GameSetup::Othello { size }),
+        GameName::Chess => Ok(GameSetup::Chess {
             fen: fen.map(str::to_owned),
-        },
+        }),
     }
 }
 
@@ -337,7 +343,7 @@ fn run_command(cmd: GamesCommand) -> CliResult {
                 max_plies: a.max_plies,
                 ..ArenaConfig::new(a.games, a.seed)
             };
-            let game = setup(a.game, a.size, a.fen.as_deref());
+            let game = setup(a.game, a.size, a.fen.as_deref())?;
             let report = with_threads(a.threads, || arena(&game, a.size, &a.a, &a.b, &config))??;
             print_arena(&report, a.json);
         }
@@ -431,7 +437,7 @@ fn print_arena(report: &ArenaReport, json: bool) {
 }
 
 fn play(a: &PlayArgs) -> CliResult {
-    let game = setup(a.game, a.size, a.fen.as_deref());
+    let game = setup(a.game, a.size, a.fen.as_deref())?;
     if a.human {
         let opponent = resolve(&a.opponent, &game, "mcts:200");
         let stdin = std::io::stdin();

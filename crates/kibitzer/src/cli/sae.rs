@@ -90,6 +90,11 @@ pub struct SynthArgs {
 }
 
 pub fn synth(a: &SynthArgs) -> CliResult {
+    if a.rows == 0 {
+        return Err(
+            "--rows 0: must be at least 1 (a store of no rows trains and evaluates nothing)".into(),
+        );
+    }
     let config = kibitzer_sae::synth::SyntheticConfig {
         d_in: a.d_in,
         n_features: a.features,
@@ -301,8 +306,160 @@ fn reader_config(a: &TrainArgs) -> ReaderConfig {
     }
 }
 
+/// Refuses flag values that would train a dictionary nothing could load (or
+/// no dictionary at all), naming the flag. The library checks the same
+/// values by field name ([`SaeConfig::validate`], [`TrainConfig::validate`]).
+fn check_train_flags(a: &TrainArgs) -> Result<(), String> {
+    if let Some(&d) = a.d_sae.iter().find(|&&d| d == 0) {
+        return Err(format!(
+            "--d-sae {d}: the number of features must be at least 1"
+        ));
+    }
+    let min_d_sae = a.d_sae.iter().copied().min().unwrap_or(0);
+    for &k in &a.k {
+        if k == 0 {
+            return Err("--k 0: at least one feature must be active per row".into());
+        }
+        if k > min_d_sae {
+            return Err(format!(
+                "--k {k} is larger than --d-sae {min_d_sae}: a row cannot have more active features than the dictionary has"
+            ));
+        }
+    }
+    if a.arch == ArchArg::Jumprelu && !(a.bandwidth.is_finite() && a.bandwidth > 0.0) {
+        return Err(format!(
+            "--bandwidth {}: must be a positive number (the width of JumpReLU's straight-through kernel, e.g. 0.001)",
+            a.bandwidth
+        ));
+    }
+    if a.batch_size == Some(0) {
+        return Err("--batch-size 0: must be at least 1".into());
+    }
+    if a.steps == Some(0) {
+        return Err("--steps 0: must be at least 1".into());
+    }
+    if let Some(lr) = a.lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(format!("--lr {lr}: must be a positive number"));
+        }
+    }
+    Ok(())
+}
+
+/// The flag name and lowercase name of an architecture, as `--arch` takes it.
+fn arch_flag_name(arch: ArchArg) -> String {
+    format!("{arch:?}").to_lowercase()
+}
+
+/// Refuses a `--resume` whose flags ask for a different shape or schedule
+/// than the run in `out` was started with: the checkpoint's values win, so
+/// silently ignoring a changed flag would train something else than asked.
+fn check_resume_flags(a: &TrainArgs, sweep: &Sweep) -> Result<(), String> {
+    let sweep_file = a.out.join("sweep.json");
+    let differs = |flag: &str, given: String, run: String| {
+        format!(
+            "--resume: {flag} {given} differs from the run's {run} (recorded in {}); a resumed run keeps the shape and schedule it was started with: pass the run's values, or start a new run in another --out",
+            sweep_file.display()
+        )
+    };
+    let mut run_d_sae: Vec<usize> = sweep
+        .members
+        .iter()
+        .map(|m| m.trainer.sae.config.d_sae)
+        .collect();
+    run_d_sae.sort_unstable();
+    run_d_sae.dedup();
+    let mut given_d_sae = a.d_sae.clone();
+    given_d_sae.sort_unstable();
+    given_d_sae.dedup();
+    let join = |v: &[usize]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if run_d_sae != given_d_sae {
+        return Err(differs(
+            "--d-sae",
+            join(&given_d_sae),
+            format!("d_sae {}", join(&run_d_sae)),
+        ));
+    }
+    let run_arch = |m: &SweepMember| match (
+        &m.trainer.sae.config.architecture,
+        m.trainer.config.p_anneal,
+    ) {
+        (Architecture::Standard, Some(_)) => ArchArg::Panneal,
+        (Architecture::Standard, None) => ArchArg::Standard,
+        (Architecture::Gated, _) => ArchArg::Gated,
+        (Architecture::TopK { .. }, _) => ArchArg::Topk,
+        (Architecture::BatchTopK { .. }, _) => ArchArg::Batchtopk,
+        (Architecture::JumpRelu { .. }, _) => ArchArg::Jumprelu,
+    };
+    if let Some(m) = sweep.members.iter().find(|m| run_arch(m) != a.arch) {
+        return Err(differs(
+            "--arch",
+            arch_flag_name(a.arch),
+            format!("architecture {}", arch_flag_name(run_arch(m))),
+        ));
+    }
+    if !a.k.is_empty() {
+        let mut run_k: Vec<usize> = sweep
+            .members
+            .iter()
+            .filter_map(|m| match m.trainer.sae.config.architecture {
+                Architecture::TopK { k } | Architecture::BatchTopK { k } => Some(k),
+                _ => None,
+            })
+            .collect();
+        run_k.sort_unstable();
+        run_k.dedup();
+        let mut given_k = a.k.clone();
+        given_k.sort_unstable();
+        given_k.dedup();
+        if run_k != given_k {
+            return Err(differs(
+                "--k",
+                join(&given_k),
+                format!("k {}", join(&run_k)),
+            ));
+        }
+    }
+    for m in &sweep.members {
+        let t = &m.trainer.config;
+        if let Some(lr) = a.lr {
+            if lr != t.lr {
+                return Err(differs(
+                    "--lr",
+                    lr.to_string(),
+                    format!("lr {} ({})", t.lr, m.name),
+                ));
+            }
+        }
+        if let Some(b) = a.batch_size {
+            if b != t.batch_size {
+                return Err(differs(
+                    "--batch-size",
+                    b.to_string(),
+                    format!("batch size {}", t.batch_size),
+                ));
+            }
+        }
+        if let Some(steps) = a.steps {
+            if steps != t.steps {
+                return Err(format!(
+                    "{} (the trainer cannot extend or shorten a run: its learning-rate warm-up and decay are fixed by the step count it started with)",
+                    differs("--steps", steps.to_string(), format!("steps {}", t.steps))
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Trains what `a` asks for and returns the output directory's members.
 pub fn train(a: &TrainArgs) -> Result<Sweep, Box<dyn std::error::Error>> {
+    check_train_flags(a)?;
     let store = Store::open(&a.activations)?;
     let device = a.device.device()?;
     let options = RunOptions {
@@ -314,6 +471,7 @@ pub fn train(a: &TrainArgs) -> Result<Sweep, Box<dyn std::error::Error>> {
     };
     let (mut sweep, mut reader) = if a.resume {
         let (sweep, position) = Sweep::resume(&a.out, &device)?;
+        check_resume_flags(a, &sweep)?;
         let position = serde_json::from_value(position).map_err(|e| {
             format!(
                 "{}: the checkpoint's reader position is unreadable: {e}",
@@ -405,6 +563,12 @@ pub fn evaluate(
 }
 
 pub fn eval(a: &EvalArgs) -> CliResult {
+    if a.batch_size == 0 {
+        return Err("--batch-size 0: must be at least 1".into());
+    }
+    if a.rows == Some(0) {
+        return Err("--rows 0: must be at least 1 (omit it to evaluate on the whole store)".into());
+    }
     let (json, evaluation) = evaluate(&a.sae, &a.activations, a.rows, a.batch_size, a.device)?;
     let text = serde_json::to_string_pretty(&json)?;
     if let Some(out) = &a.out {

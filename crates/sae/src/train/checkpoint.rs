@@ -38,6 +38,14 @@ struct CheckpointManifest {
     rows_seen: u64,
     input_scale: Option<f32>,
     source_position: serde_json::Value,
+    /// XXH64 (hex) of each member's checkpoint file, by member name; absent
+    /// in checkpoints written before checksums were added (not checked).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    checksums: std::collections::BTreeMap<String, String>,
+}
+
+fn xxh64_hex(bytes: &[u8]) -> String {
+    format!("{:016x}", kibitzer_store::Xxh64::hash(bytes))
 }
 
 pub(super) fn write_sweep_manifest(sweep: &Sweep, out: &Path) -> Result<(), TrainError> {
@@ -80,6 +88,7 @@ pub(super) fn save(
     out: &Path,
     source_position: serde_json::Value,
 ) -> Result<(), TrainError> {
+    let mut checksums = std::collections::BTreeMap::new();
     for m in &sweep.members {
         let t = &m.trainer;
         let mut tensors = prefixed("param", &t.sae.params);
@@ -97,12 +106,14 @@ pub(super) fn save(
         let path = out.join(&m.name).join(checkpoint_name(sweep.step));
         let bytes = f32_safetensors(&tensors, Some(meta)).map_err(|e| file_err(&path, e))?;
         atomic_write(&path, &bytes).map_err(|e| file_err(&path, e))?;
+        checksums.insert(m.name.clone(), xxh64_hex(&bytes));
     }
     let manifest = CheckpointManifest {
         step: sweep.step,
         rows_seen: sweep.rows_seen,
         input_scale: sweep.input_scale,
         source_position,
+        checksums,
     };
     let path = out.join(CHECKPOINT_FILE);
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| file_err(&path, e))?;
@@ -172,6 +183,18 @@ pub(super) fn load(out: &Path, device: &Device) -> Result<(Sweep, serde_json::Va
     for mm in manifest.members {
         let path = out.join(&mm.name).join(checkpoint_name(ckpt.step));
         let bytes = fs::read(&path).map_err(|e| file_err(&path, e))?;
+        if let Some(expected) = ckpt.checksums.get(&mm.name) {
+            let found = xxh64_hex(&bytes);
+            if &found != expected {
+                return Err(file_err(
+                    &path,
+                    format!(
+                        "checksum mismatch (XXH64 {found}, {} records {expected}): the checkpoint is corrupt and was not loaded; older checkpoints are removed once a newer one is complete, so restart the run without --resume (or from a backup of this directory)",
+                        out.join(CHECKPOINT_FILE).display()
+                    ),
+                ));
+            }
+        }
         let (tensors, meta) = read_f32_safetensors(&bytes).map_err(|e| file_err(&path, e))?;
         let mut tensors: HashMap<String, HostTensor> =
             tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
@@ -219,6 +242,48 @@ pub(super) fn load(out: &Path, device: &Device) -> Result<(Sweep, serde_json::Va
         truncate_log(&out.join(&m.name).join("log.jsonl"), ckpt.step)?;
     }
     Ok((sweep, ckpt.source_position))
+}
+
+/// Whether `name` is the temporary file of an atomic write
+/// (`.<file>.tmp-<pid>`, see [`atomic_write`]) by a process other than this
+/// one that is no longer running.
+fn is_stale_temp_name(name: &str) -> bool {
+    let Some((head, pid)) = name.rsplit_once(".tmp-") else {
+        return false;
+    };
+    if !name.starts_with('.') || head.len() < 2 || pid.is_empty() {
+        return false;
+    }
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    if pid == std::process::id() {
+        return false;
+    }
+    // A writer that is still alive (another process on the same run) keeps
+    // its file; where liveness cannot be checked, the run's own start is
+    // taken as proof that no one else writes here.
+    !(cfg!(target_os = "linux") && Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Removes the temporary files (`.checkpoint.json.tmp-<pid>`,
+/// `.checkpoint-<step>.safetensors.tmp-<pid>`, ...) that a run killed while
+/// writing leaves in the output directory and its members' directories.
+/// Best effort: a file that cannot be removed stays.
+pub(super) fn remove_stale_temp_files(sweep: &Sweep, out: &Path) {
+    let dirs =
+        std::iter::once(out.to_path_buf()).chain(sweep.members.iter().map(|m| out.join(&m.name)));
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if is_stale_temp_name(&name) && e.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 /// Drops the lines of a `log.jsonl` for steps at or after `step`: a run

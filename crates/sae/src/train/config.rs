@@ -312,4 +312,41 @@ mod tests {
                 .is_ok()
         );
     }
+
+    #[test]
+    fn trainer_refuses_bad_k_bandwidth_and_zero_d_sae_naming_the_field() {
+        use crate::train::DictTrainer;
+        use crate::{Sae, SaeConfig};
+        let device = burn::tensor::Device::flex();
+        let trainer = |arch: Architecture, d_sae: usize| {
+            let sae = Sae::init(SaeConfig::new(arch.clone(), 4, d_sae.max(1)), 0, &device);
+            let sae = Sae {
+                config: SaeConfig::new(arch.clone(), 4, d_sae),
+                params: sae.params,
+            };
+            DictTrainer::new(sae, TrainConfig::for_architecture(&arch, d_sae, 10))
+        };
+        for (arch, d_sae, field) in [
+            (Architecture::TopK { k: 0 }, 8, "`k`"),
+            (Architecture::TopK { k: 9 }, 8, "`k`"),
+            (Architecture::BatchTopK { k: 0 }, 8, "`k`"),
+            (Architecture::JumpRelu { bandwidth: -1.0 }, 8, "`bandwidth`"),
+            (Architecture::JumpRelu { bandwidth: 0.0 }, 8, "`bandwidth`"),
+            (
+                Architecture::JumpRelu {
+                    bandwidth: f64::NAN,
+                },
+                8,
+                "`bandwidth`",
+            ),
+            (Architecture::TopK { k: 4 }, 0, "`d_sae`"),
+        ] {
+            let err = trainer(arch.clone(), d_sae)
+                .err()
+                .unwrap_or_else(|| panic!("{arch:?} accepted"));
+            assert!(err.contains(field), "{arch:?} d_sae {d_sae}: {err}");
+        }
+        assert!(trainer(Architecture::TopK { k: 8 }, 8).is_ok());
+        assert!(trainer(Architecture::JumpRelu { bandwidth: 0.001 }, 8).is_ok());
+    }
 }

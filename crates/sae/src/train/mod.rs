@@ -273,6 +273,8 @@ impl Sweep {
             let dir = options.out_dir.join(&m.name);
             std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
         }
+        // Temporary files of atomic writes by a run that was killed mid-write.
+        checkpoint::remove_stale_temp_files(self, &options.out_dir);
         if self.step == 0 {
             checkpoint::write_sweep_manifest(self, &options.out_dir)?;
         }

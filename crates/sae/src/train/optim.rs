@@ -106,6 +106,9 @@ pub(crate) struct ScalarState {
 impl DictTrainer {
     /// A trainer for a freshly initialised or loaded dictionary.
     pub fn new(sae: Sae, config: TrainConfig) -> Result<Self, String> {
+        // The shape first: a zero d_sae would otherwise surface as the
+        // infinite default learning rate it implies.
+        sae.config.validate()?;
         config.validate()?;
         if config.p_anneal.is_some()
             && !matches!(

@@ -161,6 +161,21 @@ fn killed_run_resumes_to_the_same_weights() {
         )
         .unwrap();
     drop(first);
+    // Temporary files of atomic writes cut short by a kill (issue 20 #9):
+    // removed when the run starts again; other files stay.
+    let stale = [
+        dir.path().join(".checkpoint.json.tmp-999999999"),
+        dir.path()
+            .join("topk/.checkpoint-00000030.safetensors.tmp-999999998"),
+        dir.path().join("standard/.log.jsonl.tmp-999999997"),
+    ];
+    let kept = [
+        dir.path().join("notes.txt"),
+        dir.path().join(".notes.tmp-abc"),
+    ];
+    for f in stale.iter().chain(&kept) {
+        std::fs::write(f, "partial").unwrap();
+    }
 
     let (mut resumed, pos) = Sweep::resume(dir.path(), &dev).unwrap();
     assert_eq!(resumed.step, 20);
@@ -181,6 +196,12 @@ fn killed_run_resumes_to_the_same_weights() {
         weights(&whole),
         "resumed weights differ from an uninterrupted run"
     );
+    for f in &stale {
+        assert!(!f.exists(), "stale {} was not removed", f.display());
+    }
+    for f in &kept {
+        assert!(f.exists(), "{} was removed", f.display());
+    }
     // The log has each logged step exactly once.
     let log = std::fs::read_to_string(dir.path().join("standard/log.jsonl")).unwrap();
     let steps_logged: Vec<usize> = log
@@ -203,6 +224,42 @@ fn killed_run_resumes_to_the_same_weights() {
         })
         .count();
     assert_eq!(ckpts, 1);
+}
+
+/// Issue 20 #3: a checkpoint whose tensor file has a flipped byte is
+/// refused on resume, naming the file.
+#[test]
+fn corrupt_checkpoint_is_refused_on_resume() {
+    let dev = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sweep = Sweep::new(
+        vec![member("topk", Architecture::TopK { k: 3 }, 40, 3)],
+        &dev,
+    )
+    .unwrap();
+    let mut opts = options(dir.path());
+    opts.stop_after = Some(14);
+    sweep
+        .run(
+            &mut Cycling {
+                data: data(12, 200, 1),
+                d_in: 12,
+                cursor: 0,
+            },
+            &opts,
+        )
+        .unwrap();
+    assert!(Sweep::resume(dir.path(), &dev).is_ok());
+    let ckpt = dir.path().join("topk/checkpoint-00000010.safetensors");
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x40;
+    std::fs::write(&ckpt, &bytes).unwrap();
+    let err = Sweep::resume(dir.path(), &dev).unwrap_err().to_string();
+    assert!(
+        err.contains("checkpoint-00000010.safetensors") && err.contains("checksum mismatch"),
+        "{err}"
+    );
 }
 
 #[test]
