@@ -120,6 +120,7 @@ step "summary"
     python3 - <<'EOF' 2>/dev/null || cat sae-eval/metrics.json
 import json
 m = json.load(open("sae-eval/metrics.json"))
+m = m.get("metrics", m)
 def get(*names):
     for n in names:
         if n in m: return m[n]

@@ -17,15 +17,18 @@
 //! - [`models`]: GPT, the AlphaZero network and its self-play coach, the
 //!   skill-conditioned chess policy (`kibitzer-models`);
 //! - [`xcoder`]: transcoders, crosscoders, stage-wise diffing
-//!   (`kibitzer-xcoder`).
+//!   (`kibitzer-xcoder`);
+//! - [`quizzes`]: reference 004's grid-quiz world (`kibitzer-quizzes`).
 //!
 //! Its own modules join them into reference 001's pipeline: [`alphazero`]
 //! (the shipped network, network players, the harvest), [`sweep`] (a grid
-//! of SAEs judged on the board) and [`vis`] (the feature viewer).
+//! of SAEs judged on the board) and [`vis`] (the feature viewer); [`quiz`]
+//! holds reference 004's experiments on a quiz GPT.
 
 pub mod alphazero;
 pub mod board_eval;
 pub mod quiz;
+pub mod story;
 pub mod sweep;
 pub mod vis;
 
@@ -36,4 +39,5 @@ pub use kibitzer_models as models;
 pub use kibitzer_quizzes as quizzes;
 pub use kibitzer_sae as sae;
 pub use kibitzer_store as store;
+pub use kibitzer_stories as stories;
 pub use kibitzer_xcoder as xcoder;

