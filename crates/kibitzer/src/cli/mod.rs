@@ -17,6 +17,18 @@ mod xcoder;
 
 use clap::{Parser, Subcommand};
 
+/// A bar over `len` steps of a multi-step command, labelled `what`
+/// (kibitzer's one progress-bar style, [`kibitzer::sweep::progress_bar`]).
+fn steps_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = kibitzer::sweep::progress_bar(
+        true,
+        len as usize,
+        "{bar:30} {pos}/{len} {msg} [{elapsed_precise}]",
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
 /// An error for the user: printed with its causes, exit status 1.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
 

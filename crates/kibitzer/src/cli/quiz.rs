@@ -541,7 +541,7 @@ pub fn ablate(a: &AblateArgs) -> CliResult {
     let (layout, quizzes) = open_quizzes(&a.quizzes, a.max_quizzes)?;
     let model = load_model(&a.model, &layout, &device)?;
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    let bar = progress(6, "ablations");
+    let bar = super::steps_bar(6, "ablations");
     let attention = quiz::attention_ablation(&model, &layout, &quizzes, a.batch_size)?;
     bar.inc(1);
     let window = (2 * (layout.cells() + 1) + 1).min(layout.seq_len());
@@ -616,16 +616,6 @@ fn write_report(out: &Path, name: &str, json: &serde_json::Value, md: &str) -> C
     print!("{md}");
     println!("-> {}", out.display());
     Ok(())
-}
-
-fn progress(n: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(n);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}]")
-            .expect("the template is valid"),
-    );
-    bar.set_message(what.to_string());
-    bar
 }
 
 fn ablation_markdown(
@@ -843,7 +833,7 @@ pub fn features(a: &FeaturesArgs) -> CliResult {
     );
     quiz::check_dictionary(&model, site, &sae).map_err(|e| format!("{}: {e}", a.sae.display()))?;
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    let bar = progress(6, "features");
+    let bar = super::steps_bar(6, "features");
 
     // 4. The SAE spliced in.
     let splice = quiz::splice_report(&model, &layout, &quizzes, site, sae.clone(), a.batch_size)?;

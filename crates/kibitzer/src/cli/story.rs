@@ -133,16 +133,6 @@ fn eval_sequences(
     )?)
 }
 
-fn progress(len: u64, msg: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}]")
-            .expect("the template is valid"),
-    );
-    bar.set_message(msg.to_string());
-    bar
-}
-
 // ---------------------------------------------------------------- tokenizer
 
 #[derive(Args, Debug)]
@@ -1354,7 +1344,7 @@ fn backdoor(a: &BackdoorArgs) -> Res<()> {
     if pool.is_empty() {
         pool = (0..xcoder.d_sae()).collect();
     }
-    let bar = progress(2 + a.random_trials as u64, "ablations");
+    let bar = super::steps_bar(2 + a.random_trials as u64, "ablations");
     let clean = measure(&model, &tok, &generator, &a.measure, &mut lib::no_hooks)?;
     bar.inc(1);
     let run = |features: &[usize]| -> Res<serde_json::Value> {

@@ -119,8 +119,9 @@ fn answer_logits(logits: Tensor<3>, answer: &Range<usize>) -> (Vec<f32>, usize) 
     (kibitzer_sae::ops::to_host(rows), vocab)
 }
 
-/// The index of the largest value (the first of equals).
-fn argmax(row: &[f32]) -> usize {
+/// The index of the largest value (the first of equals): the greedy pick
+/// from a row of logits.
+pub fn argmax(row: &[f32]) -> usize {
     let mut best = 0;
     for (i, &v) in row.iter().enumerate() {
         if v > row[best] {
