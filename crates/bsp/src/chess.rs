@@ -358,19 +358,25 @@ pub fn has_fork(board: &Board, color: Color) -> bool {
         })
 }
 
-/// Material of `color` in pawns: P 1, N 3, B 3, R 5, Q 9.
+/// A piece's material value in pawns: P 1, N 3, B 3, R 5, Q 9; the king 0
+/// (it cannot be traded).
+pub fn piece_value(role: Role) -> i32 {
+    match role {
+        Role::Pawn => 1,
+        Role::Knight | Role::Bishop => 3,
+        Role::Rook => 5,
+        Role::Queen => 9,
+        Role::King => 0,
+    }
+}
+
+/// Material of `color` in pawns ([`piece_value`]).
 pub fn material(board: &Board, color: Color) -> i32 {
     let side = board.by_color(color);
-    [
-        (Role::Pawn, 1),
-        (Role::Knight, 3),
-        (Role::Bishop, 3),
-        (Role::Rook, 5),
-        (Role::Queen, 9),
-    ]
-    .into_iter()
-    .map(|(role, value)| value * (side & board.by_role(role)).count() as i32)
-    .sum()
+    Role::ALL
+        .into_iter()
+        .map(|role| piece_value(role) * (side & board.by_role(role)).count() as i32)
+        .sum()
 }
 
 /// Squares holding a piece of `color` attacked by more enemy pieces than

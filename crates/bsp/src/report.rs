@@ -427,22 +427,19 @@ pub fn comparison_markdown(
     out
 }
 
-/// Writes `bytes` to `path` atomically: a temp file in the same directory,
-/// fsync, rename.
+/// Writes `bytes` to `path` atomically (kibitzer-games' `AtomicFile`: a
+/// temporary file in the same directory, fsync, rename, fsync of the
+/// directory). A `path` that exists and is not a regular file (a symlink, a
+/// device such as `/dev/null`, a FIFO, a directory) is refused, naming it:
+/// the rename would replace it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| BspError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    let mut file = kibitzer_games::atomic::AtomicFile::create(path).map_err(io)?;
     file.write_all(bytes).map_err(io)?;
-    file.as_file().sync_all().map_err(io)?;
-    file.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    file.commit().map_err(io)
 }
 
 #[cfg(test)]
@@ -517,6 +514,33 @@ mod tests {
         let missing = dir.path().join("no/such/dir/report.json");
         let error = report.save_json(&missing).expect_err("no directory");
         assert!(error.to_string().contains("report.json"), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_writes_refuse_to_replace_symlinks_and_devices() {
+        // Issue 20 #2, for Rust callers of kibitzer-bsp (the CLI checks too).
+        let dir = tempfile::tempdir().expect("temp dir");
+        let target = dir.path().join("target.json");
+        std::fs::write(&target, "keep").expect("written");
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&target, &link).expect("a symlink");
+        for path in [link.as_path(), Path::new("/dev/null"), dir.path()] {
+            let error = write_atomically(path, b"new").expect_err("not a regular file");
+            assert!(
+                error.to_string().contains(&path.display().to_string()),
+                "{error}"
+            );
+        }
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .expect("still there")
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&target).expect("kept"), "keep");
+        write_atomically(&target, b"new").expect("a regular file is replaced");
+        assert_eq!(std::fs::read_to_string(&target).expect("written"), "new");
     }
 
     #[test]

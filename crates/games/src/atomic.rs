@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// A file being written; [`AtomicFile::commit`] moves it into place, and
 /// dropping it uncommitted leaves nothing behind.
-pub(crate) struct AtomicFile {
+pub struct AtomicFile {
     path: PathBuf,
     temp: tempfile::NamedTempFile,
     out: BufWriter<File>,
@@ -18,7 +18,7 @@ impl AtomicFile {
     /// Starts writing `path`. A `path` that exists and is not a regular file
     /// (a symlink, a device such as `/dev/null`, a FIFO, a directory) is
     /// refused: the rename would replace it with a regular file.
-    pub(crate) fn create(path: &Path) -> io::Result<AtomicFile> {
+    pub fn create(path: &Path) -> io::Result<AtomicFile> {
         check_replaceable(path)?;
         let dir = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
@@ -43,14 +43,16 @@ impl AtomicFile {
     }
 
     /// The writer.
-    pub(crate) fn writer(&mut self) -> &mut BufWriter<File> {
+    pub fn writer(&mut self) -> &mut BufWriter<File> {
         &mut self.out
     }
 
     /// Flushes, syncs and renames the file into place.
-    pub(crate) fn commit(self) -> io::Result<()> {
+    pub fn commit(self) -> io::Result<()> {
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
+        // A kill here leaves the complete temporary file and the old output.
+        crate::fault::point("atomic.commit");
         self.temp.persist(&self.path).map_err(|e| e.error)?;
         // The rename is durable only once the directory is synced.
         #[cfg(unix)]
@@ -67,7 +69,7 @@ impl AtomicFile {
 
 /// Refuses an output path that exists and is not a regular file (the same
 /// rule as `kibitzer_store::check_replaceable`); the error names the path.
-pub(crate) fn check_replaceable(path: &Path) -> io::Result<()> {
+pub fn check_replaceable(path: &Path) -> io::Result<()> {
     let kind = match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),

@@ -55,7 +55,7 @@ use crate::chess::{
 };
 #[cfg(feature = "chess")]
 use crate::players::selfplay::{
-    RatedPlayer, SelfPlayConfig, SelfPlayError, SelfPlayReport, no_engine_hint,
+    RatedPlayer, SelfPlayConfig, SelfPlayError, SelfPlayOptions, SelfPlayReport, no_engine_hint,
     write_rated_self_play,
 };
 
@@ -449,7 +449,7 @@ pub struct ChessGenerateReport {
     pub engine: Option<PathBuf>,
     /// Wall time in seconds.
     pub elapsed_s: f64,
-    /// Games per second.
+    /// Games played by this call (resumed ones not counted) per second.
     pub games_per_s: f64,
 }
 
@@ -458,12 +458,14 @@ pub struct ChessGenerateReport {
 /// `alphabeta:2@1000`) and writes them to `path` (`.jsonl` or `.pgn`) with
 /// each side's Elo (see [`crate::players::selfplay`]). Without an installed
 /// engine, a `stockfish` player gives [`GamesCliError::NoEngine`], naming the
-/// built-in players to use instead.
+/// built-in players to use instead. `options` resumes an interrupted run and
+/// shows progress (see [`write_rated_self_play`]).
 #[cfg(feature = "chess")]
 pub fn generate_chess_self_play(
     path: impl AsRef<Path>,
     players: &[String],
     config: &SelfPlayConfig,
+    options: &SelfPlayOptions,
 ) -> Result<ChessGenerateReport, GamesCliError> {
     if players.is_empty() {
         return Err(GamesCliError::NoPlayers {
@@ -487,10 +489,10 @@ pub fn generate_chess_self_play(
         });
     }
     let clock = Instant::now();
-    let report = write_rated_self_play(path, &rated, config)?;
+    let report = write_rated_self_play(path, &rated, config, options)?;
     let elapsed_s = clock.elapsed().as_secs_f64();
     Ok(ChessGenerateReport {
-        games_per_s: rate(report.games as u64, elapsed_s),
+        games_per_s: rate(report.played as u64, elapsed_s),
         report,
         engine: if needs_engine { engine } else { None },
         elapsed_s,
@@ -1300,7 +1302,9 @@ mod tests {
             max_plies: 40,
         };
         let players = ["random@500".to_owned(), "greedy@800".to_owned()];
-        let report = generate_chess_self_play(&path, &players, &config).expect("self-play runs");
+        let options = SelfPlayOptions::default();
+        let report =
+            generate_chess_self_play(&path, &players, &config, &options).expect("self-play runs");
         assert_eq!(report.report.games, 2);
         assert_eq!(report.engine, None);
         let FileInfo::Chess(info) = file_info(&path, false).expect("reads") else {
@@ -1308,7 +1312,8 @@ mod tests {
         };
         assert_eq!(info.games, 2);
         assert_eq!((info.min_elo, info.max_elo), (Some(500), Some(800)));
-        let error = generate_chess_self_play(&path, &[], &config).expect_err("no players");
+        let error =
+            generate_chess_self_play(&path, &[], &config, &options).expect_err("no players");
         assert!(error.to_string().contains("no players"), "{error}");
     }
 

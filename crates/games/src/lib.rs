@@ -4,8 +4,10 @@
 //!
 //! [`game`] (the trait), [`othello`], `chess` (feature `chess`), [`mcts`],
 //! [`players`], [`arena`] and [`elo`], [`dataset`] (Othello datasets; the
-//! chess ones are `chess::rated` and `players::selfplay`, feature `chess`),
-//! and [`cli_support`] (one function per `kibitzer games` command).
+//! chess ones are `chess::rated` and `players::selfplay`, and move judging
+//! `chess::judge`, feature `chess`),
+//! [`cli_support`] (one function per `kibitzer games` command), [`atomic`]
+//! (files complete or absent) and [`fault`] (fault injection for tests).
 #![warn(missing_docs)]
 
 pub mod arena;
@@ -19,6 +21,7 @@ pub mod mcts;
 pub mod othello;
 pub mod players;
 
-mod atomic;
+pub mod atomic;
+pub mod fault;
 
 pub use game::{Game, IllegalMove, Outcome, Player};

@@ -1,30 +1,44 @@
-//! Stockfish through UCI. Every test prints a note and passes when no
-//! engine is installed (CI may not have one); install it with
-//! `apt-get install stockfish` (Debian: /usr/games/stockfish) or point
-//! `KIBITZER_STOCKFISH` at a binary.
+//! Stockfish through UCI. Install it with `apt-get install stockfish`
+//! (Debian: /usr/games/stockfish) or point `KIBITZER_STOCKFISH` at a
+//! binary. Without one, every test prints a note and passes, unless
+//! `KIBITZER_REQUIRE_TOOLS` is set (CI sets it), which makes it a failure.
 #![cfg(feature = "chess")]
 
-use std::path::PathBuf;
+#[path = "../../../testing/tools.rs"]
+mod tools;
+
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kibitzer_games::arena::{ArenaConfig, run_arena_by_names};
 use kibitzer_games::chess::Chess;
 use kibitzer_games::chess::rated::RatedJsonlReader;
 use kibitzer_games::game::{Game, Outcome};
-use kibitzer_games::players::selfplay::{RatedPlayer, SelfPlayConfig, write_rated_self_play};
-use kibitzer_games::players::uci::start_configured;
-use kibitzer_games::players::{
-    Agent, SearchLimit, UciAgent, UciConfig, UciError, default_engine_path,
+use kibitzer_games::players::selfplay::{
+    RatedPlayer, SelfPlayConfig, SelfPlayOptions, write_rated_self_play,
 };
+use kibitzer_games::players::uci::start_configured;
+use kibitzer_games::players::{Agent, SearchLimit, UciAgent, UciConfig, UciError, find_engine};
 
+/// Stockfish: `$KIBITZER_STOCKFISH` or `stockfish` as
+/// [`default_engine_path`](kibitzer_games::players::default_engine_path)
+/// looks for it, but only where that file exists.
 fn engine() -> Option<PathBuf> {
-    let found = default_engine_path();
-    if found.is_none() {
-        eprintln!(
-            "note: no Stockfish installed (apt-get install stockfish); skipping this UCI test"
-        );
-    }
-    found
+    let (found, what) = match std::env::var_os("KIBITZER_STOCKFISH") {
+        Some(path) => (
+            find_engine(Path::new(&path)),
+            format!("Stockfish at KIBITZER_STOCKFISH={}", path.to_string_lossy()),
+        ),
+        None => (
+            find_engine(Path::new("stockfish")),
+            "Stockfish (`stockfish` on PATH or in /usr/games)".to_owned(),
+        ),
+    };
+    tools::require(
+        found,
+        &what,
+        "apt-get install stockfish, or set KIBITZER_STOCKFISH to an engine binary",
+    )
 }
 
 fn config(path: PathBuf) -> UciConfig {
@@ -148,7 +162,8 @@ fn stockfish_levels_make_a_rated_dataset() {
         random_opening_plies: 4,
         max_plies: 120,
     };
-    let report = write_rated_self_play(&path, &players, &config).expect("self-play runs");
+    let report = write_rated_self_play(&path, &players, &config, &SelfPlayOptions::default())
+        .expect("self-play runs");
     assert_eq!(report.games, 4);
     let games: Vec<_> = RatedJsonlReader::open(&path)
         .expect("the file opens")

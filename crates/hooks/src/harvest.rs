@@ -342,6 +342,10 @@ pub struct HarvestConfig {
     pub memory_ceiling_bytes: usize,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Keep only these columns of each row (e.g. one head of a per-head
+    /// site such as `attn.hook_z`, whose rows hold the heads side by side);
+    /// `None` keeps the whole row.
+    pub columns: Option<std::ops::Range<usize>>,
 }
 
 impl HarvestConfig {
@@ -352,6 +356,7 @@ impl HarvestConfig {
             max_rows: None,
             memory_ceiling_bytes: 1 << 30,
             progress: false,
+            columns: None,
         }
     }
 }
@@ -373,6 +378,24 @@ pub fn harvest<M: HookedModel, S: ExampleSource<M::Input>>(
     dir: impl AsRef<std::path::Path>,
     config: &HarvestConfig,
 ) -> Result<Manifest, HookError> {
+    harvest_with_row_ids(model, site, source, dir, config, |example, position| {
+        (example, position)
+    })
+}
+
+/// [`harvest`], with the `example` and `position` columns of each row
+/// written as `row_ids(example, position)` gives them: a dataset whose
+/// examples are single positions of several games (an AlphaZero network
+/// reads one board at a time) can record each row's (game, move) instead
+/// of its example index, as a GPT's store records (game, token).
+pub fn harvest_with_row_ids<M: HookedModel, S: ExampleSource<M::Input>>(
+    model: &M,
+    site: HookSite,
+    source: S,
+    dir: impl AsRef<std::path::Path>,
+    config: &HarvestConfig,
+    mut row_ids: impl FnMut(i64, i64) -> (i64, i64),
+) -> Result<Manifest, HookError> {
     let mut activations = ModelActivations::new(model, site, source, config.memory_ceiling_bytes)?;
     let mut metadata = match &config.store.metadata {
         serde_json::Value::Object(map) => map.clone(),
@@ -387,8 +410,25 @@ pub fn harvest<M: HookedModel, S: ExampleSource<M::Input>>(
         "hook_site".into(),
         serde_json::Value::String(site.to_string()),
     );
+    let width = activations.d_in();
+    let columns = match &config.columns {
+        Some(range) if range.is_empty() || range.end > width => {
+            return Err(HookError::Input(format!(
+                "{site}: columns {}..{} of rows {width} wide; expected a non-empty range inside the row",
+                range.start, range.end
+            )));
+        }
+        Some(range) => {
+            metadata.insert(
+                "columns".into(),
+                serde_json::json!({"start": range.start, "end": range.end, "row_width": width}),
+            );
+            range.clone()
+        }
+        None => 0..width,
+    };
     let mut store = config.store.clone();
-    store.d_in = activations.d_in();
+    store.d_in = columns.len();
     store.metadata = serde_json::Value::Object(metadata);
     store
         .extra_columns
@@ -425,7 +465,15 @@ pub fn harvest<M: HookedModel, S: ExampleSource<M::Input>>(
         if got == 0 {
             break;
         }
-        let (examples, positions): (Vec<i64>, Vec<i64>) = ids.iter().copied().unzip();
+        let (examples, positions): (Vec<i64>, Vec<i64>) =
+            ids.iter().map(|&(e, p)| row_ids(e, p)).unzip();
+        if columns.len() != width {
+            values = values
+                .chunks(width)
+                .flat_map(|row| &row[columns.clone()])
+                .copied()
+                .collect();
+        }
         writer.push_rows_with(
             &values,
             &[

@@ -6,6 +6,7 @@
 //!
 //! Training itself is [`kibitzer_models::alphazero::coach`].
 
+use crate::board_eval::{ROW_IDS_GAME_TOKEN, ROW_IDS_KEY, check_rows_match_labels};
 use crate::sweep::progress_bar;
 use burn::tensor::Device;
 use kibitzer_bsp::labelling::{LabelledPositions, othello_at_moves, save_labels_jsonl};
@@ -44,6 +45,9 @@ pub enum AlphaZeroError {
     /// Running the network with hooks.
     #[error(transparent)]
     Hook(#[from] kibitzer_hooks::HookError),
+    /// The store's rows and the labels, checked after writing them.
+    #[error(transparent)]
+    Rows(#[from] crate::board_eval::BoardEvalError),
     /// A bad setting.
     #[error("{0}")]
     Config(String),
@@ -419,7 +423,10 @@ pub struct HarvestReport {
 /// harvests the network's activations at `site` over every position after
 /// a square move (passes carry no token), in the order `kibitzer bsp labels`
 /// writes: games in order, moves in order. Row `i` of the store is labelled
-/// position `i`, so the directory feeds `kibitzer sweep` directly.
+/// position `i`, so the directory feeds `kibitzer sweep` directly; the
+/// store's `example` and `position` columns hold each row's game and square
+/// move (the labels' `game` and `token`), checked against the labels here
+/// and wherever the two meet again.
 pub fn harvest(config: &HarvestConfig) -> Result<HarvestReport, AlphaZeroError> {
     if config.positions == 0 {
         return Err(AlphaZeroError::Config(
@@ -508,16 +515,36 @@ pub fn harvest(config: &HarvestConfig) -> Result<HarvestReport, AlphaZeroError> 
         store: StoreConfig {
             metadata: serde_json::json!({
                 "model": "alphazero-othello",
+                "game": "othello",
                 "board_size": size,
                 "random_init": config.random_init,
+                ROW_IDS_KEY: ROW_IDS_GAME_TOKEN,
             }),
             ..StoreConfig::new(subject.config().width)
         },
         progress: config.progress,
         ..HookHarvestConfig::new()
     };
-    let manifest =
-        kibitzer_hooks::harvest(&subject, config.site, source, &activations, &hook_config)?;
+    // The network reads one board per example: each row records the
+    // (game, square move) of its position, as a GPT's store records
+    // (game, token), so the labels' token references can be checked.
+    let refs = &all.refs;
+    let manifest = kibitzer_hooks::harvest::harvest_with_row_ids(
+        &subject,
+        config.site,
+        source,
+        &activations,
+        &hook_config,
+        |example, _| {
+            let r = refs[example as usize];
+            (r.game as i64, r.token as i64)
+        },
+    )?;
+    let store = kibitzer_store::Store::open(&activations).map_err(|e| AlphaZeroError::File {
+        path: activations.clone(),
+        message: e.to_string(),
+    })?;
+    check_rows_match_labels(&store, &labelled.refs, &labels_file)?;
     let harvest_s = clock.elapsed().as_secs_f64();
     let report = HarvestReport {
         games: games.len(),
@@ -632,6 +659,23 @@ mod tests {
 
         let store = kibitzer_store::Store::open(&report.activations).unwrap();
         assert_eq!(store.rows(), report.rows);
+        // Each row records its game and square move: the labels' (game, token).
+        let column = |name: &str| match store.column(name).unwrap() {
+            kibitzer_store::ColumnData::I64(v) => v,
+            other => panic!("{name} is {:?}", other.dtype()),
+        };
+        let all_games: Vec<_> = (0..games.len()).map(|g| games.game(g).unwrap()).collect();
+        let want: Vec<(i64, i64)> = othello_at_moves(6, &all_games)
+            .unwrap()
+            .refs
+            .iter()
+            .map(|r| (r.game as i64, r.token as i64))
+            .collect();
+        let ids: Vec<(i64, i64)> = column("example")
+            .into_iter()
+            .zip(column("position"))
+            .collect();
+        assert_eq!(ids, want);
         let stored = store.read_shard(0).unwrap();
         let net = shipped_net(&device).unwrap();
         let take = 40.min(stored.len() / 256);

@@ -2,6 +2,10 @@
 //! [`Dictionary`] over an activation store, as the host arrays
 //! `kibitzer-bsp`'s metrics take, and the whole "coverage, board
 //! reconstruction, neurons, probes" evaluation of one dictionary.
+//!
+//! Rows and labels are a checked contract: [`check_rows_match_labels`]
+//! compares a store's `example`/`position` columns with the labels'
+//! [`TokenRef`]s row for row wherever activation rows meet board labels.
 
 use burn::tensor::Device;
 use kibitzer_bsp::{
@@ -10,8 +14,9 @@ use kibitzer_bsp::{
 };
 use kibitzer_sae::Dictionary;
 use kibitzer_sae::ops::{from_host, to_host};
-use kibitzer_store::ActivationSource;
+use kibitzer_store::{ActivationSource, ColumnData, Store};
 use ndarray::Array2;
+use std::path::{Path, PathBuf};
 
 /// What can go wrong while evaluating against the board.
 #[derive(Debug, thiserror::Error)]
@@ -37,9 +42,223 @@ pub enum BoardEvalError {
         /// The store's row width.
         found: usize,
     },
+    /// A store row and the labelled position of the same index are not
+    /// the same (game, token): the first such row.
+    #[error(transparent)]
+    RowsDoNotMatchLabels(Box<RowMismatch>),
+    /// Reading the store's row columns failed.
+    #[error("{path}: reading the row columns: {source}")]
+    Store {
+        /// The store.
+        path: PathBuf,
+        /// The cause.
+        source: Box<kibitzer_store::StoreError>,
+    },
     /// A metric failed (shapes, labels).
     #[error(transparent)]
     Bsp(#[from] kibitzer_bsp::BspError),
+}
+
+/// The store metadata key that says what a store's `example` and
+/// `position` columns hold ([`ROW_IDS_GAME_TOKEN`]).
+pub const ROW_IDS_KEY: &str = "row_ids";
+
+/// [`ROW_IDS_KEY`]'s value when `example` is the game and `position` the
+/// token of the game that a label's [`TokenRef`] names (`game`, `token`):
+/// what `kibitzer gpt harvest` and `kibitzer alphazero harvest` write.
+pub const ROW_IDS_GAME_TOKEN: &str = "game-token";
+
+/// What a store's `example` and `position` columns hold, as its metadata says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowIds {
+    /// `example` = game, `position` = the token of the game (Othello: the
+    /// square move; chess: the transcript character), compared with a
+    /// label's [`TokenRef::game`] and [`TokenRef::token`]. Every store with
+    /// the columns whose metadata does not say otherwise.
+    GameToken,
+    /// `example` = the index of the position among every position of the
+    /// harvest, `position` = 0: AlphaZero stores harvested before they
+    /// recorded (game, move) (metadata `model` = `alphazero-othello` and no
+    /// [`ROW_IDS_KEY`]); row `r` must hold position `r`.
+    PositionIndex,
+}
+
+/// Where a store's rows and a label file's positions first disagree (see
+/// [`check_rows_match_labels`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowMismatch {
+    /// The store.
+    pub store: PathBuf,
+    /// The label file.
+    pub labels: PathBuf,
+    /// The first row (0-based, of the store and of the labels alike) that
+    /// disagrees.
+    pub row: usize,
+    /// The store's (`example`, `position`) at that row; `None` when the
+    /// store ends before it.
+    pub store_row: Option<(i64, i64)>,
+    /// The store's rows.
+    pub store_rows: usize,
+    /// What the store's columns hold.
+    pub ids: RowIds,
+    /// The labelled position at that row.
+    pub label: TokenRef,
+    /// What a token is ("character" for chess, "token" otherwise).
+    pub unit: &'static str,
+}
+
+impl std::fmt::Display for RowMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (store, labels, row, unit) = (
+            self.store.display(),
+            self.labels.display(),
+            self.row,
+            self.unit,
+        );
+        let TokenRef { game, ply, token } = self.label;
+        let label = format!("game {game}, ply {ply}, {unit} {token}");
+        match (self.store_row, self.ids) {
+            (None, _) => write!(
+                f,
+                "the activation store {store} has {} rows, but row {row} of {labels} is {label} \
+                 and has no activation row",
+                self.store_rows
+            )?,
+            (Some((example, position)), RowIds::GameToken) => write!(
+                f,
+                "row {row} of the activation store {store} is game {example}, {unit} {position}, \
+                 but row {row} of {labels} is {label}"
+            )?,
+            (Some((example, position)), RowIds::PositionIndex) => write!(
+                f,
+                "row {row} of the activation store {store} is harvested position {example} \
+                 (example {example}, position {position}), but row {row} of {labels} is \
+                 labelled position {row} ({label})"
+            )?,
+        }
+        write!(
+            f,
+            ": the first row where they differ. The store and the labels come from different \
+             games, different cuts (--max-games, --max-chars, --first-per-game, --truncate) or \
+             a reordered store; harvest and label the same games with matching cuts"
+        )
+    }
+}
+
+impl std::error::Error for RowMismatch {}
+
+/// What [`check_rows_match_labels`] could check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowCheck {
+    /// Every labelled position's row holds that position.
+    Matched {
+        /// Rows compared (the labels' count).
+        rows: usize,
+    },
+    /// The store has no `example`/`position` columns (harvested before
+    /// they were written, or made by another tool): rows and labels are
+    /// paired by count and order only. The warning says so, naming both.
+    Unchecked {
+        /// A one-line warning for the user.
+        warning: String,
+    },
+}
+
+/// Checks that row `r` of `store` is labelled position `r` of the label
+/// file `labels` (whose positions are `refs`), for every labelled position:
+/// the store's `example` and `position` columns against each [`TokenRef`]'s
+/// game and token ([`RowIds`] says how the columns are read). Fails with a
+/// [`RowMismatch`] naming the first row that differs — the store and the
+/// labels come from different games, a different `--max-chars` or
+/// `--first-per-game`, a different game count, or the store was reordered —
+/// or the first labelled position past the store's end.
+///
+/// The labels may cover a prefix of the store: an AlphaZero harvest labels
+/// its first games only, and `kibitzer sweep` trains on every row.
+///
+/// Fallback: a store without the columns (harvested before they were
+/// written, or by another tool) cannot be checked; it is paired by count
+/// and order as before, and [`RowCheck::Unchecked`] carries a warning for
+/// the caller to print. One linear pass over two i64 columns, read without
+/// the activations.
+pub fn check_rows_match_labels(
+    store: &Store,
+    refs: &[TokenRef],
+    labels: &Path,
+) -> Result<RowCheck, BoardEvalError> {
+    let column = |name: &str| -> Result<Option<Vec<i64>>, BoardEvalError> {
+        if !store
+            .manifest()
+            .extra_columns
+            .iter()
+            .any(|c| c.name == name)
+        {
+            return Ok(None);
+        }
+        match store.column(name) {
+            Ok(ColumnData::I64(values)) => Ok(Some(values)),
+            Ok(_) => Ok(None),
+            Err(source) => Err(BoardEvalError::Store {
+                path: store.dir().to_path_buf(),
+                source: Box::new(source),
+            }),
+        }
+    };
+    let (Some(examples), Some(positions)) = (column("example")?, column("position")?) else {
+        return Ok(RowCheck::Unchecked {
+            warning: format!(
+                "warning: the activation store {} has no i64 `example` and `position` columns \
+                 (harvested before they were written, or by another tool), so its rows are paired \
+                 with the labels of {} by count and order only, unchecked",
+                store.dir().display(),
+                labels.display()
+            ),
+        });
+    };
+    let metadata = store.metadata();
+    let ids = match metadata.get(ROW_IDS_KEY).and_then(|v| v.as_str()) {
+        None if metadata.get("model").and_then(|v| v.as_str()) == Some("alphazero-othello") => {
+            RowIds::PositionIndex
+        }
+        _ => RowIds::GameToken,
+    };
+    let unit = match metadata.get("game").and_then(|v| v.as_str()) {
+        Some("chess") => "character",
+        _ => "token",
+    };
+    match first_mismatch(&examples, &positions, ids, refs) {
+        None => Ok(RowCheck::Matched { rows: refs.len() }),
+        Some(row) => Err(BoardEvalError::RowsDoNotMatchLabels(Box::new(
+            RowMismatch {
+                store: store.dir().to_path_buf(),
+                labels: labels.to_path_buf(),
+                row,
+                store_row: examples.get(row).map(|&e| (e, positions[row])),
+                store_rows: examples.len(),
+                ids,
+                label: refs[row],
+                unit,
+            },
+        ))),
+    }
+}
+
+/// The first labelled position whose store row is not it (or is missing).
+fn first_mismatch(
+    examples: &[i64],
+    positions: &[i64],
+    ids: RowIds,
+    refs: &[TokenRef],
+) -> Option<usize> {
+    let want = |row: usize, r: &TokenRef| match ids {
+        RowIds::GameToken => (r.game as i64, r.token as i64),
+        RowIds::PositionIndex => (row as i64, 0),
+    };
+    let rows = examples.len().min(positions.len());
+    refs.iter()
+        .enumerate()
+        .find(|&(row, r)| row >= rows || (examples[row], positions[row]) != want(row, r))
+        .map(|(row, _)| row)
 }
 
 /// Reads exactly `rows` rows from `source` in batches, handing each batch to `f`.
@@ -204,4 +423,38 @@ pub fn evaluate_against_board(
         neurons,
         probes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(ids: &[(usize, usize)]) -> Vec<TokenRef> {
+        ids.iter()
+            .map(|&(game, token)| TokenRef {
+                game,
+                ply: token + 1,
+                token,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_first_row_that_differs_is_found() {
+        let labels = refs(&[(0, 0), (0, 1), (1, 0), (1, 1)]);
+        let (examples, positions) = (vec![0, 0, 1, 1, 2], vec![0, 1, 0, 1, 0]);
+        let check =
+            |e: &[i64], p: &[i64], l: &[TokenRef]| first_mismatch(e, p, RowIds::GameToken, l);
+        assert_eq!(check(&examples, &positions, &labels), None);
+        // Labels of the first games only: a prefix of the store.
+        assert_eq!(check(&examples, &positions, &labels[..2]), None);
+        // Rows 1 and 2 swapped.
+        assert_eq!(check(&[0, 1, 0, 1], &[0, 0, 1, 1], &labels), Some(1));
+        // A store that ends early: the first label past its end.
+        assert_eq!(check(&examples[..3], &positions[..3], &labels), Some(3));
+        // Position indices: row r must hold position r.
+        let by_index = |e: &[i64]| first_mismatch(e, &[0, 0, 0, 0], RowIds::PositionIndex, &labels);
+        assert_eq!(by_index(&[0, 1, 2, 3]), None);
+        assert_eq!(by_index(&[0, 1, 3, 2]), Some(2));
+    }
 }

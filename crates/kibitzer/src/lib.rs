@@ -23,11 +23,15 @@
 //! Its own modules join them into reference 001's pipeline: [`alphazero`]
 //! (the shipped network, network players, the harvest), [`sweep`] (a grid
 //! of SAEs judged on the board) and [`vis`] (the feature viewer); [`quiz`]
-//! holds reference 004's experiments on a quiz GPT.
+//! holds reference 004's experiments on a quiz GPT, [`story`] reference
+//! 003's, and [`skill`] reference 000's on a skill-conditioned chess policy.
+#![warn(missing_docs)]
 
 pub mod alphazero;
 pub mod board_eval;
 pub mod quiz;
+#[cfg(feature = "chess")]
+pub mod skill;
 pub mod story;
 pub mod sweep;
 pub mod vis;
@@ -41,3 +45,8 @@ pub use kibitzer_sae as sae;
 pub use kibitzer_store as store;
 pub use kibitzer_stories as stories;
 pub use kibitzer_xcoder as xcoder;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(all(doctest, feature = "flex"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -28,7 +28,9 @@
 //! OUT/charts/<arch>-<metric>.svg     each metric against the number of features
 //! ```
 
-use crate::board_eval::{Baselines, BoardEvalError, evaluate_against_board};
+use crate::board_eval::{
+    Baselines, BoardEvalError, RowCheck, check_rows_match_labels, evaluate_against_board,
+};
 use burn::tensor::Device;
 use kibitzer_bsp::metrics::coverage_f1;
 use kibitzer_bsp::{BspLabels, MetricsConfig, SparseActivations, TokenRef};
@@ -155,93 +157,9 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
     kibitzer_sae::io::atomic_write(path, bytes).map_err(|e| file_err(path, e))
 }
 
-/// An architecture of the grid. p-annealing is the standard SAE with its
-/// Lp exponent annealed, so it is a family of its own here while
-/// kibitzer-sae counts it as a training option.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    /// ReLU SAE with an L1 penalty (reference 001's only architecture).
-    Standard,
-    /// The standard SAE with p annealed from 1 towards `p_end`.
-    Panneal,
-    /// Gated SAE, L1 on the gate.
-    Gated,
-    /// TopK SAE.
-    Topk,
-    /// BatchTopK SAE (not in the presets; available with `--archs`).
-    Batchtopk,
-    /// JumpReLU SAE, L0 penalty.
-    Jumprelu,
-}
-
-impl Family {
-    /// Every family, in table order.
-    pub const ALL: [Family; 6] = [
-        Family::Standard,
-        Family::Panneal,
-        Family::Gated,
-        Family::Topk,
-        Family::Batchtopk,
-        Family::Jumprelu,
-    ];
-
-    /// The name on the command line and in run names.
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Standard => "standard",
-            Family::Panneal => "panneal",
-            Family::Gated => "gated",
-            Family::Topk => "topk",
-            Family::Batchtopk => "batchtopk",
-            Family::Jumprelu => "jumprelu",
-        }
-    }
-
-    /// What the family's sparsity value is: `l1` (an L1 or Lp
-    /// coefficient), `k` (active features per row) or `l0` (an L0
-    /// coefficient).
-    pub fn sparsity_kind(self) -> &'static str {
-        match self {
-            Family::Standard | Family::Panneal | Family::Gated => "l1",
-            Family::Topk | Family::Batchtopk => "k",
-            Family::Jumprelu => "l0",
-        }
-    }
-
-    /// Whether the sparsity value is a count (k) rather than a coefficient.
-    pub fn uses_k(self) -> bool {
-        self.sparsity_kind() == "k"
-    }
-
-    /// The family of a trained member, from its architecture and training
-    /// config.
-    pub fn of(architecture: &Architecture, training: &TrainConfig) -> Family {
-        match architecture {
-            Architecture::Standard if training.p_anneal.is_some() => Family::Panneal,
-            Architecture::Standard => Family::Standard,
-            Architecture::Gated => Family::Gated,
-            Architecture::TopK { .. } => Family::Topk,
-            Architecture::BatchTopK { .. } => Family::Batchtopk,
-            Architecture::JumpRelu { .. } => Family::Jumprelu,
-        }
-    }
-}
-
-impl std::str::FromStr for Family {
-    type Err = SweepError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Family::ALL
-            .into_iter()
-            .find(|f| f.name() == s.trim().to_ascii_lowercase())
-            .ok_or_else(|| {
-                SweepError::Config(format!(
-                    "unknown architecture {s:?}; expected one of {}",
-                    Family::ALL.map(Family::name).join(", ")
-                ))
-            })
-    }
-}
+/// An architecture of the grid: kibitzer-sae's [`kibitzer_sae::Family`]
+/// (p-annealing is a family of its own).
+pub use kibitzer_sae::Family;
 
 /// The sparsity values of one family in a grid.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -485,19 +403,40 @@ impl SweepGrid {
         device: &Device,
     ) -> Result<Vec<SweepMember>, SweepError> {
         self.validate()?;
+        // Every member is held at once: check the grid's total first.
+        let values: usize = self.families.iter().map(|g| g.values.len()).sum();
+        let shapes: Vec<SaeConfig> = self
+            .features
+            .iter()
+            .flat_map(|&d_sae| {
+                std::iter::repeat_n(SaeConfig::new(Architecture::Standard, d_in, d_sae), values)
+            })
+            .collect();
+        kibitzer_store::memory::check(
+            format!(
+                "--features {} ({} dictionaries of width d_in {d_in} from the store, batch size {})",
+                self.features
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                self.len(),
+                self.batch_size
+            ),
+            kibitzer_sae::train::memory_needed(
+                &shapes,
+                self.batch_size,
+                kibitzer_sae::device::is_host(device),
+            ),
+        )
+        .map_err(|e| SweepError::Config(e.to_string()))?;
         let mut out = Vec::with_capacity(self.len());
         for g in &self.families {
             for &value in &g.values {
                 for &d_sae in &self.features {
-                    let architecture = match g.family {
-                        Family::Standard | Family::Panneal => Architecture::Standard,
-                        Family::Gated => Architecture::Gated,
-                        Family::Topk => Architecture::TopK { k: value as usize },
-                        Family::Batchtopk => Architecture::BatchTopK { k: value as usize },
-                        Family::Jumprelu => Architecture::JumpRelu {
-                            bandwidth: self.jumprelu_bandwidth,
-                        },
-                    };
+                    let architecture = g
+                        .family
+                        .architecture(value as usize, self.jumprelu_bandwidth);
                     if g.family.uses_k() && value as usize > d_sae {
                         return Err(SweepError::Config(format!(
                             "{} with k = {value} needs at least {value} features, not {d_sae}",
@@ -523,7 +462,8 @@ impl SweepGrid {
                         config.seed,
                         device,
                     );
-                    let trainer = DictTrainer::new(sae, config).map_err(SweepError::Config)?;
+                    let trainer = DictTrainer::new(sae, config)
+                        .map_err(|e| SweepError::Config(e.to_string()))?;
                     out.push(SweepMember {
                         name: Self::run_name(g.family, d_sae, value),
                         trainer,
@@ -983,7 +923,9 @@ pub struct MemberEvaluation {
 /// Runs `sae` over the first `labels.rows()` rows of `store` once, for the
 /// reconstruction metrics and the sparse features together, then judges the
 /// features against the board (train/test split by game with `seed`) and
-/// summarises each feature.
+/// summarises each feature. Row i of `store` must be labelled position i:
+/// the caller checks it once with [`check_rows_match_labels`], as
+/// [`run_sweep`] does before training.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_member(
     name: &str,
@@ -1248,6 +1190,12 @@ pub fn run_sweep(config: &SweepConfig, device: &Device) -> Result<ScalingReport,
         return Err(file_err(&config.labels, "no labelled position"));
     }
     let store = Store::open(&config.activations)?;
+    // Row i must be labelled position i: checked on the store's row columns
+    // (count and order only for a store without them).
+    if let RowCheck::Unchecked { warning } = check_rows_match_labels(&store, &refs, &config.labels)?
+    {
+        eprintln!("{warning}");
+    }
     if store.rows() < labels.rows() as u64 {
         return Err(SweepError::TooFewRows {
             labels: config.labels.clone(),
@@ -2032,6 +1980,17 @@ mod tests {
         assert!(
             small.members(8, 10, 7, &device).is_err(),
             "k = 16 cannot fit 8 features"
+        );
+        // Issue 20 #4: a grid that cannot fit in memory is refused before
+        // any dictionary is allocated, naming --features and the bytes.
+        small.features = vec![4_000_000_000];
+        let err = small
+            .members(64, 10, 7, &device)
+            .expect_err("too large")
+            .to_string();
+        assert!(
+            err.contains("--features 4000000000") && err.contains("needs about"),
+            "{err}"
         );
         small.features = vec![16, 16];
         let err = small.validate().expect_err("repeated size").to_string();

@@ -264,14 +264,15 @@ fn killed_sweep_resumes_to_the_same_numbers() {
 fn bad_inputs_are_named() {
     let fx = board_fixture(8, 1);
     let out = fx.dir.path().join("out");
-    // Labels that do not fit the store: another game count.
+    // Labels that do not fit the store: other games, another game count;
+    // the first row that differs is named.
     let other = board_fixture(12, 2);
     let mut args = sweep_args(&fx, &out, &[]);
     let labels_at = args.iter().position(|a| *a == "--labels").expect("flag") + 1;
     args[labels_at] = p(&other.labels);
     let err = fails(&args);
     assert!(
-        err.contains("activation store") && err.contains("labelled positions"),
+        err.contains("activation store") && err.contains("first row where they differ"),
         "{err}"
     );
     let err = fails(&sweep_args(&fx, &out, &["--archs", "standard,resnet"]));

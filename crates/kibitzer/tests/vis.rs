@@ -1,12 +1,15 @@
 //! `kibitzer vis` end to end: a small sweep on the board encoding (see
 //! `sweep_fixture`), the site built from it, its data files checked, and
 //! the page rendered in headless Chromium, which must draw the boards of the
-//! first feature. Skipped, with the reason printed, where no Chromium is
-//! installed (`apt-get install -y chromium`; `KIBITZER_CHROMIUM` names
-//! another binary).
+//! first feature. Where no Chromium is installed (`apt-get install -y
+//! chromium`; `KIBITZER_CHROMIUM` names another binary) the browser check
+//! is skipped with the reason printed, unless `KIBITZER_REQUIRE_TOOLS` is
+//! set (CI sets it), which makes it a failure.
 
 mod common;
 mod sweep_fixture;
+#[path = "../../../testing/tools.rs"]
+mod tools;
 
 use common::{fails, ok, p};
 use std::path::{Path, PathBuf};
@@ -32,20 +35,34 @@ fn script_json(path: &Path, prefix: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The browser: `$KIBITZER_CHROMIUM` if that file exists, else Chromium or
+/// Chrome on the `PATH`; when there is none, what [`tools::require`] does.
 fn chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("KIBITZER_CHROMIUM") {
-        return Some(PathBuf::from(path));
-    }
-    let paths = std::env::var_os("PATH")?;
-    [
-        "chromium",
-        "chromium-browser",
-        "google-chrome",
-        "google-chrome-stable",
-    ]
-    .iter()
-    .flat_map(|name| std::env::split_paths(&paths).map(move |dir| dir.join(name)))
-    .find(|candidate| candidate.is_file())
+    let (found, what) = match std::env::var_os("KIBITZER_CHROMIUM") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            let what = format!("Chromium at KIBITZER_CHROMIUM={}", path.display());
+            (path.is_file().then_some(path), what)
+        }
+        None => {
+            let paths = std::env::var_os("PATH").unwrap_or_default();
+            let found = [
+                "chromium",
+                "chromium-browser",
+                "google-chrome",
+                "google-chrome-stable",
+            ]
+            .iter()
+            .flat_map(|name| std::env::split_paths(&paths).map(move |dir| dir.join(name)))
+            .find(|candidate| candidate.is_file());
+            (found, "Chromium (`chromium` on PATH)".to_owned())
+        }
+    };
+    tools::require(
+        found,
+        &what,
+        "apt-get install -y chromium, or set KIBITZER_CHROMIUM to a Chromium or Chrome binary",
+    )
 }
 
 /// Runs headless Chromium on `url` with `extra` flags, with a time limit;
@@ -167,10 +184,7 @@ fn viewer_draws_the_boards_of_the_first_feature_in_headless_chromium() {
         .filter(|f| f[0].as_f64() != Some(0.0))
         .count();
 
-    let Some(browser) = chromium() else {
-        eprintln!("skipping the browser check: no chromium on PATH (apt-get install -y chromium)");
-        return;
-    };
+    let Some(browser) = chromium() else { return };
     let profile = tempfile::tempdir().expect("a browser profile directory");
     let url = format!("file://{}", site.join("index.html").display());
     let dom = run_chromium(&browser, profile.path(), &url, &["--dump-dom"]);
@@ -237,10 +251,7 @@ fn ready_ms(dom: &str) -> u64 {
 #[test]
 #[ignore]
 fn reference_size_viewer_is_ready_within_three_seconds() {
-    let Some(browser) = chromium() else {
-        eprintln!("skipping: no chromium on PATH (apt-get install -y chromium)");
-        return;
-    };
+    let Some(browser) = chromium() else { return };
     let fx = board_fixture(400, 8);
     let sweep = match std::env::var_os("KIBITZER_REFERENCE_SWEEP") {
         // A directory kept between runs (resumed below, so a finished sweep

@@ -20,11 +20,16 @@ use crate::params::{
 use crate::transformer::{ActFn, Block, BlockShape, Init, layer_norm, validate_block_sizes};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use kibitzer_games::Game;
+use kibitzer_games::chess::pgn::GameResult;
+use kibitzer_games::chess::rated::RatedGame;
 use kibitzer_games::chess::{Chess, ChessMove, ENCODING_PLANES, NUM_ACTIONS, SQUARES};
+use kibitzer_games::{Game, Player};
 use kibitzer_hooks::{Axis, HookError, HookSite, HookedModel, Hooks, LnHook};
 use kibitzer_sae::ops::{from_host, to_host};
 use std::path::Path;
+
+/// The format string of [`ChessPolicyTrainer::save_checkpoint`]'s files.
+pub const CHECKPOINT_FORMAT: &str = "kibitzer-chess-policy-checkpoint-v1";
 
 /// Maia-2's rating buckets: below 1100, 1100-1199, ..., 1900-1999, 2000 and up.
 pub const MAIA2_RATING_EDGES: [u32; 10] =
@@ -52,10 +57,43 @@ pub struct ChessPolicyConfig {
     pub eps: f64,
     /// Seed of the initial weights.
     pub seed: u64,
+    /// How the square tokens become move logits. Files saved before this
+    /// field existed hold the pooled head.
+    #[serde(default = "PolicyHead::pooled")]
+    pub policy_head: PolicyHead,
 }
 
+/// How a [`ChessPolicy`] turns its square tokens into move logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyHead {
+    /// A linear map of the mean over squares to every action: each move's
+    /// logit must be read out of one pooled vector.
+    Pooled,
+    /// A move from square `f` to square `t` scores `q_f . k_t / sqrt(d_key)`
+    /// with queries and keys projected from the square tokens (the
+    /// attention policy head of Leela Chess Zero): the logit of a move is
+    /// a function of the two squares it joins. Underpromotions, which share
+    /// their squares with queen promotions, come from the pooled vector.
+    SquarePairs {
+        /// Width of the queries and keys.
+        d_key: usize,
+    },
+}
+
+impl PolicyHead {
+    fn pooled() -> PolicyHead {
+        PolicyHead::Pooled
+    }
+}
+
+/// Actions that are a from-square and a to-square (all but the
+/// underpromotions, which follow them).
+const SQUARE_PAIR_ACTIONS: usize = SQUARES * SQUARES;
+
 impl ChessPolicyConfig {
-    /// A policy with Maia-2's rating buckets, GELU, eps 1e-5, seed 0.
+    /// A policy with Maia-2's rating buckets, GELU, eps 1e-5, seed 0 and the
+    /// square-pair policy head with keys as wide as the tokens.
     pub fn new(n_layers: usize, d_model: usize, n_heads: usize, d_mlp: usize) -> ChessPolicyConfig {
         ChessPolicyConfig {
             n_layers,
@@ -67,6 +105,7 @@ impl ChessPolicyConfig {
             act_fn: ActFn::Gelu,
             eps: 1e-5,
             seed: 0,
+            policy_head: PolicyHead::SquarePairs { d_key: d_model },
         }
     }
 
@@ -92,6 +131,11 @@ impl ChessPolicyConfig {
             self.d_mlp,
             self.n_layers,
         )?;
+        if let PolicyHead::SquarePairs { d_key: 0 } = self.policy_head {
+            return Err(ModelError::Config(
+                "policy_head.d_key must be at least 1".into(),
+            ));
+        }
         if !self.rating_edges.windows(2).all(|w| w[0] < w[1]) {
             return Err(ModelError::Config(format!(
                 "rating_edges must increase strictly: {:?}",
@@ -148,8 +192,12 @@ pub struct ChessPolicy {
     w_opp: Tensor<2>,
     blocks: Vec<Block>,
     ln_final: (Tensor<2>, Tensor<2>),
+    /// Pooled head: every action. Square-pair head: the underpromotions.
     w_policy: Tensor<2>,
     b_policy: Tensor<2>,
+    /// Square-pair head: queries and keys of the squares.
+    w_query: Option<Tensor<2>>,
+    w_key: Option<Tensor<2>>,
     w_value: Tensor<2>,
     b_value: Tensor<2>,
 }
@@ -167,6 +215,12 @@ impl Parameterized for ChessPolicy {
         f("ln_final.b", &mut self.ln_final.1);
         f("policy.W_policy", &mut self.w_policy);
         f("policy.b_policy", &mut self.b_policy);
+        if let Some(w) = &mut self.w_query {
+            f("policy.W_query", w);
+        }
+        if let Some(w) = &mut self.w_key {
+            f("policy.W_key", w);
+        }
         f("value.W_value", &mut self.w_value);
         f("value.b_value", &mut self.b_value);
     }
@@ -190,6 +244,15 @@ impl ChessPolicy {
         let d = config.d_model;
         let std = 0.8 / (d as f64).sqrt();
         let shape = config.block_shape();
+        let key_width = match config.policy_head {
+            PolicyHead::Pooled => None,
+            PolicyHead::SquarePairs { d_key } => Some(d_key),
+        };
+        let pair_actions = if key_width.is_some() {
+            SQUARE_PAIR_ACTIONS
+        } else {
+            0
+        };
         Ok(ChessPolicy {
             w_piece: init.normal(1 + ENCODING_PLANES, d, std),
             w_square: init.normal(SQUARES, d, std),
@@ -199,8 +262,10 @@ impl ChessPolicy {
                 .map(|_| Block::init(&shape, &mut init, std))
                 .collect(),
             ln_final: (init.ones(1, d), init.zeros(1, d)),
-            w_policy: init.normal(d, NUM_ACTIONS, std),
-            b_policy: init.zeros(1, NUM_ACTIONS),
+            w_policy: init.normal(d, NUM_ACTIONS - pair_actions, std),
+            b_policy: init.zeros(1, NUM_ACTIONS - pair_actions),
+            w_query: key_width.map(|k| init.normal(d, k, std)),
+            w_key: key_width.map(|k| init.normal(d, k, std)),
             w_value: init.normal(d, 1, std),
             b_value: init.zeros(1, 1),
             config,
@@ -312,11 +377,30 @@ impl ChessPolicy {
         else {
             return Ok(None);
         };
-        let pooled: Tensor<2> = x.mean_dim(1).reshape([b, d]);
+        let pooled: Tensor<2> = x.clone().mean_dim(1).reshape([b, d]);
         let Some(pooled) = hooks.visit(HookSite::UnembedIn, pooled, [Batch, Hidden])? else {
             return Ok(None);
         };
-        let logits = crate::flex_kernels::linear(pooled.clone(), &self.w_policy, &self.b_policy);
+        let pooled_logits =
+            crate::flex_kernels::linear(pooled.clone(), &self.w_policy, &self.b_policy);
+        let logits = match (&self.w_query, &self.w_key) {
+            (Some(wq), Some(wk)) => {
+                let k_width = wq.dims()[1];
+                let project = |w: &Tensor<2>| -> Tensor<3> {
+                    x.clone()
+                        .reshape([b * s, d])
+                        .matmul(w.clone())
+                        .reshape([b, s, k_width])
+                };
+                let (q, k) = (project(wq), project(wk));
+                let pairs = q
+                    .matmul(k.swap_dims(1, 2))
+                    .div_scalar((k_width as f32).sqrt())
+                    .reshape([b, SQUARE_PAIR_ACTIONS]);
+                Tensor::cat(vec![pairs, pooled_logits], 1)
+            }
+            _ => pooled_logits,
+        };
         let Some(logits) = hooks.visit(HookSite::UnembedOut, logits, [Batch, Hidden])? else {
             return Ok(None);
         };
@@ -327,17 +411,61 @@ impl ChessPolicy {
         }))
     }
 
+    /// Log-probabilities of the policy over the legal moves of each
+    /// position, `[batch, actions]`, from a pass under `hooks` (so the
+    /// caller can intervene: `Hooks::new().with(site, Hook::zero())`, or
+    /// cache sites and take the cache afterwards).
+    ///
+    /// The logits of illegal moves are set to `f32::NEG_INFINITY` before
+    /// the log-softmax, so their entries are exactly `f32::NEG_INFINITY`
+    /// (probability 0) and each row's legal probabilities sum to 1. (The
+    /// training loss masks with `-1e9` instead, to keep gradients finite;
+    /// this pass is for inference only.)
+    ///
+    /// Errors if `input.legal` is not `[batch, actions]`, if a hook names a
+    /// site this policy lacks, or if the hooks stop the pass early
+    /// ([`Hooks::stopping_early`]): there are then no logits.
+    pub fn log_probs(
+        &self,
+        input: &ChessInput,
+        hooks: &mut Hooks<'_>,
+    ) -> Result<Tensor<2>, ModelError> {
+        let [b, _] = input.pieces.dims();
+        if input.legal.dims() != [b, NUM_ACTIONS] {
+            return Err(ModelError::Input(format!(
+                "chess input: legal mask {:?}, expected [{b}, {NUM_ACTIONS}]",
+                input.legal.dims()
+            )));
+        }
+        const STOPPED: &str = "chess policy log_probs: the hooks stopped the pass early \
+            (Hooks::stopping_early), so there are no policy logits; run without stopping early";
+        let out = self.run_with_hooks(input, hooks).map_err(|e| match e {
+            HookError::Incomplete(_) => ModelError::Input(STOPPED.into()),
+            e => e.into(),
+        })?;
+        let masked = out
+            .policy_logits
+            .mask_fill(input.legal.clone().bool_not(), f32::NEG_INFINITY);
+        Ok(log_softmax(masked, 1))
+    }
+
     /// The most likely legal move of each example, as the policy sees it.
     pub fn predict_moves(
         &self,
         examples: &[(Chess, u32, u32)],
     ) -> Result<Vec<ChessMove>, ModelError> {
+        self.predict_moves_with_hooks(examples, &mut Hooks::new())
+    }
+
+    /// The most likely legal move of each example under `hooks` (an
+    /// intervention, a cache): the argmax of [`ChessPolicy::log_probs`].
+    pub fn predict_moves_with_hooks(
+        &self,
+        examples: &[(Chess, u32, u32)],
+        hooks: &mut Hooks<'_>,
+    ) -> Result<Vec<ChessMove>, ModelError> {
         let input = self.encode(examples)?;
-        let out = self.run_with_hooks(&input, &mut Hooks::new())?;
-        let masked = out
-            .policy_logits
-            .mask_fill(input.legal.bool_not(), f32::NEG_INFINITY);
-        let best = to_host(masked.argmax(1).float());
+        let best = to_host(self.log_probs(&input, hooks)?.argmax(1).float());
         examples
             .iter()
             .zip(best)
@@ -372,17 +500,12 @@ impl ChessPolicy {
         let meta = kibitzer_metadata(&file)?;
         let config: ChessPolicyConfig = serde_json::from_value(meta["config"].clone())
             .map_err(|e| ModelError::format(path.as_ref(), format!("config: {e}")))?;
-        let template = ChessPolicy::new(config, device)?;
-        let mut loaded = Vec::new();
-        for (name, t) in template.named_params() {
-            let [r, c] = t.dims();
-            loaded.push(from_host(file.take(&name, &[r, c])?, r, c, device));
-        }
+        let policy = file.take_params(ChessPolicy::new(config, device)?, "", device)?;
         file.finish(
             |_| false,
             |_| "not a weight of a chess policy of this config".into(),
         )?;
-        Ok(template.with_params(loaded))
+        Ok(policy)
     }
 }
 
@@ -415,7 +538,7 @@ impl HookedModel for ChessPolicy {
 
     fn bytes_per_example(&self) -> usize {
         let c = &self.config;
-        4 * (SQUARES * (10 * c.d_model + 3 * c.d_mlp + 3 * c.n_heads * SQUARES) + 2 * NUM_ACTIONS)
+        4 * (SQUARES * (10 * c.d_model + 3 * c.d_mlp + 3 * c.n_heads * SQUARES) + 4 * NUM_ACTIONS)
     }
 }
 
@@ -433,6 +556,70 @@ pub struct ChessExample {
     pub played: ChessMove,
     /// Result for the side to move: 1 win, 0 draw, -1 loss.
     pub result: f32,
+}
+
+impl ChessExample {
+    /// The examples of a rated game: one per move, the position before it
+    /// with the side to move's Elo as `own_rating`, the other side's as
+    /// `opponent_rating`, the move as `played`, and the game's result for
+    /// the side to move (`1-0`: 1 for White, -1 for Black; `0-1` the
+    /// reverse; `1/2-1/2` 0). An unfinished or unknown result (`*`) also
+    /// gives 0, which the value head then learns as a draw: drop such games
+    /// ([`GameResult::Unknown`]) first if that is unwanted.
+    ///
+    /// The game is replayed from its `start_fen` (or the standard start).
+    /// Each position is a fresh [`Chess`] starting there, without the
+    /// game's history: the policy sees only the board and the ratings.
+    /// A game without moves gives no examples.
+    ///
+    /// Errors, naming the game as `game {index_hint}` (the caller's index,
+    /// e.g. its line in a file), if either player's Elo is unknown (a
+    /// skill-conditioned policy needs both) or if the game does not replay.
+    pub fn from_rated_game(
+        game: &RatedGame,
+        index_hint: usize,
+    ) -> Result<Vec<ChessExample>, ModelError> {
+        let (white, black) = match (game.white_elo, game.black_elo) {
+            (Some(w), Some(b)) => (w, b),
+            (w, b) => {
+                let missing = match (w, b) {
+                    (None, None) => "White's and Black's Elo are",
+                    (None, _) => "White's Elo is",
+                    _ => "Black's Elo is",
+                };
+                return Err(ModelError::Input(format!(
+                    "game {index_hint}: {missing} unknown; a skill-conditioned policy needs both players' ratings"
+                )));
+            }
+        };
+        let white_result = match game.result {
+            GameResult::WhiteWins => 1.0,
+            GameResult::BlackWins => -1.0,
+            GameResult::Draw | GameResult::Unknown => 0.0,
+        };
+        let replayed = game
+            .replay()
+            .map_err(|e| ModelError::Input(format!("game {index_hint}: {e}")))?;
+        Ok(replayed
+            .positions()
+            .into_iter()
+            .zip(&game.moves)
+            .map(|(position, &played)| {
+                let position = Chess::from_position(position);
+                let (own_rating, opponent_rating, result) = match position.to_move() {
+                    Player::First => (white, black, white_result),
+                    Player::Second => (black, white, -white_result),
+                };
+                ChessExample {
+                    position,
+                    own_rating,
+                    opponent_rating,
+                    played,
+                    result,
+                }
+            })
+            .collect())
+    }
 }
 
 /// The two terms of the chess policy's loss on one batch.
@@ -475,6 +662,23 @@ impl ChessPolicyTrainer {
     /// One optimiser step: cross-entropy of the played move over the legal
     /// moves, plus the value's squared error.
     pub fn train_step(&mut self, batch: &[ChessExample]) -> Result<ChessLoss, ModelError> {
+        self.train_step_weighted(batch, 1.0)
+    }
+
+    /// One optimiser step on the policy's cross-entropy plus `value_weight`
+    /// times the value's squared error (0 trains the policy head alone; 1
+    /// is [`ChessPolicyTrainer::train_step`]). The returned terms are
+    /// unweighted. `value_weight` must be finite and at least 0.
+    pub fn train_step_weighted(
+        &mut self,
+        batch: &[ChessExample],
+        value_weight: f32,
+    ) -> Result<ChessLoss, ModelError> {
+        if !value_weight.is_finite() || value_weight < 0.0 {
+            return Err(ModelError::Config(format!(
+                "value_weight must be finite and at least 0, got {value_weight}"
+            )));
+        }
         let examples: Vec<(Chess, u32, u32)> = batch
             .iter()
             .map(|e| (e.position.clone(), e.own_rating, e.opponent_rating))
@@ -522,7 +726,7 @@ impl ChessPolicyTrainer {
                 policy_loss.clone().detach().inner(),
                 value_loss.clone().detach().inner(),
             ));
-            Ok(policy_loss + value_loss)
+            Ok(policy_loss + value_loss.mul_scalar(value_weight))
         })?;
         let (p, v) = terms.expect("the loss closure ran");
         let loss = ChessLoss {
@@ -537,6 +741,118 @@ impl ChessPolicyTrainer {
         }
         self.policy = self.adam.step(&self.policy, grads, self.lr)?.0;
         Ok(loss)
+    }
+
+    /// AdamW steps taken (restored by [`ChessPolicyTrainer::resume`]).
+    pub fn steps(&self) -> u64 {
+        self.adam.steps()
+    }
+
+    /// Writes everything needed to resume to one safetensors file,
+    /// atomically: the weights (`param/<name>`), AdamW's moments
+    /// (`adam_m/<name>`, `adam_v/<name>`, none before the first step), and
+    /// as metadata the step, the learning rate, the AdamW settings, the
+    /// policy's config and the caller's `extra` (its run config, loss
+    /// history, data position...), which [`ChessPolicyTrainer::resume`]
+    /// hands back untouched.
+    pub fn save_checkpoint(
+        &self,
+        path: impl AsRef<Path>,
+        extra: &serde_json::Value,
+    ) -> Result<(), ModelError> {
+        let params = self.policy.named_params();
+        let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
+        let mut tensors: Vec<_> = params
+            .iter()
+            .map(|(n, t)| host_tensor(format!("param/{n}"), t))
+            .collect();
+        tensors.extend(self.adam.host_state(&names));
+        let meta = serde_json::json!({
+            "format": CHECKPOINT_FORMAT,
+            "policy": self.policy.config(),
+            "adamw": self.adam.config,
+            "step": self.adam.steps(),
+            "lr": self.lr,
+            "extra": extra,
+        });
+        write_tensors(path.as_ref(), &tensors, &meta)
+    }
+
+    /// Resumes from a checkpoint written by
+    /// [`ChessPolicyTrainer::save_checkpoint`]: the trainer (weights,
+    /// AdamW state and step, learning rate) and the caller's `extra`.
+    /// Training on from here gives the same weights as never stopping.
+    ///
+    /// A file that cannot be read is [`ModelError::Io`]; anything else
+    /// wrong (not safetensors, another format such as a
+    /// [`ChessPolicy::save`] file, a missing, misshapen or unexpected
+    /// tensor, a bad config) is [`ModelError::Checkpoint`] naming the file
+    /// and what is wrong.
+    pub fn resume(
+        path: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<(ChessPolicyTrainer, serde_json::Value), ModelError> {
+        let path = path.as_ref();
+        Self::read_checkpoint(path, device).map_err(|e| match e {
+            e @ (ModelError::Io { .. } | ModelError::Checkpoint { .. }) => e,
+            ModelError::Format { message, .. } => ModelError::Checkpoint {
+                path: path.to_path_buf(),
+                message,
+            },
+            e => {
+                let text = e.to_string();
+                let prefix = format!("{}: ", path.display());
+                ModelError::Checkpoint {
+                    path: path.to_path_buf(),
+                    message: text.strip_prefix(&prefix).unwrap_or(&text).to_string(),
+                }
+            }
+        })
+    }
+
+    fn read_checkpoint(
+        path: &Path,
+        device: &Device,
+    ) -> Result<(ChessPolicyTrainer, serde_json::Value), ModelError> {
+        let mut file = TensorFile::open(path)?;
+        let meta = kibitzer_metadata(&file)?;
+        let bad = |message: String| ModelError::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        if meta["format"] != CHECKPOINT_FORMAT {
+            let hint = if meta["format"] == "kibitzer-chess-policy-v1" {
+                " (a policy's weights alone: read it with ChessPolicy::load)"
+            } else {
+                ""
+            };
+            return Err(bad(format!(
+                "format is {}, expected {CHECKPOINT_FORMAT}{hint}",
+                meta["format"]
+            )));
+        }
+        let field = |name: &str| {
+            meta.get(name)
+                .cloned()
+                .ok_or_else(|| bad(format!("metadata has no `{name}`")))
+        };
+        let config: ChessPolicyConfig = serde_json::from_value(field("policy")?)
+            .map_err(|e| bad(format!("policy config: {e}")))?;
+        let adamw: AdamWConfig = serde_json::from_value(field("adamw")?)
+            .map_err(|e| bad(format!("adamw config: {e}")))?;
+        let step: u64 =
+            serde_json::from_value(field("step")?).map_err(|e| bad(format!("step: {e}")))?;
+        let lr: f64 = serde_json::from_value(field("lr")?).map_err(|e| bad(format!("lr: {e}")))?;
+        let extra = field("extra")?;
+        let policy = file.take_params(ChessPolicy::new(config, device)?, "param/", device)?;
+        let adam = AdamW::restore(adamw, step, &mut file, &policy.named_params(), device)?;
+        file.finish(
+            |_| false,
+            |_| "not part of a chess policy checkpoint of this config".into(),
+        )?;
+        let mut trainer = ChessPolicyTrainer::new(policy, lr, adamw)?;
+        trainer.adam = adam;
+        Ok((trainer, extra))
     }
 }
 

@@ -419,6 +419,27 @@ impl TensorFile {
         Ok(t.data.clone())
     }
 
+    /// The weights of `template` read from this file, each under
+    /// `prefix` + its name with the template's shape, on `device`.
+    pub fn take_params<M: Parameterized>(
+        &mut self,
+        template: M,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<M, ModelError> {
+        let mut loaded = Vec::new();
+        for (name, t) in template.named_params() {
+            let [r, c] = t.dims();
+            loaded.push(from_host(
+                self.take(&format!("{prefix}{name}"), &[r, c])?,
+                r,
+                c,
+                device,
+            ));
+        }
+        Ok(template.with_params(loaded))
+    }
+
     /// Errors on the first tensor not taken and not `ignored`.
     pub fn finish(
         self,

@@ -9,20 +9,29 @@ use kibitzer_models::Gpt;
 use kibitzer_sae::io::read_f32_safetensors;
 use std::path::PathBuf;
 
+/// Every fixture directory (one with a `model.safetensors`). The fixtures
+/// are committed with the crate, so a missing folder or an empty one fails
+/// the test rather than letting it pass having checked nothing.
 fn fixture_dirs() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/transformer_lens");
-    let Ok(entries) = std::fs::read_dir(&root) else {
-        eprintln!(
-            "skipping: no TransformerLens fixtures at {} (run fixtures/make_transformer_lens_fixture.py)",
+    let entries = std::fs::read_dir(&root).unwrap_or_else(|e| {
+        panic!(
+            "no TransformerLens fixtures at {}: {e} (they are committed with the crate; \
+             fixtures/make_transformer_lens_fixture.py writes them again)",
             root.display()
-        );
-        return Vec::new();
-    };
+        )
+    });
     let mut dirs: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("model.safetensors").exists())
         .collect();
     dirs.sort();
+    assert!(
+        !dirs.is_empty(),
+        "{} holds no fixture (a folder with model.safetensors): \
+         run fixtures/make_transformer_lens_fixture.py",
+        root.display()
+    );
     dirs
 }
 

@@ -98,7 +98,7 @@ fn run(a: &Args) -> Result<(), String> {
     let mut config = TrainConfig::for_architecture(&arch, a.d_sae, a.steps + WARMUP_STEPS);
     config.batch_size = a.batch;
     config.lr_warmup_steps = 0;
-    let mut trainer = DictTrainer::new(sae, config)?;
+    let mut trainer = DictTrainer::new(sae, config).map_err(|e| e.to_string())?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let rows = (0..a.batch * a.d_in)
         .map(|_| rng.random::<f32>() * 2.0 - 1.0)

@@ -4,6 +4,7 @@
 
 use crate::arch::Architecture;
 use crate::dictionary::{Dictionary, Forward};
+use crate::error::ConfigError;
 use crate::ops::{batch_topk_mask, row_norms, row_topk_mask};
 use burn::tensor::{Device, Tensor};
 use rand::{RngExt, SeedableRng};
@@ -62,12 +63,25 @@ impl SaeConfig {
         }
     }
 
+    /// Parameters of a dictionary of this shape: the encoder and decoder
+    /// matrices plus at most three `d_sae` vectors (biases, thresholds, the
+    /// gated SAE's magnitude parameters) and the two bias vectors of width
+    /// `d_in` and `d_out`. Saturates instead of overflowing.
+    pub fn parameter_count(&self) -> u128 {
+        use kibitzer_store::memory::product;
+        let (d_in, d_sae, d_out) = (self.d_in, self.d_sae, self.d_out);
+        product(&[d_in, d_sae])
+            .saturating_add(product(&[d_sae, d_out]))
+            .saturating_add(product(&[3, d_sae]))
+            .saturating_add(d_in as u128 + d_out as u128)
+    }
+
     /// Checks the sizes and architecture parameters a user could get wrong,
     /// naming the field: widths of at least 1, `1 <= k <= d_sae` for TopK and
     /// BatchTopK, a positive finite JumpReLU `bandwidth`. The trainer calls
     /// it before training, so nothing is trained that could not be loaded.
-    pub fn validate(&self) -> Result<(), String> {
-        let bad = |field: &str, why: String| Err(format!("SAE config: `{field}` {why}"));
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, reason: String| Err(ConfigError::Sae { field, reason });
         for (field, value) in [
             ("d_in", self.d_in),
             ("d_sae", self.d_sae),

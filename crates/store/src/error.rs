@@ -17,6 +17,14 @@ pub enum StoreError {
     /// The writer's configuration is unusable.
     #[error("store config: {0}")]
     Config(String),
+    /// Row-major values that do not make whole rows of the width given.
+    #[error("in-memory activations: {values} values do not make whole rows of width {d_in}")]
+    RaggedRows {
+        /// How many values there are.
+        values: usize,
+        /// The row width (0 is refused too).
+        d_in: usize,
+    },
     /// The directory already holds a store (or the shards of an unfinished one).
     #[error(
         "{dir} already holds {what}; pass `overwrite: true` to replace it, or choose another directory"

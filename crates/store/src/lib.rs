@@ -21,9 +21,12 @@
 //! ```
 //!
 //! See the crate's README for the file format and how to read it from Python.
+#![warn(missing_docs)]
 
 mod error;
+pub mod fault;
 mod format;
+pub mod memory;
 mod reader;
 mod shuffle;
 mod source;
@@ -36,6 +39,7 @@ pub use format::{
     ACTIVATIONS, ColumnData, ColumnDtype, ColumnSpec, ColumnValues, Dtype, FORMAT, MANIFEST,
     Manifest, ShardInfo, VERSION, check_replaceable, shard_file_name,
 };
+pub use memory::MemoryError;
 pub use reader::{PositionCheck, ReaderConfig, ReaderPosition, ShuffledReader};
 pub use shuffle::WindowPlan;
 pub use source::{ActivationSource, InMemorySource};

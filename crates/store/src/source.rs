@@ -1,6 +1,7 @@
 //! [`ActivationSource`]: anything that yields batches of activation rows (a
 //! store on disk, rows in memory, a synthetic generator, a live model).
 
+use crate::StoreError;
 use std::convert::Infallible;
 
 /// A stream of activation rows, each `d_in` floats, handed out in batches.
@@ -28,12 +29,12 @@ pub struct InMemorySource {
 impl InMemorySource {
     /// Rows from row-major `data`. `data.len()` must be a multiple of `d_in`
     /// (`d_in > 0`); trailing values that do not fill a row are an error.
-    pub fn new(data: Vec<f32>, d_in: usize) -> Result<Self, String> {
+    pub fn new(data: Vec<f32>, d_in: usize) -> Result<Self, StoreError> {
         if d_in == 0 || !data.len().is_multiple_of(d_in) {
-            return Err(format!(
-                "in-memory activations: {} values do not make whole rows of width {d_in}",
-                data.len()
-            ));
+            return Err(StoreError::RaggedRows {
+                values: data.len(),
+                d_in,
+            });
         }
         Ok(Self {
             data,

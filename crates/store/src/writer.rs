@@ -322,6 +322,7 @@ impl StoreWriter {
         self.pending.clear();
         self.pending_columns.iter_mut().for_each(Vec::clear);
         self.pending_rows = 0;
+        crate::fault::point("store.shard");
         Ok(())
     }
 
@@ -347,6 +348,7 @@ impl StoreWriter {
             path: path.clone(),
             message: format!("cannot encode: {e}"),
         })?;
+        crate::fault::point("store.manifest");
         write_atomically(&path, |w| w.write_all(text.as_bytes()))?;
         Ok(manifest)
     }

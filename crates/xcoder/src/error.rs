@@ -32,6 +32,9 @@ pub enum XcoderError {
         /// What is wrong with it.
         message: String,
     },
+    /// A training config value is out of range (the field named).
+    #[error(transparent)]
+    TrainConfig(#[from] kibitzer_sae::ConfigError),
     /// Training failed (source exhausted, divergence, checkpoint I/O, ...).
     #[error(transparent)]
     Train(#[from] kibitzer_sae::train::TrainError),

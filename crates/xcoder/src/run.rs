@@ -32,7 +32,8 @@ use kibitzer_sae::Params;
 use kibitzer_sae::io::{HostTensor, atomic_write, f32_safetensors, read_f32_safetensors};
 use kibitzer_sae::ops::{from_host, to_host};
 use kibitzer_sae::train::{
-    RunOptions, SourcePosition, TrainConfig, TrainError, estimate_input_scale, truncate_log,
+    BoxError, RunOptions, SourcePosition, TrainConfig, TrainError, estimate_input_scale,
+    truncate_log,
 };
 use kibitzer_store::ActivationSource;
 use std::collections::HashMap;
@@ -92,10 +93,10 @@ pub struct XRun {
     device: Device,
 }
 
-fn file_err(path: &Path, message: impl ToString) -> XcoderError {
+fn file_err(path: &Path, cause: impl Into<BoxError>) -> XcoderError {
     XcoderError::Train(TrainError::File {
         path: path.to_path_buf(),
-        message: message.to_string(),
+        source: cause.into(),
     })
 }
 
@@ -250,7 +251,7 @@ impl XRun {
             }
             let rows = source
                 .next_batch(batch, &mut host)
-                .map_err(|e| XcoderError::Train(TrainError::Source(e.to_string())))?;
+                .map_err(|e| XcoderError::Train(TrainError::Source(Box::new(e))))?;
             if rows == 0 {
                 return Err(XcoderError::Train(TrainError::Exhausted {
                     rows: self.rows_seen,

@@ -86,9 +86,7 @@ impl XTrainer {
     /// A trainer for a fresh or loaded dictionary; the config is validated
     /// and settings that do not apply are refused, naming the field.
     pub fn new(xcoder: Xcoder, config: TrainConfig) -> Result<Self, XcoderError> {
-        config
-            .validate()
-            .map_err(|m| XcoderError::config("training config", m))?;
+        config.validate()?;
         xcoder.check_shapes()?;
         let kind = xcoder.kind().name();
         if config.p_anneal.is_some() {

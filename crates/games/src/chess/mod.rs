@@ -1,8 +1,9 @@
 //! Chess on [`shakmaty`] (GPL-3.0-or-later; behind the default `chess`
 //! feature): the [`Game`] implementation, FEN, SAN and UCI in and out, a
 //! streaming PGN reader and writer ([`pgn`]), perft ([`perft()`]), the
-//! character-level transcripts of ChessGPT ([`transcript`]) and rated-game
-//! datasets for skill-conditioned models ([`rated`]).
+//! character-level transcripts of ChessGPT ([`transcript`]), rated-game
+//! datasets for skill-conditioned models ([`rated`]) and move judging by
+//! Stockfish or alpha-beta ([`judge`]: [`MoveJudge`]).
 //!
 //! # Positions and games
 //!
@@ -58,6 +59,7 @@
 //! moves of a position never share an index (they would have to share from,
 //! to and promotion). [`Chess::action_move`] maps an index back.
 
+pub mod judge;
 pub mod perft;
 pub mod pgn;
 pub mod rated;
@@ -75,6 +77,7 @@ use shakmaty::{CastlingMode, Color, EnPassantMode, Move, Position, Rank, Role, S
 
 use crate::game::{Game, IllegalMove, Outcome, Player};
 
+pub use judge::{JudgeError, MoveJudge, Score};
 pub use perft::{PerftReport, perft, perft_report};
 
 /// Planes of [`Game::encode`].

@@ -960,7 +960,9 @@ pub fn write_pgn<W: Write>(
     writeln!(out)?;
 
     let start = game.start_position();
-    let mut number = start.fullmoves().get();
+    // Widened: a FEN may start at move u32::MAX, and counting on from it
+    // must not overflow (found by tests/fuzz_pgn.rs).
+    let mut number = u64::from(start.fullmoves().get());
     let mut turn = start.turn();
     let mut tokens = Vec::with_capacity(game.ply() * 3 / 2 + 1);
     for (ply, san) in game.san_moves().into_iter().enumerate() {
@@ -1050,6 +1052,17 @@ mod tests {
             GameResult::from_outcome(Some(Outcome::Win(Player::Second))),
             GameResult::BlackWins
         );
+    }
+
+    #[test]
+    fn a_game_from_the_last_move_number_writes_without_overflow() {
+        // Found by tests/fuzz_pgn.rs: the move number overflowed (a panic
+        // in debug builds, a wrap to 0 in release builds).
+        let text = "[SetUp \"1\"]\n[FEN \"4k3/8/8/8/8/8/8/4K2R b K - 0 99999999999\"]\n\n1... Kd7 2. Rh7+ *\n";
+        let games = read_all(text);
+        let game = games[0].as_ref().expect("a legal game");
+        let pgn = game.to_pgn();
+        assert!(pgn.contains("4294967295... Kd7 4294967296. Rh7+"), "{pgn}");
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub use random::RandomAgent;
 pub use solver::{Solution, SolverAgent};
 pub use spec::{AgentGame, PLAYER_SPEC_FORMS, PlayerSpec, PlayerSpecError, StockfishSpec};
 pub use uci::{
-    SearchLimit, UciAgent, UciConfig, UciEngine, UciError, default_engine_path, find_engine,
+    EngineScore, ScoreBound, SearchLimit, UciAgent, UciConfig, UciEngine, UciError, UciScore,
+    default_engine_path, find_engine, parse_info_score,
 };
 
 use crate::game::Game;

@@ -216,6 +216,108 @@ pub enum UciError {
     },
 }
 
+/// A score as a UCI engine reports it (`score cp X` or `score mate Y`),
+/// from the point of view of the side to move in the searched position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum UciScore {
+    /// `cp X`: centipawns, positive when the side to move is better.
+    Centipawns(i32),
+    /// `mate Y`: the side to move mates in `Y` moves (its own moves, not
+    /// plies); negative when it is mated in `-Y` moves; 0 when it is mated
+    /// already.
+    Mate(i32),
+}
+
+/// Whether a reported score is exact or a bound (`lowerbound`,
+/// `upperbound`: a search window failed, the true score lies beyond).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ScoreBound {
+    /// No bound word.
+    Exact,
+    /// `lowerbound`: the score is at least this.
+    Lower,
+    /// `upperbound`: the score is at most this.
+    Upper,
+}
+
+/// What [`UciEngine::evaluate`] found.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EngineScore {
+    /// The score of the last `info` line with one before `bestmove`, for
+    /// the side to move.
+    pub score: UciScore,
+    /// Whether that score is exact or a bound.
+    pub bound: ScoreBound,
+    /// The `depth` of that line, when it gave one.
+    pub depth: Option<u32>,
+    /// The engine's move (`None`: `bestmove (none)`).
+    pub best_move: Option<String>,
+}
+
+/// The score of a UCI `info` line: `Ok(None)` for a line that carries none
+/// (not `info`, `info string ...`, or no `score` word); an error saying what
+/// is wrong for a `score` that is not `cp <integer>` or `mate <integer>`.
+/// A `lowerbound` / `upperbound` after the value (and any `wdl W D L`)
+/// sets the bound.
+///
+/// ```
+/// use kibitzer_games::players::uci::{ScoreBound, UciScore, parse_info_score};
+/// let line = "info depth 12 seldepth 16 multipv 1 score cp -35 upperbound nodes 20000 pv e7e5";
+/// assert_eq!(
+///     parse_info_score(line),
+///     Ok(Some((UciScore::Centipawns(-35), ScoreBound::Upper, Some(12))))
+/// );
+/// ```
+pub fn parse_info_score(line: &str) -> Result<Option<(UciScore, ScoreBound, Option<u32>)>, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if words.first() != Some(&"info") || words.get(1) == Some(&"string") {
+        return Ok(None);
+    }
+    let Some(at) = words.iter().position(|&w| w == "score") else {
+        return Ok(None);
+    };
+    let depth = words
+        .iter()
+        .position(|&w| w == "depth")
+        .and_then(|i| words.get(i + 1))
+        .and_then(|d| d.parse().ok());
+    let value = || {
+        words
+            .get(at + 2)
+            .and_then(|v| v.parse::<i32>().ok())
+            .ok_or_else(|| {
+                format!(
+                    "`score {}` followed by an integer",
+                    words.get(at + 1).unwrap_or(&"")
+                )
+            })
+    };
+    let score = match words.get(at + 1) {
+        Some(&"cp") => UciScore::Centipawns(value()?),
+        Some(&"mate") => UciScore::Mate(value()?),
+        other => {
+            return Err(format!(
+                "`score cp <integer>` or `score mate <integer>`, not `score {}`",
+                other.unwrap_or(&"")
+            ));
+        }
+    };
+    // The bound follows the value, or (Stockfish with UCI_ShowWDL) the
+    // `wdl W D L` after it; the `pv` moves end the line.
+    let bound = words
+        .get(at + 3..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|&&w| w != "pv")
+        .find_map(|&w| match w {
+            "lowerbound" => Some(ScoreBound::Lower),
+            "upperbound" => Some(ScoreBound::Upper),
+            _ => None,
+        })
+        .unwrap_or(ScoreBound::Exact);
+    Ok(Some((score, bound, depth)))
+}
+
 /// A numeric (`spin`) option the engine advertises.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpinOption {
@@ -400,6 +502,68 @@ impl UciEngine {
         moves: &[String],
         limit: SearchLimit,
     ) -> Result<Option<String>, UciError> {
+        self.search(start_fen, moves, limit, |_| {})
+    }
+
+    /// The engine's score of the position reached from `start_fen` by
+    /// `moves` (UCI), searched to `limit`, for the side to move there: the
+    /// last `info ... score` line before `bestmove` (the engine's latest
+    /// estimate, the one its move goes with, even when it is a bound). A
+    /// search that reports no score, or a `score` that does not parse, is
+    /// [`UciError::Protocol`] naming the line. Give a position that is not
+    /// over: engines report a finished game in their own ways.
+    pub fn evaluate(
+        &mut self,
+        start_fen: &str,
+        moves: &[String],
+        limit: SearchLimit,
+    ) -> Result<EngineScore, UciError> {
+        let path = self.path.clone();
+        let mut last = None;
+        let mut bad = None;
+        let best_move = self.search(start_fen, moves, limit, |line| {
+            match parse_info_score(line) {
+                Ok(Some(found)) => last = Some(found),
+                Ok(None) => {}
+                Err(expected) => {
+                    // Read on to `bestmove` so the engine is idle again.
+                    bad.get_or_insert(UciError::Protocol {
+                        path: path.clone(),
+                        expected,
+                        line: line.to_owned(),
+                    });
+                }
+            }
+        });
+        if let Some(error) = bad {
+            return Err(error);
+        }
+        let best_move = best_move?;
+        let Some((score, bound, depth)) = last else {
+            return Err(UciError::Protocol {
+                path,
+                expected: "an `info ... score cp <n>` or `score mate <n>` line before bestmove"
+                    .to_owned(),
+                line: format!("bestmove {}", best_move.as_deref().unwrap_or("(none)")),
+            });
+        };
+        Ok(EngineScore {
+            score,
+            bound,
+            depth,
+            best_move,
+        })
+    }
+
+    /// Sends the position and `go`, hands every line before `bestmove` to
+    /// `on_line`, and returns the move of `bestmove`.
+    fn search(
+        &mut self,
+        start_fen: &str,
+        moves: &[String],
+        limit: SearchLimit,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<Option<String>, UciError> {
         let mut command = format!("position fen {start_fen}");
         if !moves.is_empty() {
             command.push_str(" moves ");
@@ -412,6 +576,7 @@ impl UciEngine {
             let line = self.read_line("bestmove", wait)?;
             let mut words = line.split_whitespace();
             if words.next() != Some("bestmove") {
+                on_line(&line);
                 continue;
             }
             return match words.next() {
@@ -704,6 +869,120 @@ done
             )
             .expect("an answer");
         assert_eq!(answer.as_deref(), Some("e2e4"));
+    }
+
+    #[test]
+    fn info_scores_parse_with_their_bounds() {
+        let parse = |line: &str| parse_info_score(line).expect("a valid line");
+        assert_eq!(
+            parse("info depth 10 seldepth 14 multipv 1 score cp 37 nodes 20012 nps 1000 pv e2e4"),
+            Some((UciScore::Centipawns(37), ScoreBound::Exact, Some(10)))
+        );
+        assert_eq!(
+            parse("info depth 7 score mate 3 nodes 900 pv h5f7"),
+            Some((UciScore::Mate(3), ScoreBound::Exact, Some(7)))
+        );
+        assert_eq!(
+            parse("info depth 9 score mate -2 pv a1a2"),
+            Some((UciScore::Mate(-2), ScoreBound::Exact, Some(9)))
+        );
+        assert_eq!(
+            parse("info depth 12 score cp -120 lowerbound nodes 5 pv d2d4"),
+            Some((UciScore::Centipawns(-120), ScoreBound::Lower, Some(12)))
+        );
+        assert_eq!(
+            parse("info score cp 15 upperbound"),
+            Some((UciScore::Centipawns(15), ScoreBound::Upper, None))
+        );
+        assert_eq!(
+            parse("info depth 5 score cp 15 wdl 80 900 20 upperbound nodes 77 pv e2e4"),
+            Some((UciScore::Centipawns(15), ScoreBound::Upper, Some(5)))
+        );
+        assert_eq!(
+            parse("info depth 5 score cp 15 wdl 80 900 20 nodes 77 pv e2e4"),
+            Some((UciScore::Centipawns(15), ScoreBound::Exact, Some(5)))
+        );
+        assert_eq!(
+            parse("info depth 0 score mate 0"),
+            Some((UciScore::Mate(0), ScoreBound::Exact, Some(0)))
+        );
+        for no_score in [
+            "info string NNUE evaluation using nn-5af11540bbfe.nnue score cp 3",
+            "info depth 3 currmove e2e4 currmovenumber 1",
+            "bestmove e2e4",
+            "readyok",
+            "",
+        ] {
+            assert_eq!(parse(no_score), None, "{no_score:?}");
+        }
+        for bad in [
+            "info depth 3 score cp",
+            "info depth 3 score cp high",
+            "info depth 3 score wdl 500 300 200",
+            "info depth 3 score mate 2.5",
+        ] {
+            assert!(parse_info_score(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn evaluate_takes_the_last_score_before_bestmove() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = fake_engine(
+            dir.path(),
+            "scores",
+            "echo 'info string thinking score cp 999'; echo 'info depth 1 score cp 20'; echo 'info depth 2 score cp 31 lowerbound'; echo 'info depth 2 currmove e2e4'; echo 'bestmove e2e4 ponder e7e5'",
+        );
+        let mut engine = start_configured(&config(path)).expect("the handshake works");
+        let start = "rnbqkbnr/pppppppp/8/8/8/8/PPPPPPPP/RNBQKBNR w KQkq - 0 1";
+        let found = engine
+            .evaluate(start, &[], SearchLimit::Nodes(10))
+            .expect("a score");
+        assert_eq!(
+            found,
+            EngineScore {
+                score: UciScore::Centipawns(31),
+                bound: ScoreBound::Lower,
+                depth: Some(2),
+                best_move: Some("e2e4".to_owned()),
+            }
+        );
+        // The engine is idle again: the next search works.
+        assert_eq!(
+            engine
+                .best_move(start, &[], SearchLimit::Nodes(10))
+                .expect("a move")
+                .as_deref(),
+            Some("e2e4")
+        );
+
+        let silent = fake_engine(dir.path(), "no-score", "echo 'bestmove e2e4'");
+        let mut engine = start_configured(&config(silent)).expect("the handshake works");
+        let error = engine
+            .evaluate(start, &[], SearchLimit::Nodes(10))
+            .expect_err("no score");
+        assert!(
+            matches!(&error, UciError::Protocol { line, .. } if line == "bestmove e2e4"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("score cp"), "{error}");
+
+        let garbled = fake_engine(
+            dir.path(),
+            "garbled",
+            "echo 'info depth 1 score cp lots'; echo 'bestmove e2e4'",
+        );
+        let mut engine = start_configured(&config(garbled)).expect("the handshake works");
+        let error = engine
+            .evaluate(start, &[], SearchLimit::Nodes(10))
+            .expect_err("a bad score");
+        assert!(
+            matches!(&error, UciError::Protocol { line, .. } if line == "info depth 1 score cp lots"),
+            "{error}"
+        );
+        // It read on to bestmove: the engine answers the next search.
+        let found = engine.best_move(start, &[], SearchLimit::Nodes(10));
+        assert_eq!(found.expect("a move").as_deref(), Some("e2e4"));
     }
 
     #[cfg(feature = "chess")]

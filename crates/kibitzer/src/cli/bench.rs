@@ -67,7 +67,16 @@ fn parse_arch(name: &str, k: usize) -> Result<Architecture, String> {
 fn bench_sae(a: &BenchSaeArgs) -> CliResult {
     let arch = parse_arch(&a.arch, a.k)?;
     let device = a.device.device()?;
-    let sae = Sae::init(SaeConfig::new(arch.clone(), a.d_in, a.d_sae), 0, &device);
+    let shape = SaeConfig::new(arch.clone(), a.d_in, a.d_sae);
+    kibitzer_store::memory::check(
+        format!("--d-in {} --d-sae {} --batch {}", a.d_in, a.d_sae, a.batch),
+        kibitzer_sae::train::memory_needed(
+            std::slice::from_ref(&shape),
+            a.batch,
+            kibitzer_sae::device::is_host(&device),
+        ),
+    )?;
+    let sae = Sae::init(shape, 0, &device);
     let mut config = TrainConfig::for_architecture(&arch, a.d_sae, a.steps + 2);
     config.batch_size = a.batch;
     config.lr_warmup_steps = 0;

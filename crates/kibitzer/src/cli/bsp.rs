@@ -4,7 +4,8 @@
 use super::CliResult;
 use clap::{Args, ValueEnum};
 use kibitzer::board_eval::{
-    Baselines, dictionary_activations, evaluate_against_board, raw_activations,
+    Baselines, RowCheck, check_rows_match_labels, dictionary_activations, evaluate_against_board,
+    raw_activations,
 };
 use kibitzer_bsp::labelling::{
     DescribePosition, LabelledPositions, read_labels_jsonl, write_labels_jsonl,
@@ -90,6 +91,8 @@ fn emit<P: DescribePosition + Clone + Sync>(
         )
         .into());
     }
+    // Fault injection (tests): a kill after labelling, before writing.
+    kibitzer_store::fault::point("labels.labelled");
     match &a.out {
         Some(path) => {
             // The labeller's atomic rename would replace a device, FIFO or
@@ -143,7 +146,8 @@ pub struct EvalBspArgs {
     /// (--neurons, --probes) of the activations are scored.
     #[arg(long)]
     pub sae: Option<PathBuf>,
-    /// Activation store: row i is the activation at labelled position i.
+    /// Activation store: row i is the activation at labelled position i
+    /// (checked against the store's example/position columns).
     #[arg(long)]
     pub activations: PathBuf,
     /// Labels from `kibitzer bsp labels` (JSON lines), in the store's row order.
@@ -194,9 +198,8 @@ fn catalog_of(a: &EvalBspArgs) -> Result<Arc<Catalog>, Box<dyn std::error::Error
 }
 
 fn open_reader(
-    path: &std::path::Path,
+    store: &Store,
 ) -> Result<kibitzer_store::ShuffledReader, Box<dyn std::error::Error>> {
-    let store = Store::open(path)?;
     Ok(store.reader(ReaderConfig {
         seed: 0,
         memory_ceiling_bytes: 1 << 30,
@@ -212,12 +215,16 @@ pub fn eval_bsp(a: &EvalBspArgs) -> CliResult {
     if a.sae.is_none() && !a.neurons && !a.probes {
         return Err("eval bsp scores nothing: give --sae DIR, --neurons or --probes".into());
     }
+    let store = Store::open(&a.activations)?;
+    if let RowCheck::Unchecked { warning } = check_rows_match_labels(&store, &refs, &a.labels)? {
+        eprintln!("{warning}");
+    }
     let features = match &a.sae {
         Some(path) => {
             let sae = kibitzer_sae::saelens::load(path, &device)?;
             Some(dictionary_activations(
                 &sae,
-                &mut open_reader(&a.activations)?,
+                &mut open_reader(&store)?,
                 rows,
                 a.batch_size,
                 &device,
@@ -226,7 +233,7 @@ pub fn eval_bsp(a: &EvalBspArgs) -> CliResult {
         None => None,
     };
     let raw = if a.neurons || a.probes {
-        Some(raw_activations(&mut open_reader(&a.activations)?, rows)?)
+        Some(raw_activations(&mut open_reader(&store)?, rows)?)
     } else {
         None
     };

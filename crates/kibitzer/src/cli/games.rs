@@ -221,6 +221,15 @@ pub struct GenerateChessArgs {
     /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Continue an interrupted run (.jsonl only): keep the complete games
+    /// already in --out and play the rest. The settings must match the run
+    /// file <out>.run.json, but --games may grow. Without --resume an
+    /// existing --out is overwritten.
+    #[arg(long)]
+    pub resume: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[cfg(feature = "chess")]
@@ -361,9 +370,22 @@ fn run_command(cmd: GamesCommand) -> CliResult {
                 random_opening_plies: a.openings,
                 max_plies: a.max_plies,
             };
+            let options = kibitzer_games::players::selfplay::SelfPlayOptions {
+                resume: a.resume,
+                progress: !a.quiet,
+            };
             let r = with_threads(a.threads, || {
-                games_cli::generate_chess_self_play(&a.out, &a.players, &config)
+                games_cli::generate_chess_self_play(&a.out, &a.players, &config, &options)
             })??;
+            if a.resume {
+                eprintln!(
+                    "{}: {} games resumed, {} played, {} in all",
+                    a.out.display(),
+                    r.report.resumed,
+                    r.report.played,
+                    r.report.games
+                );
+            }
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
         #[cfg(feature = "chess")]

@@ -17,6 +17,7 @@ use super::CliResult;
 use super::sae::DtypeArg;
 use burn::tensor::{Device, Int, Tensor};
 use clap::{Args, Subcommand};
+use kibitzer::board_eval::{ROW_IDS_GAME_TOKEN, ROW_IDS_KEY};
 use kibitzer_games::cli_support::{GameFileKind, game_file_kind};
 use kibitzer_games::dataset::OthelloDataset;
 use kibitzer_games::othello::OthelloMove;
@@ -769,6 +770,21 @@ pub fn train(a: &TrainArgs) -> CliResult {
         }
         let model = model_config(a, &games)?;
         let config = train_config(a)?;
+        super::check_gpt_memory(
+            format!(
+                "--layers {} --d-model {} --d-mlp {} --heads {} --n-ctx {} with --batch-size {}",
+                model.n_layers,
+                model.d_model,
+                model.d_mlp,
+                model.n_heads,
+                model.n_ctx,
+                config.batch_size
+            ),
+            &model,
+            config.batch_size,
+            model.n_ctx,
+            kibitzer_sae::device::is_host(&device),
+        )?;
         let run = RunData::new(&games, a.eval_games)?;
         let trainer = GptTrainer::new(Gpt::new(model, &device)?, config)?;
         (trainer, run)
@@ -963,6 +979,9 @@ const CHESS_ROW_ORDER: &str = "one row per '.' of each game's transcript (White 
 /// and the store's `example` and `position` columns hold that game and
 /// token index. With `--truncate`, games are cut to the model's `n_ctx`
 /// moves, which `kibitzer bsp labels --first-per-game <n_ctx>` matches.
+/// The order is a checked contract: `eval bsp` and `sweep` compare the
+/// columns with the labels' (game, token) row for row
+/// (`kibitzer::board_eval::check_rows_match_labels`).
 pub fn harvest_store(a: &HarvestArgs) -> CliResult {
     let site: HookSite = a.site.parse().map_err(|e| format!("--site: {e}"))?;
     if a.batch_size == Some(0) {
@@ -996,6 +1015,19 @@ pub fn harvest_store(a: &HarvestArgs) -> CliResult {
     // The model is causal, so padding only to the longest game (not to
     // n_ctx) leaves every kept row as it is and saves the padded positions.
     let seq_len = sequences.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    // Forward passes are sized to fit --memory-mib (--batch-size only caps
+    // them), so that ceiling, beside the model, is what must fit.
+    let config = model.config();
+    let params = kibitzer_store::memory::product(&[
+        config.n_layers,
+        config.d_model,
+        config.d_model.saturating_add(config.d_mlp),
+        4,
+    ]);
+    kibitzer_store::memory::check(
+        format!("--memory-mib {}", a.memory_mib),
+        ((a.memory_mib as u128) << 20).saturating_add(kibitzer_store::memory::f32_bytes(params)),
+    )?;
     let source = TokenSequences::new(&sequences, seq_len, Some(games.pad_token()), false, &device)?;
     let (source, row_order) = match &games.list {
         GameList::Othello { .. } => (source, OTHELLO_ROW_ORDER),
@@ -1019,6 +1051,7 @@ pub fn harvest_store(a: &HarvestArgs) -> CliResult {
         "games_harvested": games.len(),
         "truncated_to": a.truncate.then_some(n_ctx),
         "row_order": row_order,
+        ROW_IDS_KEY: ROW_IDS_GAME_TOKEN,
     });
     let config = HarvestConfig {
         store: StoreConfig {
@@ -1031,6 +1064,7 @@ pub fn harvest_store(a: &HarvestArgs) -> CliResult {
         max_rows: None,
         memory_ceiling_bytes: a.memory_mib.saturating_mul(1 << 20),
         progress: !a.quiet,
+        columns: None,
     };
     // An unknown site fails here, before the store is created, with the
     // model's sites listed.

@@ -10,6 +10,8 @@ mod gpt;
 mod planted;
 mod quiz;
 mod sae;
+#[cfg(feature = "chess")]
+mod skill;
 mod story;
 mod sweep;
 mod vis;
@@ -27,6 +29,99 @@ fn steps_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     );
     bar.set_message(what.to_string());
     bar
+}
+
+/// A parser of the architecture names `families` (as `kibitzer_sae::Family`
+/// spells them), listed in `--help` and in the error for any other name.
+fn family_parser(
+    families: &'static [kibitzer_sae::Family],
+) -> impl clap::builder::TypedValueParser<Value = kibitzer_sae::Family> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(families.iter().map(|f| f.name()))
+        .try_map(|s| s.parse::<kibitzer_sae::Family>())
+}
+
+/// The training config of `kibitzer sae train` and `kibitzer xcoder`: the
+/// architecture's defaults, then the fields of the TOML file `config`
+/// (field by field, see [`kibitzer_sae::train::TrainConfig::layered`]), then
+/// the flags. Errors in the file name it.
+fn training_config(
+    arch: &kibitzer_sae::Architecture,
+    d_sae: usize,
+    config: Option<&std::path::Path>,
+    flags: &kibitzer_sae::train::TrainFlags,
+) -> Result<kibitzer_sae::train::TrainConfig, Box<dyn std::error::Error>> {
+    let file = match config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let table: toml::Table =
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(serde_json::to_value(table)?)
+        }
+        None => None,
+    };
+    kibitzer_sae::train::TrainConfig::layered(arch, d_sae, file.as_ref(), flags).map_err(|e| {
+        let at = config.map_or(String::new(), |p| format!("{}: ", p.display()));
+        format!("{at}{e}").into()
+    })
+}
+
+/// Refuses to train a GPT of `config` on batches of `batch` sequences of
+/// `seq_len` tokens when it cannot fit in memory, before anything is
+/// allocated; `what` names the flags. The estimate aims low, so that no
+/// run that fits is refused: the parameters five times (weights,
+/// gradients, Adam's moments, the host copy) and, per token and layer, the
+/// residual stream and its sub-layer outputs (8 x `d_model`), the MLP's
+/// hidden units (2 x `d_mlp`) and the attention pattern (2 x `n_heads` x
+/// `seq_len`), once, plus the logits. On a GPU (`on_host` false) only the
+/// parameters, once, are checked against the host's memory.
+fn check_gpt_memory(
+    what: String,
+    config: &kibitzer_models::GptConfig,
+    batch: usize,
+    seq_len: usize,
+    on_host: bool,
+) -> Result<(), kibitzer_store::MemoryError> {
+    use kibitzer_store::memory::{check, f32_bytes, product};
+    let c = config;
+    let attention = product(&[4, c.d_model, c.n_heads, c.d_head]);
+    let mlp = product(&[2, c.d_model, c.d_mlp]);
+    let vocab = c.d_vocab.max(usize::try_from(c.d_vocab_out).unwrap_or(0));
+    let params = product(&[c.n_layers])
+        .saturating_mul(attention.saturating_add(mlp))
+        .saturating_add(product(&[vocab, c.d_model, 2]))
+        .saturating_add(product(&[c.n_ctx, c.d_model]));
+    if !on_host {
+        return check(what, f32_bytes(params));
+    }
+    let per_token = product(&[8, c.d_model])
+        .saturating_add(product(&[2, c.d_mlp]))
+        .saturating_add(product(&[2, c.n_heads, seq_len]));
+    let activations = product(&[batch, seq_len, c.n_layers.max(1)])
+        .saturating_mul(per_token)
+        .saturating_add(product(&[batch, seq_len, vocab]));
+    check(
+        what,
+        f32_bytes(params.saturating_mul(5).saturating_add(activations)),
+    )
+}
+
+/// Writes a report as `<out>/<name>.json` and `<out>/<name>.md`, atomically,
+/// creating `out` if needed.
+fn write_report(
+    out: &std::path::Path,
+    name: &str,
+    json: &impl serde::Serialize,
+    md: &str,
+) -> CliResult {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    kibitzer_sae::io::atomic_write(
+        &out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(json)?.as_bytes(),
+    )?;
+    kibitzer_sae::io::atomic_write(&out.join(format!("{name}.md")), md.as_bytes())?;
+    Ok(())
 }
 
 /// An error for the user: printed with its causes, exit status 1.
@@ -88,6 +183,12 @@ enum Command {
     /// diffing, the ranking, the top features' contexts and their ablation.
     #[command(subcommand)]
     Story(story::StoryCommand),
+    /// Reference 000's skill adaptation: a skill-conditioned chess policy
+    /// trained on rated games, its move-match per rating, threat concepts
+    /// per rating, feature interventions, a transcoder and calibration.
+    #[cfg(feature = "chess")]
+    #[command(subcommand)]
+    Skill(skill::SkillCommand),
 }
 
 /// Runs a parsed command line.
@@ -106,6 +207,8 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Xcoder(cmd) => xcoder::run(cmd),
         Command::Quiz(cmd) => quiz::run(cmd),
         Command::Story(cmd) => story::run(cmd),
+        #[cfg(feature = "chess")]
+        Command::Skill(cmd) => skill::run(cmd),
     }
 }
 

@@ -391,6 +391,16 @@ pub fn train(a: &TrainArgs) -> CliResult {
             seed: a.seed,
             ..GptTrainConfig::default()
         };
+        super::check_gpt_memory(
+            format!(
+                "--layers {} --d-model {} --d-mlp {} --heads {} with --batch-size {}",
+                a.layers, a.d_model, config.d_mlp, a.heads, a.batch_size
+            ),
+            &config,
+            a.batch_size,
+            config.n_ctx,
+            kibitzer_sae::device::is_host(&device),
+        )?;
         GptTrainer::new(Gpt::new(config, &device)?, train)?
     };
     let (train_q, eval_q) = quizzes.split_at(run.train_quizzes);
@@ -608,11 +618,7 @@ pub fn ablate(a: &AblateArgs) -> CliResult {
 
 /// Writes `NAME.json` and `NAME.md` into `out` and prints the Markdown.
 fn write_report(out: &Path, name: &str, json: &serde_json::Value, md: &str) -> CliResult {
-    kibitzer_sae::io::atomic_write(
-        &out.join(format!("{name}.json")),
-        serde_json::to_string_pretty(json)?.as_bytes(),
-    )?;
-    kibitzer_sae::io::atomic_write(&out.join(format!("{name}.md")), md.as_bytes())?;
+    super::write_report(out, name, json, md)?;
     print!("{md}");
     println!("-> {}", out.display());
     Ok(())
@@ -761,6 +767,7 @@ pub fn harvest_store(a: &HarvestArgs) -> CliResult {
         max_rows: None,
         memory_ceiling_bytes: 1 << 30,
         progress: !a.quiet,
+        columns: None,
     };
     let source = QuizzesPerPass {
         inner: source,

@@ -3,8 +3,10 @@
 
 use super::CliResult;
 use clap::{Args, Subcommand, ValueEnum};
-use kibitzer_sae::train::{DictTrainer, PAnneal, RunOptions, Sweep, SweepMember, TrainConfig};
-use kibitzer_sae::{Architecture, DeviceChoice, Sae, SaeConfig};
+use kibitzer_sae::train::{
+    DictTrainer, PAnneal, RunOptions, Sweep, SweepMember, TrainConfig, TrainFlags,
+};
+use kibitzer_sae::{Architecture, DeviceChoice, Family, Sae, SaeConfig};
 use kibitzer_store::{Dtype, ReaderConfig, Store};
 use std::path::{Path, PathBuf};
 
@@ -95,6 +97,20 @@ pub fn synth(a: &SynthArgs) -> CliResult {
             "--rows 0: must be at least 1 (a store of no rows trains and evaluates nothing)".into(),
         );
     }
+    // The planted directions (kept, copied into the saved file) and a
+    // shard's rows (pending, encoded): checked before any is allocated.
+    let shard_rows = a.rows.min(a.rows_per_shard.max(1));
+    let needed = kibitzer_store::memory::f32_bytes(
+        kibitzer_store::memory::product(&[3, a.features, a.d_in])
+            .saturating_add(kibitzer_store::memory::product(&[3, shard_rows, a.d_in])),
+    );
+    kibitzer_store::memory::check(
+        format!(
+            "--d-in {} with --features {} and --rows-per-shard {}",
+            a.d_in, a.features, a.rows_per_shard
+        ),
+        needed,
+    )?;
     let config = kibitzer_sae::synth::SyntheticConfig {
         d_in: a.d_in,
         n_features: a.features,
@@ -122,22 +138,11 @@ pub fn synth(a: &SynthArgs) -> CliResult {
     Ok(())
 }
 
-/// Architecture names on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum ArchArg {
-    Standard,
-    Gated,
-    Panneal,
-    Topk,
-    Batchtopk,
-    Jumprelu,
-}
-
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// Architecture.
-    #[arg(long, value_enum)]
-    pub arch: ArchArg,
+    #[arg(long, value_parser = super::family_parser(&Family::ALL))]
+    pub arch: Family,
     /// Number of features (comma-separated for a grid).
     #[arg(long, value_delimiter = ',', required = true)]
     pub d_sae: Vec<usize>,
@@ -197,15 +202,7 @@ pub struct TrainArgs {
 }
 
 fn architecture(a: &TrainArgs, k: Option<usize>) -> Architecture {
-    match a.arch {
-        ArchArg::Standard | ArchArg::Panneal => Architecture::Standard,
-        ArchArg::Gated => Architecture::Gated,
-        ArchArg::Topk => Architecture::TopK { k: k.unwrap_or(32) },
-        ArchArg::Batchtopk => Architecture::BatchTopK { k: k.unwrap_or(32) },
-        ArchArg::Jumprelu => Architecture::JumpRelu {
-            bandwidth: a.bandwidth,
-        },
-    }
+    a.arch.architecture(k.unwrap_or(32), a.bandwidth)
 }
 
 fn base_config(
@@ -214,35 +211,18 @@ fn base_config(
     d_sae: usize,
     steps: usize,
 ) -> Result<TrainConfig, Box<dyn std::error::Error>> {
-    let mut c = TrainConfig::for_architecture(arch, d_sae, steps);
-    if let Some(path) = &a.config {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        // Fields of the file override the architecture defaults.
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let defaults = toml::Table::try_from(&c)?;
-        for (k, v) in defaults {
-            table.entry(k).or_insert(v);
-        }
-        c = table
-            .try_into()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    c.steps = steps;
-    c.seed = a.seed;
-    if let Some(b) = a.batch_size {
-        c.batch_size = b;
-    }
-    if let Some(lr) = a.lr {
-        c.lr = lr;
-    }
-    if a.arch == ArchArg::Panneal {
-        c.p_anneal = Some(PAnneal {
+    let flags = TrainFlags {
+        steps,
+        seed: a.seed,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        sparsity_coefficient: None,
+        p_anneal: (a.arch == Family::Panneal).then_some(PAnneal {
             p_end: a.p_end,
             ..PAnneal::default()
-        });
-    }
-    Ok(c)
+        }),
+    };
+    super::training_config(arch, d_sae, a.config.as_deref(), &flags)
 }
 
 /// The grid of dictionaries the arguments ask for, with readable names.
@@ -262,14 +242,14 @@ pub fn members(
     } else {
         a.l1.iter().map(|&c| Some(c)).collect()
     };
-    let uses_k = matches!(a.arch, ArchArg::Topk | ArchArg::Batchtopk);
+    let uses_k = a.arch.uses_k();
     if !uses_k && !a.k.is_empty() {
         return Err(format!("--k applies to topk and batchtopk, not {:?}", a.arch).into());
     }
     if uses_k && !a.l1.is_empty() {
         return Err("--l1 does not apply to topk and batchtopk (their sparsity is k)".into());
     }
-    let mut out = Vec::new();
+    let mut planned = Vec::new();
     let mut index = 0u64;
     for &d_sae in &a.d_sae {
         for &k in &ks {
@@ -280,21 +260,48 @@ pub fn members(
                     config.sparsity_coefficient = c;
                 }
                 config.seed = a.seed.wrapping_add(index);
-                let mut name = format!("{}-d{d_sae}", format!("{:?}", a.arch).to_lowercase());
+                let mut name = format!("{}-d{d_sae}", a.arch.name());
                 if let Some(k) = k {
                     name.push_str(&format!("-k{k}"));
                 }
                 if let Some(c) = l1 {
                     name.push_str(&format!("-l1_{c}"));
                 }
-                let sae = Sae::init(SaeConfig::new(arch, d_in, d_sae), config.seed, &device);
-                let trainer = DictTrainer::new(sae, config)?;
-                out.push(SweepMember { name, trainer });
+                planned.push((name, SaeConfig::new(arch, d_in, d_sae), config));
                 index += 1;
             }
         }
     }
+    // Every member is held in memory at once: check the grid's total before
+    // the first dictionary is allocated.
+    let shapes: Vec<SaeConfig> = planned.iter().map(|(_, sae, _)| sae.clone()).collect();
+    let batch = planned.first().map_or(0, |(_, _, c)| c.batch_size);
+    let needed =
+        kibitzer_sae::train::memory_needed(&shapes, batch, kibitzer_sae::device::is_host(&device));
+    kibitzer_store::memory::check(
+        format!(
+            "--d-sae {} ({} dictionar{} of width d_in {d_in} from the store, --batch-size {batch})",
+            join_sizes(&a.d_sae),
+            planned.len(),
+            if planned.len() == 1 { "y" } else { "ies" }
+        ),
+        needed,
+    )?;
+    let mut out = Vec::new();
+    for (name, sae_config, config) in planned {
+        let sae = Sae::init(sae_config, config.seed, &device);
+        let trainer = DictTrainer::new(sae, config)?;
+        out.push(SweepMember { name, trainer });
+    }
     Ok(out)
+}
+
+/// Sizes as a comma-separated flag value.
+fn join_sizes(v: &[usize]) -> String {
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn reader_config(a: &TrainArgs) -> ReaderConfig {
@@ -326,7 +333,7 @@ fn check_train_flags(a: &TrainArgs) -> Result<(), String> {
             ));
         }
     }
-    if a.arch == ArchArg::Jumprelu && !(a.bandwidth.is_finite() && a.bandwidth > 0.0) {
+    if a.arch == Family::Jumprelu && !(a.bandwidth.is_finite() && a.bandwidth > 0.0) {
         return Err(format!(
             "--bandwidth {}: must be a positive number (the width of JumpReLU's straight-through kernel, e.g. 0.001)",
             a.bandwidth
@@ -344,11 +351,6 @@ fn check_train_flags(a: &TrainArgs) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// The flag name and lowercase name of an architecture, as `--arch` takes it.
-fn arch_flag_name(arch: ArchArg) -> String {
-    format!("{arch:?}").to_lowercase()
 }
 
 /// Refuses a `--resume` whose flags ask for a different shape or schedule
@@ -385,22 +387,13 @@ fn check_resume_flags(a: &TrainArgs, sweep: &Sweep) -> Result<(), String> {
             format!("d_sae {}", join(&run_d_sae)),
         ));
     }
-    let run_arch = |m: &SweepMember| match (
-        &m.trainer.sae.config.architecture,
-        m.trainer.config.p_anneal,
-    ) {
-        (Architecture::Standard, Some(_)) => ArchArg::Panneal,
-        (Architecture::Standard, None) => ArchArg::Standard,
-        (Architecture::Gated, _) => ArchArg::Gated,
-        (Architecture::TopK { .. }, _) => ArchArg::Topk,
-        (Architecture::BatchTopK { .. }, _) => ArchArg::Batchtopk,
-        (Architecture::JumpRelu { .. }, _) => ArchArg::Jumprelu,
-    };
+    let run_arch =
+        |m: &SweepMember| Family::of(&m.trainer.sae.config.architecture, &m.trainer.config);
     if let Some(m) = sweep.members.iter().find(|m| run_arch(m) != a.arch) {
         return Err(differs(
             "--arch",
-            arch_flag_name(a.arch),
-            format!("architecture {}", arch_flag_name(run_arch(m))),
+            a.arch.to_string(),
+            format!("architecture {}", run_arch(m)),
         ));
     }
     if !a.k.is_empty() {
@@ -546,6 +539,18 @@ pub fn evaluate(
 ) -> Result<(serde_json::Value, kibitzer_sae::metrics::Evaluation), Box<dyn std::error::Error>> {
     let device = choice.device()?;
     let sae = kibitzer_sae::saelens::load(sae_dir, &device)?;
+    // A batch's rows, features and reconstruction, checked before the
+    // first batch is allocated.
+    let c = &sae.config;
+    let needed = kibitzer_store::memory::f32_bytes(kibitzer_store::memory::product(&[
+        batch,
+        c.d_sae.saturating_add(c.d_in).saturating_add(c.d_out),
+        3,
+    ]));
+    kibitzer_store::memory::check(
+        format!("--batch-size {batch} (d_sae {}, d_in {})", c.d_sae, c.d_in),
+        needed,
+    )?;
     let store = Store::open(activations)?;
     let mut reader = store.reader(ReaderConfig {
         seed: 0,
@@ -587,4 +592,50 @@ pub fn eval(a: &EvalArgs) -> CliResult {
     }
     println!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    fn args(extra: &[&str]) -> TrainArgs {
+        let mut argv = vec!["t", "--d-sae", "64", "--activations", "a", "--out", "o"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().train
+    }
+
+    #[test]
+    fn config_file_keeps_topk_without_gradient_clipping() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "lr = 0.001\n").unwrap();
+        let a = args(&["--arch", "topk", "--config", path.to_str().unwrap()]);
+        let arch = architecture(&a, None);
+        let c = base_config(&a, &arch, 64, 100).unwrap();
+        assert_eq!(c.lr, 0.001);
+        assert_eq!(c.grad_clip_norm, None);
+    }
+
+    #[test]
+    fn every_family_name_parses_and_names_the_runs() {
+        for f in Family::ALL {
+            let a = args(&["--arch", f.name()]);
+            assert_eq!(a.arch, f);
+        }
+        let e = Cli::try_parse_from(["t", "--arch", "relu", "--d-sae", "8"])
+            .err()
+            .expect("unknown name refused")
+            .to_string();
+        assert!(
+            e.contains("standard, panneal, gated, topk, batchtopk, jumprelu"),
+            "{e}"
+        );
+    }
 }

@@ -452,6 +452,16 @@ fn train(a: &TrainArgs) -> Res<()> {
             a.seq_len,
         );
         config.seed = Some(a.seed);
+        super::check_gpt_memory(
+            format!(
+                "--layers {} --d-model {} --d-mlp {} --heads {} --seq-len {} with --batch-size {}",
+                a.layers, a.d_model, config.d_mlp, a.heads, a.seq_len, a.batch_size
+            ),
+            &config,
+            a.batch_size,
+            a.seq_len,
+            kibitzer_sae::device::is_host(&device),
+        )?;
         let train = GptTrainConfig {
             steps: a.steps,
             batch_size: a.batch_size,
@@ -977,6 +987,7 @@ fn harvest_cmd(a: &HarvestArgs) -> Res<()> {
             max_rows: None,
             memory_ceiling_bytes: 1 << 28,
             progress: !a.quiet,
+            columns: None,
         };
         let dir = layer_store(&a.out, l);
         let manifest = harvest(&model, HookSite::resid_post(l), source, &dir, &config)

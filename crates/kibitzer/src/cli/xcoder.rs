@@ -13,8 +13,8 @@
 
 use super::CliResult;
 use clap::{Args, Subcommand, ValueEnum};
-use kibitzer_sae::train::{RunOptions, TrainConfig};
-use kibitzer_sae::{Architecture, DeviceChoice};
+use kibitzer_sae::train::{RunOptions, TrainConfig, TrainFlags};
+use kibitzer_sae::{Architecture, DeviceChoice, Family};
 use kibitzer_store::{ReaderConfig, Store, atomic_write};
 use kibitzer_xcoder::api::{self, DictionarySpec, DiffRequest, TrainRequest};
 use kibitzer_xcoder::diff::{DmParent, RankBy, StagewiseDiff};
@@ -76,14 +76,12 @@ impl From<KindArg> for Kind {
 
 /// The architectures transcoders and crosscoders support (crosscoders:
 /// standard, topk, batchtopk).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ArchArg {
-    Standard,
-    Topk,
-    Batchtopk,
-    Jumprelu,
-}
+const XCODER_FAMILIES: [Family; 4] = [
+    Family::Standard,
+    Family::Topk,
+    Family::Batchtopk,
+    Family::Jumprelu,
+];
 
 /// Feature rankings of `xcoder diff`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -125,8 +123,8 @@ pub enum DmParentArg {
 pub struct DictionaryArgs {
     /// Architecture: standard (L1), topk, batchtopk, or jumprelu
     /// (transcoders only).
-    #[arg(long, value_enum)]
-    pub arch: Option<ArchArg>,
+    #[arg(long, value_parser = super::family_parser(&XCODER_FAMILIES))]
+    pub arch: Option<Family>,
     /// Number of features.
     #[arg(long, conflicts_with = "expansion")]
     pub d_sae: Option<usize>,
@@ -549,29 +547,24 @@ fn architecture(d: &DictionaryArgs) -> Result<Architecture, AnyError> {
     let arch = d
         .arch
         .ok_or("--arch is required: standard, topk, batchtopk or jumprelu")?;
-    let uses_k = matches!(arch, ArchArg::Topk | ArchArg::Batchtopk);
-    let name = format!("{arch:?}").to_lowercase();
+    if !XCODER_FAMILIES.contains(&arch) {
+        return Err(format!(
+            "--arch {arch}: transcoders and crosscoders are standard, topk, batchtopk or jumprelu"
+        )
+        .into());
+    }
+    let uses_k = arch.uses_k();
+    let name = arch.name();
     if !uses_k && d.k.is_some() {
         return Err(format!("--k applies to topk and batchtopk, not {name}").into());
     }
     if uses_k && d.l1.is_some() {
         return Err("--l1 does not apply to topk and batchtopk (their sparsity is k)".into());
     }
-    if arch != ArchArg::Jumprelu && d.bandwidth.is_some() {
+    if arch != Family::Jumprelu && d.bandwidth.is_some() {
         return Err(format!("--bandwidth applies to jumprelu, not {name}").into());
     }
-    Ok(match arch {
-        ArchArg::Standard => Architecture::Standard,
-        ArchArg::Topk => Architecture::TopK {
-            k: d.k.unwrap_or(32),
-        },
-        ArchArg::Batchtopk => Architecture::BatchTopK {
-            k: d.k.unwrap_or(32),
-        },
-        ArchArg::Jumprelu => Architecture::JumpRelu {
-            bandwidth: d.bandwidth.unwrap_or(0.001),
-        },
-    })
+    Ok(arch.architecture(d.k.unwrap_or(32), d.bandwidth.unwrap_or(0.001)))
 }
 
 /// The dictionary the flags ask for, over the blocks the stores provide.
@@ -608,34 +601,32 @@ fn dictionary_spec(
     })
 }
 
-/// Reads `path`, a TOML file of [`TrainConfig`] fields, over `defaults`:
-/// fields it names replace the defaults (tables such as `[adam]` field by
-/// field), the rest keep them. An unknown field is an error naming the file.
-fn with_config_file(path: &Path, defaults: TrainConfig) -> Result<TrainConfig, AnyError> {
-    fn overlay(base: &mut Value, file: Value) {
-        match (base, file) {
-            (Value::Object(base), Value::Object(file)) => {
-                for (k, v) in file {
-                    match base.get_mut(&k) {
-                        Some(slot) => overlay(slot, v),
-                        None => {
-                            base.insert(k, v);
-                        }
-                    }
-                }
-            }
-            (slot, v) => *slot = v,
-        }
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    // JSON rather than TOML as the common ground: it keeps the defaults'
-    // `None`s (TOML has no null, and a dropped field would take the plain
-    // default instead of the architecture's).
-    let mut merged = serde_json::to_value(&defaults)?;
-    overlay(&mut merged, serde_json::to_value(table)?);
-    Ok(serde_json::from_value(merged).map_err(|e| format!("{}: {e}", path.display()))?)
+/// Refuses a dictionary (`copies` of it at once) whose training would not
+/// fit in memory, naming the flags, before anything is allocated. The
+/// estimate takes every block as both input and output (exact for a
+/// crosscoder, an upper bound for a transcoder).
+fn check_memory(
+    spec: &DictionarySpec,
+    blocks: &[Block],
+    batch: usize,
+    copies: usize,
+    on_host: bool,
+) -> Result<(), AnyError> {
+    let width = blocks
+        .iter()
+        .fold(0usize, |acc, b| acc.saturating_add(b.width));
+    let shape = kibitzer_sae::SaeConfig {
+        d_out: width,
+        ..kibitzer_sae::SaeConfig::new(spec.architecture.clone(), width, spec.d_sae)
+    };
+    kibitzer_store::memory::check(
+        format!(
+            "--d-sae {} (or --expansion) with --batch-size {batch} over blocks {width} wide",
+            spec.d_sae
+        ),
+        kibitzer_sae::train::memory_needed(&vec![shape; copies], batch, on_host),
+    )?;
+    Ok(())
 }
 
 /// The training config: the architecture's defaults for `steps`, then the
@@ -647,22 +638,15 @@ fn training_config(
     steps: usize,
     lr: Option<f64>,
 ) -> Result<TrainConfig, AnyError> {
-    let mut c = TrainConfig::for_architecture(&spec.architecture, spec.d_sae, steps);
-    if let Some(path) = &t.config {
-        c = with_config_file(path, c)?;
-    }
-    c.steps = steps;
-    c.seed = t.seed.unwrap_or(0);
-    if let Some(b) = t.batch_size {
-        c.batch_size = b;
-    }
-    if let Some(lr) = lr {
-        c.lr = lr;
-    }
-    if let Some(l1) = d.l1 {
-        c.sparsity_coefficient = l1;
-    }
-    Ok(c)
+    let flags = TrainFlags {
+        steps,
+        seed: t.seed.unwrap_or(0),
+        batch_size: t.batch_size,
+        lr,
+        sparsity_coefficient: d.l1,
+        p_anneal: None,
+    };
+    super::training_config(&spec.architecture, spec.d_sae, t.config.as_deref(), &flags)
 }
 
 fn train(a: &TrainArgs) -> CliResult {
@@ -710,6 +694,13 @@ fn train(a: &TrainArgs) -> CliResult {
         let blocks = AlignedStores::open(&settings.stores, reader)?.blocks();
         let spec = dictionary_spec(kind, &settings.dictionary, &blocks)?;
         api::dictionary_config(&spec, &blocks)?;
+        check_memory(
+            &spec,
+            &blocks,
+            settings.training.batch_size.unwrap_or(DEFAULT_BATCH),
+            1,
+            kibitzer_sae::device::is_host(&device),
+        )?;
         let steps = match settings.training.steps {
             Some(s) => s,
             None => one_pass(
@@ -886,6 +877,14 @@ fn diff(a: &DiffArgs) -> CliResult {
     let spec = dictionary_spec(kind, &s.dictionary, &blocks)?;
     api::dictionary_config(&spec, &blocks)?;
     let batch = s.training.batch_size.unwrap_or(DEFAULT_BATCH);
+    // A stage starts from its parent's weights: two dictionaries at once.
+    check_memory(
+        &spec,
+        &blocks,
+        batch,
+        2,
+        kibitzer_sae::device::is_host(&device),
+    )?;
     let steps = match s.training.steps {
         Some(n) => n,
         None => one_pass(&stores[0][0], batch)?,
@@ -936,4 +935,59 @@ fn diff(a: &DiffArgs) -> CliResult {
         out.join("diff.md").display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        dictionary: DictionaryArgs,
+        #[command(flatten)]
+        training: TrainingArgs,
+    }
+
+    #[test]
+    fn arch_takes_the_xcoder_families_and_a_config_file_keeps_their_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "lr = 0.001\n").unwrap();
+        for f in XCODER_FAMILIES {
+            let cli = Cli::try_parse_from([
+                "t",
+                "--arch",
+                f.name(),
+                "--d-sae",
+                "64",
+                "--config",
+                path.to_str().unwrap(),
+                "--batch-size",
+                "16",
+            ])
+            .unwrap();
+            assert_eq!(cli.dictionary.arch, Some(f));
+            let spec = dictionary_spec(Kind::Crosscoder, &cli.dictionary, &[]).unwrap();
+            let c = training_config(&cli.training, &cli.dictionary, &spec, 100, None).unwrap();
+            let defaults = TrainConfig::for_architecture(&spec.architecture, 64, 100);
+            assert_eq!(
+                c,
+                TrainConfig {
+                    lr: 0.001,
+                    batch_size: 16,
+                    ..defaults
+                },
+                "{f}"
+            );
+        }
+        for name in ["gated", "panneal"] {
+            let e = Cli::try_parse_from(["t", "--arch", name])
+                .err()
+                .expect("not an xcoder architecture")
+                .to_string();
+            assert!(e.contains("standard, topk, batchtopk, jumprelu"), "{e}");
+        }
+    }
 }

@@ -2,13 +2,16 @@
 //! random 6x6 Othello games, their labels from `kibitzer bsp labels`, and an
 //! activation store whose row i is the board encoding (mine / yours / empty
 //! planes, 108 values) of labelled position i — the "model" is the board
-//! itself, so every square's properties have a direction in it.
+//! itself, so every square's properties have a direction in it. Like a
+//! harvest, the store records each row's (game, move token) in its
+//! `example` and `position` columns, which the sweep checks against the
+//! labels.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use crate::common::{ok, p};
 use kibitzer_games::Game;
 use kibitzer_games::dataset::OthelloDataset;
-use kibitzer_store::{StoreConfig, StoreWriter};
+use kibitzer_store::{ColumnDtype, ColumnSpec, ColumnValues, StoreConfig, StoreWriter};
 use std::path::PathBuf;
 
 /// The files of a fixture, in a temporary directory.
@@ -56,13 +59,26 @@ pub fn board_fixture(games: usize, seed: u64) -> BoardFixture {
     let store = dir.path().join("acts");
     let config = StoreConfig {
         rows_per_shard: 1024,
+        metadata: serde_json::json!({"game": "othello", "row_ids": "game-token"}),
+        extra_columns: vec![
+            ColumnSpec::scalar("example", ColumnDtype::I64),
+            ColumnSpec::scalar("position", ColumnDtype::I64),
+        ],
         ..StoreConfig::new(width)
     };
     let mut writer = StoreWriter::create(&store, config).expect("a new store");
     let mut row = vec![0f32; width];
-    for position in &positions.positions {
+    for (position, at) in positions.positions.iter().zip(&positions.refs) {
         position.encode(&mut row);
-        writer.push_rows(&row).expect("rows of the store's width");
+        writer
+            .push_rows_with(
+                &row,
+                &[
+                    ("example", ColumnValues::I64(&[at.game as i64])),
+                    ("position", ColumnValues::I64(&[at.token as i64])),
+                ],
+            )
+            .expect("rows of the store's width");
     }
     writer.finish().expect("the store closes");
     let lines = std::fs::read_to_string(&labels)

@@ -13,7 +13,6 @@ use crate::params::{
 };
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use kibitzer_hooks::{Hooks, next_token_loss_from};
-use kibitzer_sae::ops::from_host;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -443,18 +442,7 @@ impl GptTrainer {
         if let Some(steps) = steps {
             config.steps = steps;
         }
-        let template = Gpt::new(model_config, device)?;
-        let mut loaded = Vec::new();
-        for (name, t) in template.named_params() {
-            let [r, c] = t.dims();
-            loaded.push(from_host(
-                file.take(&format!("param/{name}"), &[r, c])?,
-                r,
-                c,
-                device,
-            ));
-        }
-        let model = template.with_params(loaded);
+        let model = file.take_params(Gpt::new(model_config, device)?, "param/", device)?;
         let adam = AdamW::restore(config.adamw, step, &mut file, &model.named_params(), device)?;
         file.finish(
             |_| false,

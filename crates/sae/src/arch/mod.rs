@@ -13,12 +13,15 @@
 //! loss is `mean_b ||x_hat_b - x_b||^2` (summed over the width, averaged over
 //! the batch, as dictionary_learning and Anthropic's April update do).
 
+pub mod family;
 pub mod gated;
 pub mod jumprelu;
 pub mod sparsity;
 pub mod standard;
 pub mod topk;
 pub mod topk_host;
+
+pub use family::{Family, UnknownFamily};
 
 use crate::sae::{Params, Sae};
 use burn::tensor::Tensor;

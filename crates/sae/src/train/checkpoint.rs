@@ -108,6 +108,8 @@ pub(super) fn save(
         atomic_write(&path, &bytes).map_err(|e| file_err(&path, e))?;
         checksums.insert(m.name.clone(), xxh64_hex(&bytes));
     }
+    // A kill here leaves the members' new files beside the old checkpoint.json.
+    kibitzer_store::fault::point("train.checkpoint");
     let manifest = CheckpointManifest {
         step: sweep.step,
         rows_seen: sweep.rows_seen,
@@ -223,7 +225,11 @@ pub(super) fn load(out: &Path, device: &Device) -> Result<(Sweep, serde_json::Va
             config: mm.sae,
             params,
         };
-        let mut trainer = DictTrainer::new(sae, mm.training).map_err(TrainError::Config)?;
+        let mut trainer =
+            DictTrainer::new(sae, mm.training).map_err(|source| TrainError::Member {
+                name: mm.name.clone(),
+                source,
+            })?;
         trainer.m = m;
         trainer.v = v;
         trainer.rows_since_fired = rows_since_fired;
@@ -286,6 +292,47 @@ pub(super) fn remove_stale_temp_files(sweep: &Sweep, out: &Path) {
     }
 }
 
+/// After a run that started at step 0 failed before its first checkpoint
+/// was complete: removes what it wrote (`sweep.json`, the members' logs,
+/// checkpoint files no `checkpoint.json` names, temporary files), then the
+/// members' directories and `out` itself where they are left empty and
+/// `out` did not exist before the run. Nothing else is touched: other
+/// files in these directories stay, and so do the directories holding them.
+/// Best effort: what cannot be removed stays.
+pub(super) fn remove_failed_start(sweep: &Sweep, out: &Path, out_existed: bool) {
+    if out.join(CHECKPOINT_FILE).exists() {
+        return;
+    }
+    let _ = fs::remove_file(out.join(SWEEP_FILE));
+    for m in &sweep.members {
+        let dir = out.join(&m.name);
+        let _ = fs::remove_file(dir.join("log.jsonl"));
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let ours = (name.starts_with("checkpoint-") && name.ends_with(".safetensors"))
+                    || (is_temp_name(&name)
+                        && name.ends_with(&format!(".tmp-{}", std::process::id())));
+                if ours && e.file_type().is_ok_and(|t| t.is_file()) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        let _ = fs::remove_dir(&dir); // only if empty
+    }
+    if !out_existed {
+        let _ = fs::remove_dir(out); // only if empty
+    }
+}
+
+/// Whether `name` has the form of an atomic write's temporary file
+/// (`.<file>.tmp-<pid>`), whoever wrote it.
+fn is_temp_name(name: &str) -> bool {
+    name.rsplit_once(".tmp-").is_some_and(|(head, pid)| {
+        name.starts_with('.') && head.len() >= 2 && pid.parse::<u32>().is_ok()
+    })
+}
+
 /// Drops the lines of a `log.jsonl` for steps at or after `step`: a run
 /// resumed from the checkpoint of `step` writes them again. Any log whose
 /// lines carry [`StepLog`]'s fields (flattened, as transcoders' logs do)
@@ -302,16 +349,24 @@ pub fn truncate_log(path: &Path, step: usize) -> Result<(), TrainError> {
     atomic_write(path, kept.as_bytes()).map_err(|e| file_err(path, e))
 }
 
+/// Opens every member's `log.jsonl` for appending; a run that starts at
+/// step 0 starts them empty (lines of an earlier start that never reached a
+/// checkpoint are not this run's).
 pub(super) fn open_logs(sweep: &Sweep, out: &Path) -> Result<Vec<BufWriter<fs::File>>, TrainError> {
+    let fresh = sweep.step == 0;
     sweep
         .members
         .iter()
         .map(|m| {
             let path = out.join(&m.name).join("log.jsonl");
-            fs::OpenOptions::new()
+            let mut options = fs::OpenOptions::new();
+            if fresh {
+                options.write(true).truncate(true);
+            } else {
+                options.append(true);
+            }
+            options
                 .create(true)
-                .append(true)
-                .truncate(false)
                 .open(&path)
                 .map(BufWriter::new)
                 .map_err(|e| file_err(&path, e))

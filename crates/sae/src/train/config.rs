@@ -2,6 +2,7 @@
 //! defaults of the paper each architecture comes from.
 
 use crate::arch::Architecture;
+use crate::error::ConfigError;
 
 /// Adam's hyper-parameters (PyTorch's defaults).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -123,6 +124,25 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
+/// Settings of a command line that win over a config file, for
+/// [`TrainConfig::layered`]. `steps` and `seed` are always set; the rest
+/// only when given.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TrainFlags {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Seed of training.
+    pub seed: u64,
+    /// Rows per batch.
+    pub batch_size: Option<usize>,
+    /// Peak learning rate.
+    pub lr: Option<f64>,
+    /// Sparsity coefficient (`--l1`).
+    pub sparsity_coefficient: Option<f64>,
+    /// p-annealing (the `panneal` family).
+    pub p_anneal: Option<PAnneal>,
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
@@ -192,6 +212,65 @@ impl TrainConfig {
         }
     }
 
+    /// The training config of a command line, in the documented order: the
+    /// architecture's defaults ([`TrainConfig::for_architecture`]) for
+    /// `flags.steps`, then the fields `file` sets (a config file's table,
+    /// e.g. parsed TOML; tables such as `[adam]` field by field), then the
+    /// flags given. Every field neither sets keeps the architecture's
+    /// default, `None`s included (TopK's `grad_clip_norm`). An unknown field
+    /// of `file`, or one of the wrong type, is an error naming it.
+    pub fn layered(
+        arch: &Architecture,
+        d_sae: usize,
+        file: Option<&serde_json::Value>,
+        flags: &TrainFlags,
+    ) -> Result<Self, serde_json::Error> {
+        let mut c = Self::for_architecture(arch, d_sae, flags.steps);
+        if let Some(file) = file {
+            c = c.overlaid(file)?;
+        }
+        c.steps = flags.steps;
+        c.seed = flags.seed;
+        if let Some(b) = flags.batch_size {
+            c.batch_size = b;
+        }
+        if let Some(lr) = flags.lr {
+            c.lr = lr;
+        }
+        if let Some(s) = flags.sparsity_coefficient {
+            c.sparsity_coefficient = s;
+        }
+        if let Some(p) = flags.p_anneal {
+            c.p_anneal = Some(p);
+        }
+        Ok(c)
+    }
+
+    /// This config with the fields `file` sets replaced (tables field by
+    /// field) and every other field kept. JSON is the common ground because
+    /// it keeps `None`s, which TOML cannot write (a dropped field would take
+    /// the plain [`Default`] instead of the architecture's).
+    pub fn overlaid(self, file: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        fn overlay(base: &mut serde_json::Value, file: &serde_json::Value) {
+            match (base, file) {
+                (serde_json::Value::Object(base), serde_json::Value::Object(file)) => {
+                    for (k, v) in file {
+                        match base.get_mut(k) {
+                            Some(slot) => overlay(slot, v),
+                            None => {
+                                base.insert(k.clone(), v.clone());
+                            }
+                        }
+                    }
+                }
+                (slot, v) => *slot = v.clone(),
+            }
+        }
+        let mut merged = serde_json::to_value(&self)?;
+        overlay(&mut merged, file);
+        serde_json::from_value(merged)
+    }
+
     /// The learning rate at `step` (0-based): linear warm-up, constant, then
     /// linear decay to 0 at `steps`.
     pub fn lr_at(&self, step: usize) -> f64 {
@@ -217,8 +296,13 @@ impl TrainConfig {
     }
 
     /// Checks values a user could get wrong, naming the field.
-    pub fn validate(&self) -> Result<(), String> {
-        let bad = |field: &str, why: &str| Err(format!("training config: `{field}` {why}"));
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, reason: &str| {
+            Err(ConfigError::Training {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr", &format!("must be a positive number, got {}", self.lr));
         }
@@ -231,10 +315,10 @@ impl TrainConfig {
         if !(self.sparsity_coefficient.is_finite() && self.sparsity_coefficient >= 0.0) {
             return bad("sparsity_coefficient", "must be a non-negative number");
         }
-        if let Some(c) = self.grad_clip_norm {
-            if !(c.is_finite() && c > 0.0) {
-                return bad("grad_clip_norm", "must be positive");
-            }
+        if let Some(c) = self.grad_clip_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return bad("grad_clip_norm", "must be positive");
         }
         if let Some(pa) = &self.p_anneal {
             if !(pa.p_end > 0.0 && pa.p_end <= pa.p_start && pa.p_start <= 1.0) {
@@ -254,6 +338,130 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every architecture (p-annealing is the standard one with
+    /// `p_anneal`), with its name.
+    fn architectures() -> Vec<(&'static str, Architecture)> {
+        vec![
+            ("standard", Architecture::Standard),
+            ("gated", Architecture::Gated),
+            ("topk", Architecture::TopK { k: 8 }),
+            ("batchtopk", Architecture::BatchTopK { k: 8 }),
+            ("jumprelu", Architecture::JumpRelu { bandwidth: 0.001 }),
+        ]
+    }
+
+    fn flags() -> TrainFlags {
+        TrainFlags {
+            steps: 200,
+            seed: 7,
+            ..TrainFlags::default()
+        }
+    }
+
+    #[test]
+    fn a_file_that_sets_only_lr_keeps_topk_without_gradient_clipping() {
+        let file = serde_json::json!({ "lr": 0.001 });
+        for arch in [
+            Architecture::TopK { k: 8 },
+            Architecture::BatchTopK { k: 8 },
+        ] {
+            let c = TrainConfig::layered(&arch, 64, Some(&file), &flags()).unwrap();
+            assert_eq!(c.lr, 0.001);
+            assert_eq!(c.grad_clip_norm, None, "{arch:?}");
+        }
+    }
+
+    #[test]
+    fn file_fields_replace_the_architecture_defaults_and_keep_the_rest() {
+        // A partial `[adam]` table replaces only the field it names.
+        let file = serde_json::json!({ "lr": 0.001, "adam": { "beta2": 0.99 } });
+        for (name, arch) in architectures() {
+            let defaults = TrainConfig {
+                seed: 7,
+                ..TrainConfig::for_architecture(&arch, 64, 200)
+            };
+            let c = TrainConfig::layered(&arch, 64, Some(&file), &flags()).unwrap();
+            let expected = TrainConfig {
+                lr: 0.001,
+                adam: AdamConfig {
+                    beta2: 0.99,
+                    ..defaults.adam
+                },
+                ..defaults.clone()
+            };
+            assert_eq!(c, expected, "{name}");
+            // Without a file: the architecture's defaults.
+            let c = TrainConfig::layered(&arch, 64, None, &flags()).unwrap();
+            assert_eq!(c, defaults, "{name}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_the_defaults() {
+        let file = serde_json::json!({
+            "lr": 0.001,
+            "batch_size": 64,
+            "sparsity_coefficient": 2.0,
+            "grad_clip_norm": 0.5,
+            "steps": 5,
+            "seed": 5,
+            "p_anneal": { "p_start": 1.0, "p_end": 0.5, "start_fraction": 0.1, "updates": 3 },
+        });
+        let p_anneal = PAnneal {
+            p_end: 0.3,
+            ..PAnneal::default()
+        };
+        for (name, arch) in architectures() {
+            let given = TrainFlags {
+                batch_size: Some(128),
+                lr: Some(0.002),
+                sparsity_coefficient: Some(3.0),
+                p_anneal: Some(p_anneal),
+                ..flags()
+            };
+            let c = TrainConfig::layered(&arch, 64, Some(&file), &given).unwrap();
+            let defaults = TrainConfig::for_architecture(&arch, 64, 200);
+            assert_eq!(
+                (c.steps, c.seed, c.batch_size, c.lr, c.sparsity_coefficient),
+                (200, 7, 128, 0.002, 3.0),
+                "{name}: flags win"
+            );
+            assert_eq!(c.p_anneal, Some(p_anneal), "{name}");
+            assert_eq!(c.grad_clip_norm, Some(0.5), "{name}: file over defaults");
+            assert_eq!(c.lr_warmup_steps, defaults.lr_warmup_steps, "{name}");
+            assert_eq!(c.auxk_alpha, defaults.auxk_alpha, "{name}");
+            // Flags not given leave the file's values.
+            let c = TrainConfig::layered(&arch, 64, Some(&file), &flags()).unwrap();
+            assert_eq!(
+                (c.steps, c.seed, c.batch_size, c.lr, c.sparsity_coefficient),
+                (200, 7, 64, 0.001, 2.0),
+                "{name}: file values"
+            );
+            assert_eq!(c.p_anneal.map(|p| p.p_end), Some(0.5), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_or_mistyped_file_field_is_an_error_naming_it() {
+        let arch = Architecture::Standard;
+        let e = TrainConfig::layered(
+            &arch,
+            64,
+            Some(&serde_json::json!({ "lr_x": 1.0 })),
+            &flags(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("lr_x"), "{e}");
+        let e = TrainConfig::layered(
+            &arch,
+            64,
+            Some(&serde_json::json!({ "lr": "fast" })),
+            &flags(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("fast"), "{e}");
+    }
 
     #[test]
     fn lr_schedule_warms_up_holds_and_decays_to_zero() {
@@ -297,7 +505,9 @@ mod tests {
             lr: -1.0,
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().contains("`lr`"));
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.field(), "lr");
+        assert!(err.to_string().contains("`lr`"), "{err}");
         let c = TrainConfig {
             p_anneal: Some(PAnneal {
                 p_end: 1.5,
@@ -305,7 +515,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().contains("p_anneal"));
+        assert_eq!(c.validate().unwrap_err().field(), "p_anneal");
         assert!(
             TrainConfig::for_architecture(&Architecture::TopK { k: 8 }, 4096, 1000)
                 .validate()
@@ -327,24 +537,28 @@ mod tests {
             DictTrainer::new(sae, TrainConfig::for_architecture(&arch, d_sae, 10))
         };
         for (arch, d_sae, field) in [
-            (Architecture::TopK { k: 0 }, 8, "`k`"),
-            (Architecture::TopK { k: 9 }, 8, "`k`"),
-            (Architecture::BatchTopK { k: 0 }, 8, "`k`"),
-            (Architecture::JumpRelu { bandwidth: -1.0 }, 8, "`bandwidth`"),
-            (Architecture::JumpRelu { bandwidth: 0.0 }, 8, "`bandwidth`"),
+            (Architecture::TopK { k: 0 }, 8, "k"),
+            (Architecture::TopK { k: 9 }, 8, "k"),
+            (Architecture::BatchTopK { k: 0 }, 8, "k"),
+            (Architecture::JumpRelu { bandwidth: -1.0 }, 8, "bandwidth"),
+            (Architecture::JumpRelu { bandwidth: 0.0 }, 8, "bandwidth"),
             (
                 Architecture::JumpRelu {
                     bandwidth: f64::NAN,
                 },
                 8,
-                "`bandwidth`",
+                "bandwidth",
             ),
-            (Architecture::TopK { k: 4 }, 0, "`d_sae`"),
+            (Architecture::TopK { k: 4 }, 0, "d_sae"),
         ] {
             let err = trainer(arch.clone(), d_sae)
                 .err()
                 .unwrap_or_else(|| panic!("{arch:?} accepted"));
-            assert!(err.contains(field), "{arch:?} d_sae {d_sae}: {err}");
+            assert!(
+                matches!(err, ConfigError::Sae { field: f, .. } if f == field),
+                "{arch:?} d_sae {d_sae}: {err}"
+            );
+            assert!(err.to_string().contains(&format!("`{field}`")), "{err}");
         }
         assert!(trainer(Architecture::TopK { k: 8 }, 8).is_ok());
         assert!(trainer(Architecture::JumpRelu { bandwidth: 0.001 }, 8).is_ok());

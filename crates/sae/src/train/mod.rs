@@ -28,9 +28,10 @@ mod optim;
 pub mod presets;
 
 pub use checkpoint::truncate_log;
-pub use config::{AdamConfig, PAnneal, TrainConfig};
+pub use config::{AdamConfig, PAnneal, TrainConfig, TrainFlags};
 pub use optim::{DictTrainer, StepLog, StepReport, adam_step, batch_fvu};
 
+use crate::error::ConfigError;
 use crate::ops::from_host;
 use crate::sae::Sae;
 use burn::tensor::Device;
@@ -53,12 +54,17 @@ impl SourcePosition for kibitzer_store::ShuffledReader {
     }
 }
 
-/// What can stop training.
+/// A cause of any error type, kept for [`std::error::Error::source`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What can stop training. Variants that wrap another error keep it as
+/// their [`source`](std::error::Error::source), so the whole chain can be
+/// printed or inspected.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// The activation source failed.
+    /// The activation source failed (its own error type, boxed).
     #[error("reading activations: {0}")]
-    Source(String),
+    Source(#[source] BoxError),
     /// The source ran dry before training finished.
     #[error(
         "the activation source ran out after {rows} rows at step {step}; use a source that cycles or fewer steps"
@@ -81,17 +87,26 @@ pub enum TrainError {
         /// Width found.
         found: usize,
     },
-    /// A file could not be read or written.
-    #[error("{path}: {message}")]
+    /// A file could not be read or written, or holds what it should not.
+    #[error("{path}: {source}")]
     File {
         /// The file.
         path: PathBuf,
-        /// What went wrong.
-        message: String,
+        /// What went wrong: the I/O, JSON or SAELens error, or a message.
+        source: BoxError,
     },
     /// The sweep is inconsistent (duplicate names, different batch sizes...).
     #[error("{0}")]
     Config(String),
+    /// A member's dictionary or training config cannot be trained (in a
+    /// checkpoint being resumed, for instance).
+    #[error("dictionary {name}: {source}")]
+    Member {
+        /// Member name.
+        name: String,
+        /// The field at fault.
+        source: ConfigError,
+    },
     /// The loss became NaN or infinite.
     #[error(
         "training of {name} diverged at step {step} (loss {loss}); lower the learning rate or the sparsity coefficient"
@@ -106,10 +121,12 @@ pub enum TrainError {
     },
 }
 
-pub(crate) fn file_err(path: &Path, message: impl ToString) -> TrainError {
+/// A [`TrainError::File`] for `path` caused by `cause` (any error, or a
+/// message).
+pub(crate) fn file_err(path: &Path, cause: impl Into<BoxError>) -> TrainError {
     TrainError::File {
         path: path.to_path_buf(),
-        message: message.to_string(),
+        source: cause.into(),
     }
 }
 
@@ -252,7 +269,31 @@ impl Sweep {
     /// Trains until every member has taken its steps (or `stop_after`),
     /// checkpointing and logging as `options` say, then saves every
     /// dictionary in SAELens's layout, folded to work on raw activations.
+    ///
+    /// A run that fails leaves resumable state or nothing: once a
+    /// checkpoint is complete, [`Sweep::resume`] continues from it; a run
+    /// started at step 0 that fails before its first checkpoint removes
+    /// what it wrote (`sweep.json`, the logs, and the directories it
+    /// created when they are left empty). A killed process cleans nothing;
+    /// starting the run again without resuming replaces what it left.
     pub fn run<S>(
+        &mut self,
+        source: &mut S,
+        options: &RunOptions,
+    ) -> Result<Vec<StepLog>, TrainError>
+    where
+        S: ActivationSource + SourcePosition,
+    {
+        let fresh = self.step == 0;
+        let out_existed = options.out_dir.exists();
+        let result = self.run_steps(source, options);
+        if result.is_err() && fresh {
+            checkpoint::remove_failed_start(self, &options.out_dir, out_existed);
+        }
+        result
+    }
+
+    fn run_steps<S>(
         &mut self,
         source: &mut S,
         options: &RunOptions,
@@ -293,7 +334,7 @@ impl Sweep {
             }
             let rows = source
                 .next_batch(batch, &mut host)
-                .map_err(|e| TrainError::Source(e.to_string()))?;
+                .map_err(|e| TrainError::Source(Box::new(e)))?;
             if rows == 0 {
                 return Err(TrainError::Exhausted {
                     rows: self.rows_seen,
@@ -336,6 +377,7 @@ impl Sweep {
             host = Vec::with_capacity(batch * d_in);
             self.step += 1;
             taken += 1;
+            kibitzer_store::fault::point("train.step");
             if log_now {
                 if let Some(l) = last.iter().flatten().next() {
                     bar.set_message(format!(
@@ -428,6 +470,39 @@ impl Sweep {
     ) -> Result<(Sweep, serde_json::Value), TrainError> {
         checkpoint::load(out_dir, device)
     }
+}
+
+/// Host bytes that training the dictionaries of `shapes` together (a
+/// [`Sweep`]) on batches of `batch_size` rows needs at least. On the host
+/// (`on_host`, burn's `flex` backend): every dictionary's parameters five
+/// times over (the weights, their gradients, Adam's two moments, and the
+/// host copy made at initialisation), plus the largest member's batch
+/// temporaries (members step one after another): four `[batch, d_sae]`
+/// matrices (pre-activations, features, their gradients) and two of the
+/// input and output widths. On a GPU only the host side of initialisation
+/// counts (the parameters twice); what lives on the device is the device's
+/// business. Callers check it with [`kibitzer_store::memory::check`] before
+/// [`Sae::init`](crate::Sae::init) allocates anything. Saturates instead of
+/// overflowing.
+pub fn memory_needed(shapes: &[crate::SaeConfig], batch_size: usize, on_host: bool) -> u128 {
+    use kibitzer_store::memory::{f32_bytes, product};
+    let copies = if on_host { 5 } else { 2 };
+    let params = shapes
+        .iter()
+        .map(|c| c.parameter_count().saturating_mul(copies))
+        .fold(0u128, u128::saturating_add);
+    let batch = shapes
+        .iter()
+        .map(|c| {
+            product(&[batch_size, c.d_sae])
+                .saturating_mul(4)
+                .saturating_add(
+                    product(&[batch_size, c.d_in.saturating_add(c.d_out)]).saturating_mul(2),
+                )
+        })
+        .max()
+        .unwrap_or(0);
+    f32_bytes(params.saturating_add(if on_host { batch } else { 0 }))
 }
 
 /// `sqrt(d_in) / mean_b ||x_b||`: the factor that gives rows a mean norm of

@@ -5,6 +5,7 @@
 
 use super::config::{AdamConfig, TrainConfig};
 use crate::arch::{self, Architecture, LossParts, LossTensors, StepInputs};
+use crate::error::ConfigError;
 use crate::ops::{from_host, row_from_host, row_norms, scalar, to_host};
 use crate::sae::{Params, Sae};
 use burn::tensor::Tensor;
@@ -104,8 +105,12 @@ pub(crate) struct ScalarState {
 }
 
 impl DictTrainer {
-    /// A trainer for a freshly initialised or loaded dictionary.
-    pub fn new(sae: Sae, config: TrainConfig) -> Result<Self, String> {
+    /// A trainer for a freshly initialised or loaded dictionary. Refuses a
+    /// dictionary or config that [`SaeConfig::validate`](crate::SaeConfig::validate)
+    /// or [`TrainConfig::validate`] refuses, and p-annealing for an
+    /// architecture other than the standard and gated SAEs, with the
+    /// [`ConfigError`] that names the field.
+    pub fn new(sae: Sae, config: TrainConfig) -> Result<Self, ConfigError> {
         // The shape first: a zero d_sae would otherwise surface as the
         // infinite default learning rate it implies.
         sae.config.validate()?;
@@ -116,10 +121,11 @@ impl DictTrainer {
                 Architecture::Standard | Architecture::Gated
             )
         {
-            return Err(format!(
-                "training config: `p_anneal` applies to the standard and gated SAEs, not {}",
-                sae.config.architecture.name()
-            ));
+            return Err(ConfigError::NotForArchitecture {
+                field: "p_anneal",
+                applies_to: "the standard and gated SAEs",
+                architecture: sae.config.architecture.name(),
+            });
         }
         let zeros = sae.params.zeros_like();
         let p = config.p_anneal.map_or(1.0, |pa| pa.p_start);

@@ -4,6 +4,7 @@
 
 use super::{DictTrainer, PAnneal, SweepMember, TrainConfig};
 use crate::arch::Architecture;
+use crate::error::ConfigError;
 use crate::sae::{Sae, SaeConfig};
 use crate::synth::SyntheticConfig;
 use burn::tensor::Device;
@@ -52,7 +53,7 @@ pub fn planted_recovery(
     steps: usize,
     seed: u64,
     device: &Device,
-) -> Result<Vec<SweepMember>, String> {
+) -> Result<Vec<SweepMember>, ConfigError> {
     let specs: [(&str, Architecture, f64); 6] = [
         ("standard", Architecture::Standard, 2.0),
         ("panneal", Architecture::Standard, 2.0),

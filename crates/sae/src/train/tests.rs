@@ -343,3 +343,87 @@ fn input_scale_gives_rows_norm_sqrt_d() {
     // Mean norm (5 + 10) / 2 = 7.5; target sqrt(3).
     assert!((c - 3f32.sqrt() / 7.5).abs() < 1e-6);
 }
+
+/// A source that fails at batch `fail_at` (from 0).
+struct FailingAt {
+    inner: Cycling,
+    batches: usize,
+    fail_at: usize,
+}
+
+impl ActivationSource for FailingAt {
+    type Error = std::io::Error;
+    fn d_in(&self) -> usize {
+        self.inner.d_in
+    }
+    fn next_batch(&mut self, rows: usize, out: &mut Vec<f32>) -> Result<usize, std::io::Error> {
+        if self.batches == self.fail_at {
+            return Err(std::io::Error::other("shard 3 is corrupt"));
+        }
+        self.batches += 1;
+        Ok(self.inner.next_batch(rows, out).unwrap())
+    }
+}
+
+impl SourcePosition for FailingAt {
+    fn position(&self) -> serde_json::Value {
+        self.inner.position()
+    }
+}
+
+/// Issue 20 #9: a run that fails leaves resumable state or nothing.
+#[test]
+fn failed_run_leaves_resumable_state_or_nothing() {
+    let dev = Device::flex();
+    let source = |fail_at| FailingAt {
+        inner: Cycling {
+            data: data(12, 200, 1),
+            d_in: 12,
+            cursor: 0,
+        },
+        batches: 0,
+        fail_at,
+    };
+    let members = || vec![member("topk", Architecture::TopK { k: 3 }, 30, 3)];
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Fails before the first checkpoint (at step 10): nothing is left, not
+    // even the directory the run created.
+    let out = tmp.path().join("run");
+    let mut sweep = Sweep::new(members(), &dev).unwrap();
+    let err = sweep.run(&mut source(4), &options(&out)).unwrap_err();
+    assert!(err.to_string().contains("shard 3 is corrupt"), "{err}");
+    assert!(!out.exists(), "a failed start left {}", out.display());
+    // In a directory that was there (with a file of the user's), only what
+    // the run wrote goes.
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let mut sweep = Sweep::new(members(), &dev).unwrap();
+    sweep.run(&mut source(0), &options(&out)).unwrap_err();
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
+
+    // Fails after the checkpoint at step 20: resumable, and the resumed run
+    // ends where an uninterrupted one does.
+    let mut sweep = Sweep::new(members(), &dev).unwrap();
+    sweep.run(&mut source(25), &options(&out)).unwrap_err();
+    assert!(out.join("checkpoint.json").exists() && out.join("sweep.json").exists());
+    let (mut resumed, pos) = Sweep::resume(&out, &dev).unwrap();
+    assert_eq!(resumed.step, 20);
+    let mut rest = source(usize::MAX);
+    rest.inner.cursor = serde_json::from_value(pos).unwrap();
+    resumed.run(&mut rest, &options(&out)).unwrap();
+    let whole_dir = tmp.path().join("whole");
+    let mut whole = Sweep::new(members(), &dev).unwrap();
+    whole
+        .run(&mut source(usize::MAX), &options(&whole_dir))
+        .unwrap();
+    assert_eq!(weights(&resumed), weights(&whole));
+    assert_eq!(
+        std::fs::read(out.join("topk/log.jsonl")).unwrap(),
+        std::fs::read(whole_dir.join("topk/log.jsonl")).unwrap()
+    );
+}
