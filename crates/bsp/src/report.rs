@@ -1,7 +1,6 @@
 //! Reports of the metrics as serde types (JSON) and Markdown tables.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -427,7 +426,7 @@ pub fn comparison_markdown(
     out
 }
 
-/// Writes `bytes` to `path` atomically (kibitzer-games' `AtomicFile`: a
+/// Writes `bytes` to `path` atomically (kibitzer-io's: a
 /// temporary file in the same directory, fsync, rename, fsync of the
 /// directory). A `path` that exists and is not a regular file (a symlink, a
 /// device such as `/dev/null`, a FIFO, a directory) is refused, naming it:
@@ -437,9 +436,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = kibitzer_games::atomic::AtomicFile::create(path).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.commit().map_err(io)
+    kibitzer_io::atomic::write(path, bytes).map_err(io)
 }
 
 #[cfg(test)]

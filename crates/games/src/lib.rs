@@ -21,7 +21,9 @@ pub mod mcts;
 pub mod othello;
 pub mod players;
 
-pub mod atomic;
-pub mod fault;
+/// Atomic file writes (kibitzer-io's).
+pub use kibitzer_io::atomic;
+/// Fault points for the tests of interrupted jobs (kibitzer-io's).
+pub use kibitzer_io::fault;
 
 pub use game::{Game, IllegalMove, Outcome, Player};

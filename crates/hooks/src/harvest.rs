@@ -438,22 +438,11 @@ pub fn harvest_with_row_ids<M: HookedModel, S: ExampleSource<M::Input>>(
         .push(ColumnSpec::scalar("position", ColumnDtype::I64));
     let rows_per_call = store.rows_per_shard.clamp(1, 8192);
     let mut writer = StoreWriter::create(dir, store)?;
-    let bar = if config.progress {
-        let bar = config.max_rows.map_or_else(
-            indicatif::ProgressBar::no_length,
-            indicatif::ProgressBar::new,
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {msg} {human_pos} rows [{elapsed_precise}] {per_sec}",
-            )
-            .expect("the template is valid"),
-        );
-        bar.set_message(format!("harvesting {site}"));
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
+    let bar = match config.max_rows {
+        Some(max) => kibitzer_io::progress::bar(config.progress, max, 0, "rows"),
+        None => kibitzer_io::progress::counter(config.progress, "rows"),
     };
+    bar.set_message(format!("harvesting {site}"));
     let (mut values, mut ids) = (Vec::new(), Vec::new());
     loop {
         let want = match config.max_rows {

@@ -7,7 +7,6 @@
 //! Training itself is [`kibitzer_models::alphazero::coach`].
 
 use crate::board_eval::{ROW_IDS_GAME_TOKEN, ROW_IDS_KEY, check_rows_match_labels};
-use crate::sweep::progress_bar;
 use burn::tensor::Device;
 use kibitzer_bsp::labelling::{LabelledPositions, othello_at_moves, save_labels_jsonl};
 use kibitzer_bsp::othello::{OthelloBspOptions, othello_bsps};
@@ -443,11 +442,8 @@ pub fn harvest(config: &HarvestConfig) -> Result<HarvestReport, AlphaZeroError> 
 
     // Games, in chunks until there are enough square moves.
     let clock = Instant::now();
-    let bar = progress_bar(
-        config.progress,
-        config.positions,
-        "playing {bar:30} {pos}/{len} positions [{elapsed_precise} < {eta_precise}]",
-    );
+    let bar = kibitzer_io::progress::bar(config.progress, config.positions as u64, 0, "positions");
+    bar.set_message("playing");
     let mut games: Vec<Vec<OthelloMove>> = Vec::new();
     let mut positions = 0usize;
     while positions < config.positions {

@@ -1156,20 +1156,6 @@ pub fn read_positions(
     Ok(out)
 }
 
-/// A progress bar of `len` steps drawn with `template`; hidden unless `show`.
-pub fn progress_bar(show: bool, len: usize, template: &str) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .expect("the progress templates are valid constants")
-            .progress_chars("=> "),
-    );
-    bar
-}
-
 /// Trains (or resumes) the sweep `config` describes, evaluates every run
 /// (skipping runs already evaluated at the same step, so an interrupted
 /// evaluation resumes too), and writes `scaling.json`, `scaling.md`, the
@@ -1310,11 +1296,8 @@ fn evaluate_sweep(
     device: &Device,
 ) -> Result<(ScalingReport, BTreeSet<usize>), SweepError> {
     let out = &config.out;
-    let bar = progress_bar(
-        config.progress,
-        sweep.members.len(),
-        "{elapsed_precise} [{bar:30}] {pos}/{len} evaluated  {msg}",
-    );
+    let bar =
+        kibitzer_io::progress::bar(config.progress, sweep.members.len() as u64, 0, "evaluated");
     let mut runs = Vec::with_capacity(sweep.members.len());
     let mut shown = BTreeSet::new();
     for (member, (name, sae)) in sweep.members.iter().zip(sweep.inference_saes()) {

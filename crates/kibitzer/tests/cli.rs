@@ -547,7 +547,7 @@ fn outputs_that_are_not_regular_files_are_refused() {
     for out in [link.as_path(), Path::new("/dev/null")] {
         let err = fails(&strs(&generate(out)));
         assert!(
-            err.contains(p(out)) && err.contains("not be replaced"),
+            err.contains(p(out)) && err.contains("will not replace it"),
             "{}: {err}",
             out.display()
         );

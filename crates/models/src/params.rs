@@ -311,32 +311,6 @@ pub(crate) struct TensorFile {
     pub metadata: HashMap<String, String>,
 }
 
-/// Little-endian float values of a safetensors view as f32.
-fn float_values(view: &safetensors::tensor::TensorView<'_>) -> Option<Vec<f32>> {
-    let raw = view.data();
-    Some(match view.dtype() {
-        safetensors::Dtype::F32 => raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        safetensors::Dtype::F16 => raw
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        safetensors::Dtype::BF16 => raw
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        safetensors::Dtype::F64 => raw
-            .chunks_exact(8)
-            .map(|c| {
-                f64::from_le_bytes(c.try_into().expect("chunks_exact(8) yields 8 bytes")) as f32
-            })
-            .collect(),
-        _ => return None,
-    })
-}
-
 impl TensorFile {
     pub fn open(path: &Path) -> Result<TensorFile, ModelError> {
         let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
@@ -351,7 +325,7 @@ impl TensorFile {
         let st = safetensors::SafeTensors::deserialize(bytes).map_err(bad)?;
         let (mut tensors, mut other) = (BTreeMap::new(), BTreeMap::new());
         for (name, view) in st.tensors() {
-            match float_values(&view) {
+            match kibitzer_sae::io::float_values(&view) {
                 Some(data) => {
                     tensors.insert(
                         name.clone(),

@@ -135,19 +135,8 @@ pub fn write_quiz_file(
             )));
         }
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let file = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
-        serde_json::to_writer(&mut w, header)?;
+    kibitzer_io::atomic::write_with(path, |w| {
+        serde_json::to_writer(&mut *w, header)?;
         w.write_all(b"\n")?;
         for q in quizzes {
             let line = LineOut {
@@ -160,22 +149,12 @@ pub fn write_quiz_file(
                     q.grids[3].cells(),
                 ],
             };
-            serde_json::to_writer(&mut w, &line)?;
+            serde_json::to_writer(&mut *w, &line)?;
             w.write_all(b"\n")?;
         }
-        w.flush()?;
-        drop(w);
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(QuizError::io(path, e));
-    }
-    #[cfg(unix)]
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| QuizError::io(dir, e))?;
+        Ok(())
+    })
+    .map_err(|e| QuizError::io(path, e))?;
     Ok(())
 }
 

@@ -41,6 +41,34 @@ pub fn f32_safetensors(
     safetensors::tensor::serialize(views, metadata).map_err(|e| e.to_string())
 }
 
+/// The values of a safetensors tensor as f32 (f32, f16, bf16 and f64 are
+/// converted; little-endian, as safetensors stores them), or `None` for a
+/// tensor that is not floating point.
+pub fn float_values(view: &safetensors::tensor::TensorView<'_>) -> Option<Vec<f32>> {
+    let raw = view.data();
+    Some(match view.dtype() {
+        safetensors::Dtype::F32 => raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        safetensors::Dtype::F16 => raw
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        safetensors::Dtype::BF16 => raw
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        safetensors::Dtype::F64 => raw
+            .chunks_exact(8)
+            .map(|c| {
+                f64::from_le_bytes(c.try_into().expect("chunks_exact(8) yields 8 bytes")) as f32
+            })
+            .collect(),
+        _ => return None,
+    })
+}
+
 /// Reads every tensor of a safetensors buffer as f32 (f32, f16, bf16 and f64
 /// are accepted and converted), with the file's metadata.
 pub fn read_f32_safetensors(
@@ -50,31 +78,11 @@ pub fn read_f32_safetensors(
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
-        let raw = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            safetensors::Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            safetensors::Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            safetensors::Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            safetensors::Dtype::F64 => raw
-                .chunks_exact(8)
-                .map(|c| {
-                    f64::from_le_bytes(c.try_into().expect("chunks_exact(8) yields 8 bytes")) as f32
-                })
-                .collect(),
-            other => {
-                return Err(format!(
-                    "tensor {name}: dtype {other:?} is not a float type"
-                ));
-            }
+        let Some(data) = float_values(&view) else {
+            return Err(format!(
+                "tensor {name}: dtype {:?} is not a float type",
+                view.dtype()
+            ));
         };
         out.push(HostTensor {
             name,

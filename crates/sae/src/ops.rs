@@ -1,7 +1,7 @@
 //! Small tensor helpers shared by the architectures, the trainer and the metrics.
 
 use crate::device::is_host;
-use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::tensor::{Device, IndexingUpdateOp, Tensor, TensorData};
 use rayon::prelude::*;
 
 /// Copies a rank-2 tensor to the host as row-major `f32`.
@@ -34,6 +34,13 @@ pub fn row_norms(t: Tensor<2>) -> Tensor<2> {
     t.square().sum_dim(1).sqrt()
 }
 
+/// The largest `k` for which burn 0.22's `topk` is used on a GPU backend.
+/// Above it, cubecl's top-k kernel returns wrong values (found by the
+/// parity tests on wgpu: for k = 128 or 256 it returns one value and fills
+/// the rest with `f32::MIN`), so the device sorts instead: slower, still on
+/// the device, and right.
+pub const DEVICE_TOPK_MAX_K: usize = 64;
+
 /// A 0/1 mask with exactly `k` ones per row, at the row's `k` largest values
 /// (ties broken towards the lower index on the host path).
 ///
@@ -63,7 +70,11 @@ pub fn row_topk_mask(pre: Tensor<2>, k: usize) -> Tensor<2> {
             });
         from_host(mask, rows, cols, &device)
     } else {
-        let (_, idx): (Tensor<2>, Tensor<2, Int>) = pre.topk_with_indices(k, 1);
+        let idx = if k <= DEVICE_TOPK_MAX_K {
+            pre.topk_with_indices(k, 1).1
+        } else {
+            pre.sort_descending_with_indices(1).1.narrow(1, 0, k)
+        };
         Tensor::zeros([rows, cols], &device).scatter(
             1,
             idx,
@@ -100,8 +111,13 @@ pub fn batch_topk_mask(acts: Tensor<2>, total: usize) -> Tensor<2> {
         from_host(mask, rows, cols, &device)
     } else {
         let flat: Tensor<1> = acts.clone().reshape([n]);
-        let kth = flat.topk(total, 0).slice([total - 1..total]);
-        let kth: Tensor<2> = kth.reshape([1, 1]);
+        let kth: Tensor<2> = if total <= DEVICE_TOPK_MAX_K {
+            flat.topk(total, 0).min().reshape([1, 1])
+        } else {
+            flat.sort_descending(0)
+                .slice([total - 1..total])
+                .reshape([1, 1])
+        };
         let keep = acts.clone().greater_equal(kth).float();
         keep * acts.greater_elem(0.0).float()
     }

@@ -435,99 +435,31 @@ impl Manifest {
     }
 }
 
-/// Writes `path` atomically: `fill` writes a temporary file in the same
-/// directory, which is fsynced and renamed over `path`, and the directory is
-/// fsynced so the rename survives a crash. On error the temporary file is
-/// removed and `path` is untouched.
+/// Writes `path` atomically ([`kibitzer_io::atomic::write_with`]): on
+/// error the temporary file is removed and `path` is untouched.
 pub(crate) fn write_atomically(
     path: &Path,
-    fill: impl FnOnce(&mut std::io::BufWriter<&File>) -> std::io::Result<()>,
+    fill: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<(), StoreError> {
-    check_replaceable(path)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let file = File::create(&tmp)?;
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, &file);
-        fill(&mut writer)?;
-        writer.flush()?;
-        drop(writer);
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(StoreError::io(path, e));
-    }
-    sync_dir(dir)
+    kibitzer_io::atomic::write_with(path, fill).map_err(|e| io_error(path, e))
 }
 
-/// Refuses an output path that exists and is not a regular file: the
-/// atomic rename would replace a symlink, a character device (`/dev/null`),
-/// a FIFO or a socket by a regular file (and fail on a directory). Such
-/// outputs are refused rather than written through as a stream, so that
-/// every file kibitzer writes is complete or absent. A missing path or a
-/// regular file is fine.
+/// Refuses an output path that exists and is not a regular file
+/// ([`kibitzer_io::atomic::check_replaceable`]): the atomic rename would
+/// replace a symlink, a character device (`/dev/null`), a FIFO or a socket
+/// by a regular file (and fail on a directory).
 pub fn check_replaceable(path: &Path) -> Result<(), StoreError> {
-    let kind = match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StoreError::io(path, e)),
-        Ok(meta) => meta.file_type(),
-    };
-    if kind.is_file() {
-        return Ok(());
-    }
-    let what = if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::FileTypeExt;
-            if kind.is_char_device() {
-                "a character device"
-            } else if kind.is_block_device() {
-                "a block device"
-            } else if kind.is_fifo() {
-                "a FIFO"
-            } else if kind.is_socket() {
-                "a socket"
-            } else {
-                "not a regular file"
-            }
-        }
-        #[cfg(not(unix))]
-        "not a regular file"
-    };
-    Err(StoreError::io(
-        path,
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "exists and is {what}; kibitzer writes outputs by atomic rename and will not replace it with a regular file: give a path to a regular file or a new name"
-            ),
-        ),
-    ))
+    kibitzer_io::atomic::check_replaceable(path).map_err(|e| io_error(path, e))
+}
+
+/// A kibitzer-io error as the store's, which names `path`.
+fn io_error(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::io(path, e)
 }
 
 /// fsyncs a directory so that renames and removals in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))?;
-    // Elsewhere directories cannot be opened for fsync; the rename is what we have.
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    kibitzer_io::atomic::sync_dir(dir).map_err(|e| io_error(dir, e))
 }
 
 /// Whether `name` is a file the writer may leave in a store directory: a

@@ -24,7 +24,6 @@
 #![warn(missing_docs)]
 
 mod error;
-pub mod fault;
 mod format;
 pub mod memory;
 mod reader;
@@ -39,6 +38,8 @@ pub use format::{
     ACTIVATIONS, ColumnData, ColumnDtype, ColumnSpec, ColumnValues, Dtype, FORMAT, MANIFEST,
     Manifest, ShardInfo, VERSION, check_replaceable, shard_file_name,
 };
+/// Fault points for the tests of interrupted jobs (kibitzer-io's).
+pub use kibitzer_io::fault;
 pub use memory::MemoryError;
 pub use reader::{PositionCheck, ReaderConfig, ReaderPosition, ShuffledReader};
 pub use shuffle::WindowPlan;

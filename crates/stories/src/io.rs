@@ -1,57 +1,24 @@
 //! Atomic file writes.
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Result, StoriesError};
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory is written and fsynced, then renamed over `path`, and the
-/// directory is fsynced. A reader sees the old file or the new one, never a
-/// part.
+/// Writes `bytes` to `path` atomically (kibitzer-io's: a temporary file
+/// in the same directory, fsync, rename, fsync of the directory). A reader
+/// sees the old file or the new one, never a part; a symlink or device at
+/// `path` is refused, not replaced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| StoriesError::Io {
+    kibitzer_io::atomic::write(path, bytes).map_err(|source| StoriesError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => Path::new(".").to_path_buf(),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "no file name",
-        ))
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        // The rename is durable once the directory is synced; not every
-        // platform lets a directory be opened, so this is best effort.
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn replaces_the_file_and_leaves_no_temporary() {

@@ -238,7 +238,8 @@ impl XRun {
             .map_err(|e| file_err(&log_path, e))?;
         let total = self.trainer.config.steps;
         let batch = self.trainer.config.batch_size;
-        let bar = progress_bar(options.progress, total, self.step());
+        let bar =
+            kibitzer_io::progress::bar(options.progress, total as u64, self.step() as u64, "steps");
         let mut host = Vec::with_capacity(batch * width);
         let mut last = None;
         let started = Instant::now();
@@ -520,20 +521,4 @@ impl XRun {
             .map_err(XcoderError::Train)?;
         Ok((run, ckpt.source_position))
     }
-}
-
-fn progress_bar(show: bool, total: usize, at: usize) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}",
-        )
-        .expect("the progress template is a valid constant")
-        .progress_chars("=> "),
-    );
-    bar.set_position(at as u64);
-    bar
 }

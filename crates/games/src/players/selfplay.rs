@@ -20,7 +20,6 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 
 use super::spec::{PlayerSpec, PlayerSpecError, StockfishSpec};
@@ -560,7 +559,12 @@ pub fn write_rated_self_play(
         run.write(&run_file)?;
         File::create(path).map_err(io_error("cannot create the output"))?
     };
-    let bar = progress_bar(options.progress, config.games, report.resumed);
+    let bar = kibitzer_io::progress::bar(
+        options.progress,
+        config.games as u64,
+        report.resumed as u64,
+        "games",
+    );
     let chunk = GAMES_PER_THREAD_PER_CHUNK * rayon::current_num_threads().max(1);
     let mut next = report.resumed;
     let mut buffer = Vec::new();
@@ -725,24 +729,6 @@ fn resumed_game(
         });
     }
     Ok(game)
-}
-
-/// The progress bar of a run of `total` games with `done` already done:
-/// on standard error, or hidden.
-fn progress_bar(show: bool, total: usize, done: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let style = ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:30}] {pos}/{len} games ({per_sec}, eta {eta})",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr())
-        .with_style(style)
-        .with_position(done as u64);
-    // The resumed games are not part of this run's rate.
-    bar.reset_eta();
-    bar
 }
 
 /// The message for a machine without an engine: which built-in players can

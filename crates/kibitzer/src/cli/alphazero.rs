@@ -213,12 +213,12 @@ fn train(a: &TrainArgs) -> CliResult {
         Coach::new(a.config(), &a.out, &device)?
     };
     let c = coach.config().clone();
-    let bar = kibitzer::sweep::progress_bar(
+    let bar = kibitzer_io::progress::bar(
         !a.quiet,
-        c.iterations,
-        "{bar:30} iteration {pos}/{len} [{elapsed_precise}] {msg}",
+        c.iterations as u64,
+        coach.reports().len() as u64,
+        "iterations",
     );
-    bar.set_position(coach.reports().len() as u64);
     coach.run(&mut |event| match event {
         CoachEvent::Phase { phase, .. } => bar.set_message(phase),
         CoachEvent::Iteration(r) => {

@@ -1,11 +1,18 @@
-//! `kibitzer bench ...`: steps per second of a full training step, as one
-//! JSON object, for comparison scripts (scripts/compare_torch.sh).
+//! `kibitzer bench ...`: throughput of a full training step (SAEs,
+//! transcoders) or of a GPT forward or training pass, as a sentence or one
+//! JSON object, for comparison scripts (scripts/compare_torch.sh) and the
+//! GPU report (scripts/gpu_check.sh).
 
 use super::CliResult;
 use clap::{Args, Subcommand};
+use kibitzer_hooks::{HookedModel, Hooks};
+use kibitzer_models::gpt::othello::othello_gpt_config;
+use kibitzer_models::{Gpt, GptTrainConfig, GptTrainer, TokenDataset};
 use kibitzer_sae::ops::{from_host, scalar};
-use kibitzer_sae::train::{DictTrainer, TrainConfig};
-use kibitzer_sae::{Architecture, DeviceChoice, Sae, SaeConfig};
+use kibitzer_sae::train::{DictTrainer, PAnneal, TrainConfig};
+use kibitzer_sae::{DeviceChoice, Family, Sae, SaeConfig};
+use kibitzer_xcoder::train::XTrainer;
+use kibitzer_xcoder::{TranscoderConfig, XcoderConfig};
 use rand::{RngExt, SeedableRng};
 use std::time::Instant;
 
@@ -13,13 +20,34 @@ use std::time::Instant;
 pub enum BenchCommand {
     /// Time full SAE training steps (forward, backward, Adam, constraints).
     Sae(BenchSaeArgs),
+    /// Time full transcoder training steps (reference 000's transcoder
+    /// reads 1024 and writes 1024 through 16384 features, k 256).
+    Transcoder(BenchTranscoderArgs),
+    /// Time GPT forward passes (or training steps with --train): tokens/s.
+    /// The default shape is OthelloGPT's (8 blocks, d_model 512, 8 heads,
+    /// 59 positions).
+    Gpt(BenchGptArgs),
+}
+
+/// What every benchmark shares: how long, where, how to report.
+#[derive(Args, Debug)]
+pub struct BenchRun {
+    /// Timed steps (after 2 warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Device: cpu, cuda, cuda:N or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Print one JSON object instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct BenchSaeArgs {
-    /// standard, gated, topk, batchtopk or jumprelu.
-    #[arg(long, default_value = "standard")]
-    pub arch: String,
+    /// Architecture.
+    #[arg(long, default_value = "standard", value_parser = super::family_parser(&Family::ALL))]
+    pub arch: Family,
     /// Input width.
     #[arg(long, default_value_t = 256)]
     pub d_in: usize,
@@ -32,42 +60,148 @@ pub struct BenchSaeArgs {
     /// TopK/BatchTopK: active features per row.
     #[arg(long, default_value_t = 32)]
     pub k: usize,
-    /// Timed steps (after 2 warm-up steps).
-    #[arg(long, default_value_t = 10)]
-    pub steps: usize,
-    /// Device: cpu, cuda, cuda:N or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceChoice,
-    /// Print one JSON object instead of a sentence.
+    #[command(flatten)]
+    pub run: BenchRun,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchTranscoderArgs {
+    /// Architecture (standard, topk, batchtopk, jumprelu).
+    #[arg(long, default_value = "topk", value_parser = super::family_parser(&TRANSCODER_FAMILIES))]
+    pub arch: Family,
+    /// Input width.
+    #[arg(long, default_value_t = 1024)]
+    pub d_in: usize,
+    /// Output width.
+    #[arg(long, default_value_t = 1024)]
+    pub d_out: usize,
+    /// Number of features.
+    #[arg(long, default_value_t = 16384)]
+    pub d_sae: usize,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 4096)]
+    pub batch: usize,
+    /// TopK/BatchTopK: active features per row.
+    #[arg(long, default_value_t = 256)]
+    pub k: usize,
+    #[command(flatten)]
+    pub run: BenchRun,
+}
+
+/// The architectures a transcoder can have.
+const TRANSCODER_FAMILIES: [Family; 4] = [
+    Family::Standard,
+    Family::Topk,
+    Family::Batchtopk,
+    Family::Jumprelu,
+];
+
+#[derive(Args, Debug)]
+pub struct BenchGptArgs {
+    /// Blocks.
+    #[arg(long, default_value_t = 8)]
+    pub layers: usize,
+    /// Residual stream width.
+    #[arg(long, default_value_t = 512)]
+    pub d_model: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 8)]
+    pub heads: usize,
+    /// Othello board size: the vocabulary and the context (59 positions for 8).
+    #[arg(long, default_value_t = 8)]
+    pub board: usize,
+    /// Sequences per pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Time training steps (forward, backward, AdamW) instead of forward passes.
     #[arg(long)]
-    pub json: bool,
+    pub train: bool,
+    #[command(flatten)]
+    pub run: BenchRun,
 }
 
 pub fn run(cmd: BenchCommand) -> CliResult {
     match cmd {
         BenchCommand::Sae(a) => bench_sae(&a),
+        BenchCommand::Transcoder(a) => bench_transcoder(&a),
+        BenchCommand::Gpt(a) => bench_gpt(&a),
     }
 }
 
-fn parse_arch(name: &str, k: usize) -> Result<Architecture, String> {
-    Ok(match name {
-        "standard" | "panneal" => Architecture::Standard,
-        "gated" => Architecture::Gated,
-        "topk" => Architecture::TopK { k },
-        "batchtopk" => Architecture::BatchTopK { k },
-        "jumprelu" => Architecture::JumpRelu { bandwidth: 0.001 },
-        other => {
-            return Err(format!(
-                "unknown architecture {other:?}: expected standard, panneal, gated, topk, batchtopk or jumprelu"
-            ));
+/// The training config of `family` for `steps` steps without warm-up (the
+/// timed steps run at the full learning rate, as in a long run).
+fn bench_training(family: Family, d_sae: usize, k: usize, steps: usize) -> TrainConfig {
+    let arch = family.architecture(k, 0.001);
+    let mut config = TrainConfig::for_architecture(&arch, d_sae, steps + 2);
+    config.lr_warmup_steps = 0;
+    if family == Family::Panneal {
+        config.p_anneal = Some(PAnneal::default());
+    }
+    config
+}
+
+/// Runs `step` twice to warm up, then `run.steps` times; `step` returns a
+/// scalar of its result, read after the last step so that the time covers
+/// the queued device work. Returns seconds for the timed steps.
+fn time_steps(
+    run: &BenchRun,
+    mut step: impl FnMut() -> Result<f64, Box<dyn std::error::Error>>,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    if run.steps == 0 {
+        return Err("--steps must be at least 1".into());
+    }
+    for _ in 0..2 {
+        step()?;
+    }
+    let start = Instant::now();
+    for _ in 0..run.steps {
+        step()?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Prints the result as a sentence, or one JSON object holding `fields`,
+/// the rate and the run's settings.
+fn report(
+    run: &BenchRun,
+    what: &str,
+    seconds: f64,
+    per_step: Option<(&str, f64)>,
+    fields: serde_json::Value,
+) {
+    let steps_per_s = run.steps as f64 / seconds;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if run.json {
+        let mut out = serde_json::json!({
+            "implementation": "kibitzer",
+            "steps": run.steps, "seconds": seconds, "steps_per_s": steps_per_s,
+            "device": run.device.to_string(), "threads": threads,
+        });
+        if let Some((unit, n)) = per_step {
+            out[unit] = serde_json::json!(n * steps_per_s);
         }
-    })
+        if let (Some(out), serde_json::Value::Object(fields)) = (out.as_object_mut(), fields) {
+            out.extend(fields);
+        }
+        println!("{out}");
+    } else {
+        let rate = per_step.map_or(String::new(), |(unit, n)| {
+            format!(", {:.0} {}", n * steps_per_s, unit.replace('_', " "))
+        });
+        println!(
+            "{what}: {steps_per_s:.2} steps/s{rate} ({} steps in {seconds:.2} s on {})",
+            run.steps, run.device
+        );
+    }
 }
 
 fn bench_sae(a: &BenchSaeArgs) -> CliResult {
-    let arch = parse_arch(&a.arch, a.k)?;
-    let device = a.device.device()?;
-    let shape = SaeConfig::new(arch.clone(), a.d_in, a.d_sae);
+    let device = a.run.device.device()?;
+    let config = bench_training(a.arch, a.d_sae, a.k, a.run.steps);
+    let shape = SaeConfig::new(a.arch.architecture(a.k, 0.001), a.d_in, a.d_sae);
+    shape.validate()?;
     kibitzer_store::memory::check(
         format!("--d-in {} --d-sae {} --batch {}", a.d_in, a.d_sae, a.batch),
         kibitzer_sae::train::memory_needed(
@@ -76,45 +210,137 @@ fn bench_sae(a: &BenchSaeArgs) -> CliResult {
             kibitzer_sae::device::is_host(&device),
         ),
     )?;
-    let sae = Sae::init(shape, 0, &device);
-    let mut config = TrainConfig::for_architecture(&arch, a.d_sae, a.steps + 2);
-    config.batch_size = a.batch;
-    config.lr_warmup_steps = 0;
-    let mut trainer = DictTrainer::new(sae, config)?;
+    let mut trainer = DictTrainer::new(
+        Sae::init(shape, 0, &device),
+        TrainConfig {
+            batch_size: a.batch,
+            ..config
+        },
+    )?;
     let x = from_host(uniform_rows(a.batch, a.d_in, 7), a.batch, a.d_in, &device);
-    for _ in 0..2 {
-        scalar(trainer.step(x.clone()).l0);
+    let seconds = time_steps(&a.run, || Ok(scalar(trainer.step(x.clone()).l0)))?;
+    report(
+        &a.run,
+        a.arch.name(),
+        seconds,
+        None,
+        serde_json::json!({
+            "arch": a.arch.name(), "d_in": a.d_in, "d_sae": a.d_sae, "batch": a.batch, "k": a.k,
+        }),
+    );
+    Ok(())
+}
+
+fn bench_transcoder(a: &BenchTranscoderArgs) -> CliResult {
+    let device = a.run.device.device()?;
+    let mut config = bench_training(a.arch, a.d_sae, a.k, a.run.steps);
+    config.batch_size = a.batch;
+    let xcoder = XcoderConfig::Transcoder(TranscoderConfig {
+        architecture: a.arch.architecture(a.k, 0.001),
+        input_site: "bench.input".into(),
+        d_in: a.d_in,
+        output_site: "bench.output".into(),
+        d_out: a.d_out,
+        d_sae: a.d_sae,
+        skip: false,
+    });
+    xcoder.validate()?;
+    let mut shape = SaeConfig::new(a.arch.architecture(a.k, 0.001), a.d_in, a.d_sae);
+    shape.d_out = a.d_out;
+    kibitzer_store::memory::check(
+        format!(
+            "--d-in {} --d-out {} --d-sae {} --batch {}",
+            a.d_in, a.d_out, a.d_sae, a.batch
+        ),
+        kibitzer_sae::train::memory_needed(
+            std::slice::from_ref(&shape),
+            a.batch,
+            kibitzer_sae::device::is_host(&device),
+        ),
+    )?;
+    let mut trainer = XTrainer::new(xcoder.init(0, &device)?, config)?;
+    let x = from_host(uniform_rows(a.batch, a.d_in, 7), a.batch, a.d_in, &device);
+    let y = from_host(uniform_rows(a.batch, a.d_out, 8), a.batch, a.d_out, &device);
+    let seconds = time_steps(&a.run, || {
+        Ok(scalar(trainer.step(x.clone(), y.clone()).report.l0))
+    })?;
+    report(
+        &a.run,
+        &format!("{} transcoder", a.arch.name()),
+        seconds,
+        None,
+        serde_json::json!({
+            "arch": a.arch.name(), "kind": "transcoder", "d_in": a.d_in, "d_out": a.d_out,
+            "d_sae": a.d_sae, "batch": a.batch, "k": a.k,
+        }),
+    );
+    Ok(())
+}
+
+fn bench_gpt(a: &BenchGptArgs) -> CliResult {
+    let device = a.run.device.device()?;
+    if a.heads == 0 || !a.d_model.is_multiple_of(a.heads) {
+        return Err(format!(
+            "--d-model {} must be a positive multiple of --heads {}",
+            a.d_model, a.heads
+        )
+        .into());
     }
-    let start = Instant::now();
-    let mut last = None;
-    for _ in 0..a.steps {
-        last = Some(trainer.step(x.clone()));
-    }
-    // Reading a result waits for the device to finish the queued work.
-    if let Some(r) = last {
-        scalar(r.l0);
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let steps_per_s = a.steps as f64 / elapsed;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    if a.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "implementation": "kibitzer",
-                "arch": a.arch, "d_in": a.d_in, "d_sae": a.d_sae, "batch": a.batch, "k": a.k,
-                "steps": a.steps, "seconds": elapsed, "steps_per_s": steps_per_s,
-                "device": a.device.to_string(), "threads": threads,
-            })
-        );
+    let config = othello_gpt_config(a.board, a.layers, a.d_model, a.heads);
+    config.validate()?;
+    super::check_gpt_memory(
+        format!(
+            "--layers {} --d-model {} --heads {} with --batch {}",
+            a.layers, a.d_model, a.heads, a.batch
+        ),
+        &config,
+        a.batch,
+        config.n_ctx,
+        kibitzer_sae::device::is_host(&device),
+    )?;
+    let (seq, vocab) = (config.n_ctx, config.d_vocab);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let sequences: Vec<Vec<u32>> = (0..a.batch)
+        .map(|_| {
+            (0..seq)
+                .map(|_| rng.random_range(1..vocab as u32))
+                .collect()
+        })
+        .collect();
+    let tokens_per_step = (a.batch * seq) as f64;
+    let (what, seconds) = if a.train {
+        let data = TokenDataset::new(&sequences, None, vocab, seq)?;
+        let train = GptTrainConfig {
+            steps: (a.run.steps + 2) as u64,
+            batch_size: a.batch,
+            warmup_steps: 0,
+            eval_every: 0,
+            checkpoint_every: 0,
+            ..GptTrainConfig::default()
+        };
+        let mut trainer = GptTrainer::new(Gpt::new(config, &device)?, train)?;
+        let seconds = time_steps(&a.run, || Ok(trainer.train_step(&data)?.train_loss))?;
+        ("GPT training", seconds)
     } else {
-        println!(
-            "{}: {steps_per_s:.2} steps/s ({} steps in {elapsed:.2} s on {})",
-            a.arch, a.steps, a.device
-        );
-    }
+        let model = Gpt::new(config, &device)?;
+        let tokens = model.tokens(&sequences)?;
+        let seconds = time_steps(&a.run, || {
+            let logits = model.run_with_hooks(&tokens, &mut Hooks::new())?;
+            Ok(scalar(logits.slice([0..1, 0..1, 0..1]).reshape([1])))
+        })?;
+        ("GPT forward", seconds)
+    };
+    report(
+        &a.run,
+        what,
+        seconds,
+        Some(("tokens_per_s", tokens_per_step)),
+        serde_json::json!({
+            "kind": if a.train { "gpt_train" } else { "gpt_forward" },
+            "layers": a.layers, "d_model": a.d_model, "heads": a.heads,
+            "context": seq, "batch": a.batch,
+        }),
+    );
     Ok(())
 }
 

@@ -20,13 +20,9 @@ mod xcoder;
 use clap::{Parser, Subcommand};
 
 /// A bar over `len` steps of a multi-step command, labelled `what`
-/// (kibitzer's one progress-bar style, [`kibitzer::sweep::progress_bar`]).
+/// (kibitzer's one progress-bar style, [`kibitzer_io::progress::bar`]).
 fn steps_bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = kibitzer::sweep::progress_bar(
-        true,
-        len as usize,
-        "{bar:30} {pos}/{len} {msg} [{elapsed_precise}]",
-    );
+    let bar = kibitzer_io::progress::bar(true, len, 0, "steps");
     bar.set_message(what.to_string());
     bar
 }

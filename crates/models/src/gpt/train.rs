@@ -346,19 +346,7 @@ impl GptTrainer {
         checkpoint: Option<&Path>,
         progress: bool,
     ) -> Result<Vec<TrainLog>, ModelError> {
-        let bar = if progress {
-            let bar = indicatif::ProgressBar::new(self.config.steps);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}",
-                )
-                .expect("the template is valid"),
-            );
-            bar.set_position(self.step);
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let bar = kibitzer_io::progress::bar(progress, self.config.steps, self.step, "steps");
         while self.step < self.config.steps {
             let mut log = self.train_step(data)?;
             let last = self.step == self.config.steps;

@@ -250,28 +250,6 @@ pub(super) fn load(out: &Path, device: &Device) -> Result<(Sweep, serde_json::Va
     Ok((sweep, ckpt.source_position))
 }
 
-/// Whether `name` is the temporary file of an atomic write
-/// (`.<file>.tmp-<pid>`, see [`atomic_write`]) by a process other than this
-/// one that is no longer running.
-fn is_stale_temp_name(name: &str) -> bool {
-    let Some((head, pid)) = name.rsplit_once(".tmp-") else {
-        return false;
-    };
-    if !name.starts_with('.') || head.len() < 2 || pid.is_empty() {
-        return false;
-    }
-    let Ok(pid) = pid.parse::<u32>() else {
-        return false;
-    };
-    if pid == std::process::id() {
-        return false;
-    }
-    // A writer that is still alive (another process on the same run) keeps
-    // its file; where liveness cannot be checked, the run's own start is
-    // taken as proof that no one else writes here.
-    !(cfg!(target_os = "linux") && Path::new(&format!("/proc/{pid}")).exists())
-}
-
 /// Removes the temporary files (`.checkpoint.json.tmp-<pid>`,
 /// `.checkpoint-<step>.safetensors.tmp-<pid>`, ...) that a run killed while
 /// writing leaves in the output directory and its members' directories.
@@ -285,7 +263,9 @@ pub(super) fn remove_stale_temp_files(sweep: &Sweep, out: &Path) {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            if is_stale_temp_name(&name) && e.file_type().is_ok_and(|t| t.is_file()) {
+            if kibitzer_io::atomic::is_stale_temp_file(&name)
+                && e.file_type().is_ok_and(|t| t.is_file())
+            {
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -311,8 +291,8 @@ pub(super) fn remove_failed_start(sweep: &Sweep, out: &Path, out_existed: bool) 
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
                 let ours = (name.starts_with("checkpoint-") && name.ends_with(".safetensors"))
-                    || (is_temp_name(&name)
-                        && name.ends_with(&format!(".tmp-{}", std::process::id())));
+                    || kibitzer_io::atomic::temp_file_owner(&name)
+                        .is_some_and(|(_, pid)| pid == std::process::id());
                 if ours && e.file_type().is_ok_and(|t| t.is_file()) {
                     let _ = fs::remove_file(e.path());
                 }
@@ -323,14 +303,6 @@ pub(super) fn remove_failed_start(sweep: &Sweep, out: &Path, out_existed: bool) 
     if !out_existed {
         let _ = fs::remove_dir(out); // only if empty
     }
-}
-
-/// Whether `name` has the form of an atomic write's temporary file
-/// (`.<file>.tmp-<pid>`), whoever wrote it.
-fn is_temp_name(name: &str) -> bool {
-    name.rsplit_once(".tmp-").is_some_and(|(head, pid)| {
-        name.starts_with('.') && head.len() >= 2 && pid.parse::<u32>().is_ok()
-    })
 }
 
 /// Drops the lines of a `log.jsonl` for steps at or after `step`: a run

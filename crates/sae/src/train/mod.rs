@@ -47,6 +47,12 @@ pub trait SourcePosition {
     fn position(&self) -> serde_json::Value;
 }
 
+impl SourcePosition for kibitzer_store::InMemorySource {
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!(kibitzer_store::InMemorySource::position(self))
+    }
+}
+
 impl SourcePosition for kibitzer_store::ShuffledReader {
     fn position(&self) -> serde_json::Value {
         serde_json::to_value(kibitzer_store::ShuffledReader::position(self))
@@ -321,7 +327,8 @@ impl Sweep {
         }
         let mut logs = checkpoint::open_logs(self, &options.out_dir)?;
         let total = self.total_steps();
-        let bar = progress_bar(options.progress, total, self.step);
+        let bar =
+            kibitzer_io::progress::bar(options.progress, total as u64, self.step as u64, "steps");
         let batch = self.batch_size();
         let mut host = Vec::with_capacity(batch * d_in);
         let mut last: Vec<Option<StepLog>> = vec![None; self.members.len()];
@@ -522,22 +529,6 @@ pub fn estimate_input_scale(rows: &[f32], d_in: usize) -> f32 {
     } else {
         1.0
     }
-}
-
-fn progress_bar(show: bool, total: usize, at: usize) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} steps  {msg}",
-        )
-        .expect("the progress template is a valid constant")
-        .progress_chars("=> "),
-    );
-    bar.set_position(at as u64);
-    bar
 }
 
 #[cfg(all(test, feature = "flex"))]

@@ -2,36 +2,13 @@ use super::*;
 use crate::arch::Architecture;
 use crate::ops::to_host;
 use crate::sae::SaeConfig;
-use std::convert::Infallible;
+use kibitzer_store::InMemorySource;
 
-/// Rows in memory, cycled forever, with a resumable position.
-struct Cycling {
-    data: Vec<f32>,
-    d_in: usize,
-    cursor: usize,
-}
-
-impl ActivationSource for Cycling {
-    type Error = Infallible;
-    fn d_in(&self) -> usize {
-        self.d_in
-    }
-    fn next_batch(&mut self, rows: usize, out: &mut Vec<f32>) -> Result<usize, Infallible> {
-        out.clear();
-        let n = self.data.len() / self.d_in;
-        for _ in 0..rows {
-            let r = self.cursor % n;
-            out.extend_from_slice(&self.data[r * self.d_in..(r + 1) * self.d_in]);
-            self.cursor += 1;
-        }
-        Ok(rows)
-    }
-}
-
-impl SourcePosition for Cycling {
-    fn position(&self) -> serde_json::Value {
-        serde_json::json!(self.cursor)
-    }
+/// `data` cycled over, `rows` rows in (a saved position).
+fn cycling(data: &[f32], d_in: usize, rows: u64) -> InMemorySource {
+    InMemorySource::cycling(data.to_vec(), d_in)
+        .unwrap()
+        .resumed_at(rows)
 }
 
 fn data(d_in: usize, rows: usize, seed: u64) -> Vec<f32> {
@@ -136,30 +113,14 @@ fn killed_run_resumes_to_the_same_weights() {
     let whole_dir = tempfile::tempdir().unwrap();
     let mut whole = Sweep::new(all_members(steps), &dev).unwrap();
     whole
-        .run(
-            &mut Cycling {
-                data: d.clone(),
-                d_in: 12,
-                cursor: 0,
-            },
-            &options(whole_dir.path()),
-        )
+        .run(&mut cycling(&d, 12, 0), &options(whole_dir.path()))
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let mut first = Sweep::new(all_members(steps), &dev).unwrap();
     let mut opts = options(dir.path());
     opts.stop_after = Some(24); // killed between the checkpoints at 20 and 30
-    first
-        .run(
-            &mut Cycling {
-                data: d.clone(),
-                d_in: 12,
-                cursor: 0,
-            },
-            &opts,
-        )
-        .unwrap();
+    first.run(&mut cycling(&d, 12, 0), &opts).unwrap();
     drop(first);
     // Temporary files of atomic writes cut short by a kill (issue 20 #9):
     // removed when the run starts again; other files stay.
@@ -179,16 +140,9 @@ fn killed_run_resumes_to_the_same_weights() {
 
     let (mut resumed, pos) = Sweep::resume(dir.path(), &dev).unwrap();
     assert_eq!(resumed.step, 20);
-    let cursor: usize = serde_json::from_value(pos).unwrap();
+    let cursor: u64 = serde_json::from_value(pos).unwrap();
     resumed
-        .run(
-            &mut Cycling {
-                data: d,
-                d_in: 12,
-                cursor,
-            },
-            &options(dir.path()),
-        )
+        .run(&mut cycling(&d, 12, cursor), &options(dir.path()))
         .unwrap();
 
     assert_eq!(
@@ -240,14 +194,7 @@ fn corrupt_checkpoint_is_refused_on_resume() {
     let mut opts = options(dir.path());
     opts.stop_after = Some(14);
     sweep
-        .run(
-            &mut Cycling {
-                data: data(12, 200, 1),
-                d_in: 12,
-                cursor: 0,
-            },
-            &opts,
-        )
+        .run(&mut cycling(&data(12, 200, 1), 12, 0), &opts)
         .unwrap();
     assert!(Sweep::resume(dir.path(), &dev).is_ok());
     let ckpt = dir.path().join("topk/checkpoint-00000010.safetensors");
@@ -270,16 +217,7 @@ fn training_lowers_the_loss_and_keeps_constraints() {
     let mut sweep = Sweep::new(all_members(120), &dev).unwrap();
     let mut opts = options(dir.path());
     opts.log_every = 1;
-    sweep
-        .run(
-            &mut Cycling {
-                data: d,
-                d_in: 12,
-                cursor: 0,
-            },
-            &opts,
-        )
-        .unwrap();
+    sweep.run(&mut cycling(&d, 12, 0), &opts).unwrap();
     for m in &sweep.members {
         let log: Vec<StepLog> = std::fs::read_to_string(dir.path().join(&m.name).join("log.jsonl"))
             .unwrap()
@@ -346,7 +284,7 @@ fn input_scale_gives_rows_norm_sqrt_d() {
 
 /// A source that fails at batch `fail_at` (from 0).
 struct FailingAt {
-    inner: Cycling,
+    inner: InMemorySource,
     batches: usize,
     fail_at: usize,
 }
@@ -354,7 +292,7 @@ struct FailingAt {
 impl ActivationSource for FailingAt {
     type Error = std::io::Error;
     fn d_in(&self) -> usize {
-        self.inner.d_in
+        self.inner.d_in()
     }
     fn next_batch(&mut self, rows: usize, out: &mut Vec<f32>) -> Result<usize, std::io::Error> {
         if self.batches == self.fail_at {
@@ -367,7 +305,7 @@ impl ActivationSource for FailingAt {
 
 impl SourcePosition for FailingAt {
     fn position(&self) -> serde_json::Value {
-        self.inner.position()
+        SourcePosition::position(&self.inner)
     }
 }
 
@@ -376,11 +314,7 @@ impl SourcePosition for FailingAt {
 fn failed_run_leaves_resumable_state_or_nothing() {
     let dev = Device::flex();
     let source = |fail_at| FailingAt {
-        inner: Cycling {
-            data: data(12, 200, 1),
-            d_in: 12,
-            cursor: 0,
-        },
+        inner: cycling(&data(12, 200, 1), 12, 0),
         batches: 0,
         fail_at,
     };
@@ -414,7 +348,7 @@ fn failed_run_leaves_resumable_state_or_nothing() {
     let (mut resumed, pos) = Sweep::resume(&out, &dev).unwrap();
     assert_eq!(resumed.step, 20);
     let mut rest = source(usize::MAX);
-    rest.inner.cursor = serde_json::from_value(pos).unwrap();
+    rest.inner = rest.inner.resumed_at(serde_json::from_value(pos).unwrap());
     resumed.run(&mut rest, &options(&out)).unwrap();
     let whole_dir = tmp.path().join("whole");
     let mut whole = Sweep::new(members(), &dev).unwrap();
