@@ -14,13 +14,18 @@
 # holds an install (the file `.tracel-llvm-installed`); it then reads
 # `bin/llvm-config --link-static` there for the libraries to link.
 #
-# This script gives it Debian's LLVM instead (package llvm-22-dev, static
+# This script gives it Debian's LLVM instead (packages llvm-22-dev and libpolly-22-dev, static
 # libraries with the NVPTX target built in): a prefix of symlinks to
-# /usr/lib/llvm-22 under target/, with the marker file, and XDG_DATA_HOME
+# /usr/lib/llvm-22 (and libpolly-22-dev) under target/, with the marker file, and XDG_DATA_HOME
 # pointing there for the build only; nothing is downloaded and nothing
 # outside the checkout is touched (apart from installing the package).
 # NVRTC and the CUDA driver are loaded at run time by cudarc, so the build
 # needs no CUDA toolkit; running needs the NVIDIA driver and NVRTC.
+#
+# A GPU machine that can install nothing (no network, no Debian mirror)
+# needs the LLVM libraries only to link: build here and copy the binary
+# (target/release/kibitzer; with --tests also the parity test binary the
+# last line prints), which loads no LLVM at run time.
 #
 # The kibitzer binary does not compile kernels through LLVM (cubecl uses
 # NVRTC unless told otherwise), so the LLVM 22 libraries only have to link
@@ -39,11 +44,13 @@ for arg in "$@"; do
 done
 
 llvm="${KIBITZER_LLVM_PREFIX:-/usr/lib/llvm-22}"
-if [[ ! -x "$llvm/bin/llvm-config" ]]; then
+# Debian's llvm-config names Polly among the static libraries, which
+# libpolly-22-dev provides.
+if [[ ! -x "$llvm/bin/llvm-config" || ! -f "$llvm/lib/libPolly.a" ]]; then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends llvm-22-dev >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends llvm-22-dev libpolly-22-dev >/dev/null
     else
-        echo "no LLVM at $llvm: install Debian's llvm-22-dev (apt-get install llvm-22-dev)," >&2
+        echo "no LLVM at $llvm: install Debian's llvm-22-dev and libpolly-22-dev (apt-get install llvm-22-dev libpolly-22-dev)," >&2
         echo "or set KIBITZER_LLVM_PREFIX to an LLVM install with static libraries and NVPTX" >&2
         exit 1
     fi
@@ -71,7 +78,7 @@ echo "LLVM for cubecl-llvm: $("$llvm/bin/llvm-config" --version) from $llvm (as 
 
 export XDG_DATA_HOME="$data"
 cargo build --release -p kibitzer --features cuda
-ls -l target/release/kibitzer
+ls -l "${CARGO_TARGET_DIR:-$root/target}/release/kibitzer"
 if [[ $tests == 1 ]]; then
     cargo test --release -p kibitzer-parity --features cuda --no-run
 fi

@@ -25,7 +25,7 @@ pub enum BenchCommand {
     Transcoder(BenchTranscoderArgs),
     /// Time GPT forward passes (or training steps with --train): tokens/s.
     /// The default shape is OthelloGPT's (8 blocks, d_model 512, 8 heads,
-    /// 59 positions).
+    /// 60 positions).
     Gpt(BenchGptArgs),
 }
 
@@ -107,7 +107,7 @@ pub struct BenchGptArgs {
     /// Attention heads.
     #[arg(long, default_value_t = 8)]
     pub heads: usize,
-    /// Othello board size: the vocabulary and the context (59 positions for 8).
+    /// Othello board size: the vocabulary and the context (60 positions for 8).
     #[arg(long, default_value_t = 8)]
     pub board: usize,
     /// Sequences per pass.
