@@ -46,11 +46,15 @@ done
 llvm="${KIBITZER_LLVM_PREFIX:-/usr/lib/llvm-22}"
 # Debian's llvm-config names Polly among the static libraries, which
 # libpolly-22-dev provides.
-if [[ ! -x "$llvm/bin/llvm-config" || ! -f "$llvm/lib/libPolly.a" ]]; then
+# Its system libraries are linked dynamically: zstd needs its -dev package
+# for the unversioned libzstd.so (llvm-22-dev pulls in libz3-dev and
+# libxml2-dev itself).
+packages="llvm-22-dev libpolly-22-dev libzstd-dev"
+if [[ ! -x "$llvm/bin/llvm-config" || ! -f "$llvm/lib/libPolly.a" ]] || ! ldconfig -p | grep -q 'libzstd.so '; then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends llvm-22-dev libpolly-22-dev >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages >/dev/null
     else
-        echo "no LLVM at $llvm: install Debian's llvm-22-dev and libpolly-22-dev (apt-get install llvm-22-dev libpolly-22-dev)," >&2
+        echo "no LLVM at $llvm: install Debian's $packages (apt-get install $packages)," >&2
         echo "or set KIBITZER_LLVM_PREFIX to an LLVM install with static libraries and NVPTX" >&2
         exit 1
     fi
@@ -70,9 +74,27 @@ fi
 data="$root/target/offline-llvm"
 prefix="$data/tracel/tracel-llvm-$bundler"
 mkdir -p "$prefix"
-for part in bin lib include; do
+for part in lib include; do
     ln -sfn "$llvm/$part" "$prefix/$part"
 done
+# bin: LLVM's tools, but llvm-config through a wrapper. Debian's names
+# libz3 by its full path in `--system-libs`, which the bundler turns into
+# `-llibz3` (it keeps the file stem): the wrapper gives it as `-lz3`.
+rm -rf "$prefix/bin"
+mkdir -p "$prefix/bin"
+for tool in "$llvm"/bin/*; do
+    ln -sfn "$tool" "$prefix/bin/$(basename "$tool")"
+done
+rm -f "$prefix/bin/llvm-config"
+cat > "$prefix/bin/llvm-config" <<WRAPPER
+#!/bin/sh
+case " \$* " in
+    *" --system-libs "*)
+        "$llvm/bin/llvm-config" "\$@" | awk '{ for (i = 1; i <= NF; i++) if (\$i ~ /^\/.*\/lib[^\/]+\.so(\.[0-9.]+)?\$/) { n = \$i; sub(/^.*\/lib/, "", n); sub(/\.so.*\$/, "", n); \$i = "-l" n } print }' ;;
+    *) exec "$llvm/bin/llvm-config" "\$@" ;;
+esac
+WRAPPER
+chmod +x "$prefix/bin/llvm-config"
 touch "$prefix/.tracel-llvm-installed"
 echo "LLVM for cubecl-llvm: $("$llvm/bin/llvm-config" --version) from $llvm (as tracel-llvm $bundler)" >&2
 

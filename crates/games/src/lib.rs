@@ -6,16 +6,16 @@
 //! [`players`], [`arena`] and [`elo`], [`dataset`] (Othello datasets; the
 //! chess ones are `chess::rated` and `players::selfplay`, and move judging
 //! `chess::judge`, feature `chess`),
-//! [`cli_support`] (one function per `kibitzer games` command), [`atomic`]
+//! [`files`] (game files of any format: kind, chess games, summaries), [`atomic`]
 //! (files complete or absent) and [`fault`] (fault injection for tests).
 #![warn(missing_docs)]
 
 pub mod arena;
 #[cfg(feature = "chess")]
 pub mod chess;
-pub mod cli_support;
 pub mod dataset;
 pub mod elo;
+pub mod files;
 pub mod game;
 pub mod mcts;
 pub mod othello;

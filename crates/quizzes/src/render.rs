@@ -53,21 +53,7 @@ pub fn colour_hex(c: u8) -> String {
     format!("#{r:02x}{g:02x}{b:02x}")
 }
 
-/// Escapes text for XML and HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use kibitzer_charts::escape_xml as escape;
 
 /// One grid at (`x`, `y`): a `<rect>` per cell and one frame `<rect>`, plus
 /// an outline `<rect class="wrong">` on each cell listed in `wrong`.

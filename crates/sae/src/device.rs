@@ -55,6 +55,55 @@ pub enum DeviceError {
         /// The cargo feature that enables it.
         feature: &'static str,
     },
+    /// The backend is compiled in, but this machine cannot run it.
+    #[error("device {device} cannot be used here: {reason}")]
+    Unavailable {
+        /// The device asked for.
+        device: DeviceChoice,
+        /// What is missing, and what to do.
+        reason: String,
+    },
+}
+
+/// Whether CUDA device `index` can be started: the driver library
+/// (`libcuda.so`, from the NVIDIA driver) and NVRTC (`libnvrtc.so`, from the
+/// CUDA toolkit or its pip wheel) load, and the driver sees the device.
+/// burn loads them lazily and panics in a worker thread when they are
+/// missing, so this is asked first.
+#[cfg(feature = "cuda")]
+fn check_cuda(index: usize) -> Result<(), String> {
+    // SAFETY: loading a shared library runs its initialisers; these are the
+    // libraries burn's CUDA backend loads anyway.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(
+            "the CUDA driver library (libcuda.so.1) is not installed or not on \
+             LD_LIBRARY_PATH: install the NVIDIA driver, or use --device cpu or wgpu"
+                .into(),
+        );
+    }
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(
+            "NVRTC (libnvrtc.so, CUDA's runtime compiler) is not installed or not on \
+             LD_LIBRARY_PATH: install the CUDA toolkit (or the nvidia-cuda-nvrtc wheel) and \
+             add its lib directory to LD_LIBRARY_PATH"
+                .into(),
+        );
+    }
+    cudarc::driver::result::init().map_err(|e| format!("the CUDA driver does not start: {e}"))?;
+    let count = cudarc::driver::result::device::get_count()
+        .map_err(|e| format!("the CUDA driver cannot count its devices: {e}"))?;
+    let count = usize::try_from(count).unwrap_or(0);
+    match count {
+        0 => return Err("the CUDA driver sees no device".into()),
+        _ if index >= count => {
+            return Err(format!(
+                "the CUDA driver sees {count} device(s), cuda:0 to cuda:{}; there is no cuda:{index}",
+                count - 1
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 impl FromStr for DeviceChoice {
@@ -84,7 +133,13 @@ impl DeviceChoice {
                 feature: "flex",
             }),
             #[cfg(feature = "cuda")]
-            DeviceChoice::Cuda(i) => Ok(Device::cuda(i)),
+            DeviceChoice::Cuda(i) => {
+                check_cuda(i).map_err(|reason| DeviceError::Unavailable {
+                    device: self,
+                    reason,
+                })?;
+                Ok(Device::cuda(i))
+            }
             #[cfg(not(feature = "cuda"))]
             DeviceChoice::Cuda(_) => Err(DeviceError::NotCompiled {
                 device: self,

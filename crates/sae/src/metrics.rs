@@ -374,85 +374,39 @@ pub fn evaluate<S: ActivationSource>(
 /// An SVG bar chart of the density histogram, dead features as a separate
 /// bar at the left, readable in any browser.
 pub fn density_histogram_svg(metrics: &EvalMetrics, title: &str) -> String {
+    use kibitzer_charts::{Bar, BarChart};
     let h = &metrics.density_histogram;
-    let (width, height, left, right, top, bottom) = (720.0, 360.0, 60.0, 20.0, 40.0, 50.0);
-    let plot_w = width - left - right;
-    let plot_h = height - top - bottom;
-    // One bar for the dead features, a gap, then the bins.
-    let slots = h.counts.len() as f64 + 2.0;
-    let slot = plot_w / slots;
-    let max = h
-        .counts
-        .iter()
-        .copied()
-        .chain([h.dead])
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let bar = |i: f64, count: u64, fill: &str| {
-        let bh = plot_h * count as f64 / max;
-        format!(
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{fill}\"><title>{count}</title></rect>\n",
-            left + slot * i + 1.0,
-            top + plot_h - bh,
-            (slot - 2.0).max(1.0),
-            bh
-        )
+    let bar = |value: u64, colour: &str, label: Option<&str>| {
+        Some(Bar {
+            value: value as f64,
+            colour: colour.into(),
+            label: label.map(str::to_string),
+        })
     };
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{:.1}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{}</text>\n",
-        width / 2.0,
-        escape_xml(title)
-    );
-    svg += &bar(0.0, h.dead, "#c0392b");
-    for (i, &c) in h.counts.iter().enumerate() {
-        svg += &bar(i as f64 + 2.0, c, "#2e86c1");
-    }
-    let axis_y = top + plot_h;
-    svg += &format!(
-        "<line x1=\"{left}\" y1=\"{axis_y}\" x2=\"{:.1}\" y2=\"{axis_y}\" stroke=\"black\"/>\n\
-         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{axis_y}\" stroke=\"black\"/>\n\
-         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">dead</text>\n\
-         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">log10(feature frequency)</text>\n\
-         <text x=\"{:.1}\" y=\"{top}\" text-anchor=\"end\">{}</text>\n\
-         <text x=\"{:.1}\" y=\"{axis_y}\" text-anchor=\"end\">0</text>\n",
-        width - right,
-        left + slot / 2.0,
-        axis_y + 16.0,
-        left + plot_w / 2.0,
-        height - 10.0,
-        left - 6.0,
-        max as u64,
-        left - 6.0,
-    );
+    // One bar for the dead features, a gap, then the bins.
+    let mut slots = vec![bar(h.dead, "#c0392b", Some("dead")), None];
+    slots.extend(h.counts.iter().map(|&c| bar(c, "#2e86c1", None)));
     // Label every whole decade of the bins.
-    for (i, &edge) in h.log10_edges.iter().enumerate() {
-        if (edge - edge.round()).abs() < 1e-9 {
-            svg += &format!(
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n",
-                left + slot * (i as f64 + 2.0),
-                axis_y + 16.0,
-                edge.round() as i64
-            );
-        }
+    let edge_labels = h
+        .log10_edges
+        .iter()
+        .enumerate()
+        .filter(|(_, edge)| (*edge - edge.round()).abs() < 1e-9)
+        .map(|(i, edge)| (i + 2, format!("{}", edge.round() as i64)))
+        .collect();
+    BarChart {
+        title: title.to_string(),
+        x_label: "log10(feature frequency)".into(),
+        slots,
+        edge_labels,
+        note: Some(format!(
+            "L0 {:.2} · FVU {:.4} · dead {:.1}%",
+            metrics.l0,
+            metrics.fvu,
+            100.0 * metrics.dead_fraction
+        )),
     }
-    svg += &format!(
-        "<text x=\"{:.1}\" y=\"{top}\" text-anchor=\"end\">L0 {:.2} · FVU {:.4} · dead {:.1}%</text>\n</svg>\n",
-        width - right,
-        metrics.l0,
-        metrics.fvu,
-        100.0 * metrics.dead_fraction
-    );
-    svg
-}
-
-fn escape_xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    .svg()
 }
 
 #[cfg(test)]

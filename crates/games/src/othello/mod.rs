@@ -22,9 +22,9 @@
 //!   and above `size * size` are always zero.
 
 mod bitboard;
-pub mod cli_support;
 mod moves;
 pub mod perft;
+pub mod reports;
 pub mod symmetry;
 pub mod transcript;
 

@@ -288,7 +288,7 @@ fn bench_gpt(a: &BenchGptArgs) -> CliResult {
     }
     let config = othello_gpt_config(a.board, a.layers, a.d_model, a.heads);
     config.validate()?;
-    super::check_gpt_memory(
+    kibitzer::gpt::check_training_memory(
         format!(
             "--layers {} --d-model {} --heads {} with --batch {}",
             a.layers, a.d_model, a.heads, a.batch

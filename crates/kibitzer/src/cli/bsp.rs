@@ -133,7 +133,7 @@ pub fn labels(a: &LabelsArgs) -> CliResult {
         #[cfg(feature = "chess")]
         GameArg::Chess => {
             let path = a.pgn.as_ref().ok_or("--game chess needs --pgn FILE")?;
-            let games = kibitzer_games::cli_support::read_chess_games(path, a.max_games)?;
+            let games = kibitzer_games::files::read_chess_games(path, a.max_games)?;
             let positions = kibitzer_bsp::labelling::chess_at_dots(&games, a.max_chars)?;
             emit(a, positions, &chess_set()?)
         }

@@ -1,12 +1,12 @@
 //! `kibitzer games ...`: perft, arena, datasets, play, over kibitzer-games.
-//! Every command calls one function of `kibitzer_games::cli_support` and
-//! prints its report.
+//! Every command calls one function of [`games_support`](super::games_support)
+//! (or of `kibitzer_games::files`) and prints its report.
 
 use super::CliResult;
+use super::games_support::{self as games_cli, GameSetup, with_threads};
 use clap::{Args, Subcommand, ValueEnum};
 use kibitzer_games::Player;
 use kibitzer_games::arena::{ArenaConfig, ArenaReport};
-use kibitzer_games::cli_support::{self as games_cli, GameSetup, with_threads};
 use std::path::PathBuf;
 
 #[derive(Subcommand, Debug)]

@@ -6,6 +6,7 @@ mod bench;
 mod bsp;
 mod demo;
 mod games;
+mod games_support;
 mod gpt;
 mod planted;
 mod quiz;
@@ -61,46 +62,6 @@ fn training_config(
         let at = config.map_or(String::new(), |p| format!("{}: ", p.display()));
         format!("{at}{e}").into()
     })
-}
-
-/// Refuses to train a GPT of `config` on batches of `batch` sequences of
-/// `seq_len` tokens when it cannot fit in memory, before anything is
-/// allocated; `what` names the flags. The estimate aims low, so that no
-/// run that fits is refused: the parameters five times (weights,
-/// gradients, Adam's moments, the host copy) and, per token and layer, the
-/// residual stream and its sub-layer outputs (8 x `d_model`), the MLP's
-/// hidden units (2 x `d_mlp`) and the attention pattern (2 x `n_heads` x
-/// `seq_len`), once, plus the logits. On a GPU (`on_host` false) only the
-/// parameters, once, are checked against the host's memory.
-fn check_gpt_memory(
-    what: String,
-    config: &kibitzer_models::GptConfig,
-    batch: usize,
-    seq_len: usize,
-    on_host: bool,
-) -> Result<(), kibitzer_store::MemoryError> {
-    use kibitzer_store::memory::{check, f32_bytes, product};
-    let c = config;
-    let attention = product(&[4, c.d_model, c.n_heads, c.d_head]);
-    let mlp = product(&[2, c.d_model, c.d_mlp]);
-    let vocab = c.d_vocab.max(usize::try_from(c.d_vocab_out).unwrap_or(0));
-    let params = product(&[c.n_layers])
-        .saturating_mul(attention.saturating_add(mlp))
-        .saturating_add(product(&[vocab, c.d_model, 2]))
-        .saturating_add(product(&[c.n_ctx, c.d_model]));
-    if !on_host {
-        return check(what, f32_bytes(params));
-    }
-    let per_token = product(&[8, c.d_model])
-        .saturating_add(product(&[2, c.d_mlp]))
-        .saturating_add(product(&[2, c.n_heads, seq_len]));
-    let activations = product(&[batch, seq_len, c.n_layers.max(1)])
-        .saturating_mul(per_token)
-        .saturating_add(product(&[batch, seq_len, vocab]));
-    check(
-        what,
-        f32_bytes(params.saturating_mul(5).saturating_add(activations)),
-    )
 }
 
 /// Writes a report as `<out>/<name>.json` and `<out>/<name>.md`, atomically,

@@ -391,7 +391,7 @@ pub fn train(a: &TrainArgs) -> CliResult {
             seed: a.seed,
             ..GptTrainConfig::default()
         };
-        super::check_gpt_memory(
+        kibitzer::gpt::check_training_memory(
             format!(
                 "--layers {} --d-model {} --d-mlp {} --heads {} with --batch-size {}",
                 a.layers, a.d_model, config.d_mlp, a.heads, a.batch_size

@@ -16,7 +16,7 @@ use kibitzer::skill::{
     self, Conditioning, RatedPosition, SkillTrainConfig, move_match_by_bucket, rated_positions,
     read_rated_games, skill_sensitivity, split_games, spread,
 };
-use kibitzer::sweep::{LineChart, Series};
+use kibitzer_charts::{LineChart, Series, XAxis};
 use kibitzer_games::chess::judge::MoveJudge;
 use kibitzer_games::players::uci::SearchLimit;
 use kibitzer_hooks::{HookSite, SharedDictionary};
@@ -295,8 +295,9 @@ pub fn eval(a: &EvalArgs) -> CliResult {
         title: "Held-out move-match by rating bucket".into(),
         x_label: "rating bucket (lower edge)".into(),
         y_label: "top-1 move-match".into(),
-        log_x: false,
+        x_axis: XAxis::Linear,
         series: vec![Series {
+            colour: None,
             label: "policy (told the game's ratings)".into(),
             points: buckets
                 .iter()
@@ -504,15 +505,18 @@ fn concept_chart(report: &ConceptReport) -> LineChart {
                 .collect()
         };
         series.push(Series {
+            colour: None,
             label: format!("{} SAE", short(name)),
             points: points(&|s| s.best_f1),
         });
         series.push(Series {
+            colour: None,
             label: format!("{} probe", short(name)),
             points: points(&|s| s.probe_f1),
         });
     }
     series.push(Series {
+        colour: None,
         label: "threat handled".into(),
         points: report
             .rows
@@ -527,7 +531,7 @@ fn concept_chart(report: &ConceptReport) -> LineChart {
         title: format!("Threat concepts at {} by the rating told", report.site),
         x_label: "rating told to the policy".into(),
         y_label: "best SAE feature F1, probe F1, share handled".into(),
-        log_x: false,
+        x_axis: XAxis::Linear,
         series,
     }
 }
@@ -629,6 +633,7 @@ pub fn intervene(a: &InterveneArgs) -> CliResult {
     let series = ["threat", "random"]
         .iter()
         .map(|name| Series {
+            colour: None,
             label: format!("{name}: handled"),
             points: report
                 .rows
@@ -639,6 +644,7 @@ pub fn intervene(a: &InterveneArgs) -> CliResult {
         })
         .chain(["threat", "random"].iter().map(|name| {
             Series {
+                colour: None,
                 label: format!("{name}: = high"),
                 points: report
                     .rows
@@ -653,7 +659,7 @@ pub fn intervene(a: &InterveneArgs) -> CliResult {
         title: format!("Raising threat features at rating {}", a.low),
         x_label: "scale".into(),
         y_label: "share of threat positions".into(),
-        log_x: true,
+        x_axis: XAxis::Log2,
         series,
     };
     write_chart(&a.out, "intervention", &chart)?;

@@ -452,7 +452,7 @@ fn train(a: &TrainArgs) -> Res<()> {
             a.seq_len,
         );
         config.seed = Some(a.seed);
-        super::check_gpt_memory(
+        kibitzer::gpt::check_training_memory(
             format!(
                 "--layers {} --d-model {} --d-mlp {} --heads {} --seq-len {} with --batch-size {}",
                 a.layers, a.d_model, config.d_mlp, a.heads, a.seq_len, a.batch_size

@@ -1,8 +1,8 @@
-//! Plain functions behind `kibitzer games ...`: each does one job and
-//! returns a serialisable report (or text to print), so the command line
-//! only parses arguments and prints. The Othello-only helpers of
-//! [`crate::othello::cli_support`] are re-exported here, so this module is
-//! the one entry point.
+//! Plain functions behind `kibitzer games ...`: each does one job over
+//! kibitzer-games and returns a serialisable report (or text to print), so
+//! the command parsers in [`super::games`] only parse arguments and print.
+//! The readers of any game file live in the library
+//! ([`kibitzer_games::files`]) and are re-exported here.
 //!
 //! | command | function |
 //! |---|---|
@@ -20,41 +20,40 @@
 //! `mcts:200`, `solver` (Othello), `stockfish:skill=3`,
 //! `uci:stockfish:skill=3` or `uci:/path/to/engine:nodes=1000` (chess).
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::arena::{ArenaConfig, ArenaError, ArenaReport, play_game, run_arena_by_names};
-use crate::dataset::{
-    AgentDatasetInfo, DatasetError, DatasetSummary, MAGIC, MatchConfig, players_sidecar_path,
+use kibitzer_games::arena::{ArenaConfig, ArenaError, ArenaReport, play_game, run_arena_by_names};
+use kibitzer_games::dataset::{
+    AgentDatasetInfo, DatasetError, DatasetSummary, MatchConfig, players_sidecar_path,
     write_agent_dataset,
 };
-use crate::game::{Outcome, Player};
-use crate::othello::{BoardSizeError, Othello};
-use crate::players::{
+use kibitzer_games::game::{Outcome, Player};
+use kibitzer_games::othello::{BoardSizeError, Othello};
+use kibitzer_games::players::{
     Agent, AgentGame, HumanGameError, HumanGameReport, PlayerSpec, PlayerSpecError, TextGame,
     default_engine_path, play_human,
 };
 
-pub use crate::othello::cli_support::{
-    DatasetInfo as OthelloDatasetInfo, GenerateReport, PerftReport as OthelloPerftReport,
-    dataset_info as othello_dataset_info, generate_random_dataset as generate_othello_random,
-    perft_report as othello_perft, show_game as othello_show_game,
+pub use kibitzer_games::files::{GameFileError, file_info, show_game};
+pub use kibitzer_games::othello::reports::{
+    generate_random_dataset as generate_othello_random, perft_report as othello_perft,
 };
 
 #[cfg(feature = "chess")]
-pub use crate::chess::perft::{PerftReport as ChessPerftReport, perft_report as chess_perft};
+pub use kibitzer_games::chess::perft::perft_report as chess_perft;
 #[cfg(feature = "chess")]
-use crate::chess::{
+use kibitzer_games::chess::{
     Chess, NotationError,
-    pgn::{GameResult, PgnError, PgnReader},
-    rated::{ImportReport, RatedError, RatedFormat, RatedGame, RatedJsonlReader},
+    pgn::PgnError,
+    rated::{ImportReport, RatedError, RatedFormat},
 };
 #[cfg(feature = "chess")]
-use crate::players::selfplay::{
+use kibitzer_games::players::selfplay::{
     RatedPlayer, SelfPlayConfig, SelfPlayError, SelfPlayOptions, SelfPlayReport, no_engine_hint,
     write_rated_self_play,
 };
@@ -103,6 +102,7 @@ pub enum GamesCliError {
         hint: String,
     },
     /// A file whose kind cannot be told.
+    #[cfg(feature = "chess")]
     #[error("{path}: {problem}; expected {expected}")]
     UnknownFile {
         /// The file.
@@ -118,17 +118,11 @@ pub enum GamesCliError {
         /// The player forms.
         forms: &'static str,
     },
-    /// A game number past the end of a file.
-    #[error("{path}: no game {game}: the file holds {len} games (0..{len})")]
-    NoSuchGame {
-        /// The file.
-        path: PathBuf,
-        /// The game asked for (from 0).
-        game: usize,
-        /// How many it holds.
-        len: usize,
-    },
+    /// A game file could not be read.
+    #[error(transparent)]
+    File(#[from] GameFileError),
     /// A game needs a feature this build lacks.
+    #[cfg(not(feature = "chess"))]
     #[error("{what} needs the `chess` feature, which this build was compiled without")]
     NoChess {
         /// What was asked.
@@ -211,26 +205,6 @@ pub enum GameSetup {
 }
 
 impl GameSetup {
-    /// The setup named `game` (`othello` or `chess`, any case), with the
-    /// Othello board side `size` and the chess start `fen`.
-    pub fn from_name(
-        game: &str,
-        size: usize,
-        fen: Option<&str>,
-    ) -> Result<GameSetup, GamesCliError> {
-        match game.trim().to_ascii_lowercase().as_str() {
-            "othello" | "reversi" => Ok(GameSetup::Othello { size }),
-            "chess" => Ok(GameSetup::Chess {
-                fen: fen.map(str::to_owned),
-            }),
-            other => Err(GamesCliError::UnknownFile {
-                path: PathBuf::from(other),
-                problem: "not a game".to_owned(),
-                expected: "othello or chess",
-            }),
-        }
-    }
-
     /// The starting Othello position (an error for a size other than 4, 6, 8).
     fn othello(size: usize) -> Result<Othello, GamesCliError> {
         Ok(Othello::new(size)?)
@@ -256,7 +230,7 @@ fn no_chess(what: &str) -> GamesCliError {
 
 /// Plays a match of `config.games` games between the players named
 /// `player_a` and `player_b` ([`PlayerSpec`] texts), colours alternating,
-/// on all of rayon's threads (see [`crate::arena`]). Print the report with
+/// on all of rayon's threads (see [`kibitzer_games::arena`]). Print the report with
 /// [`ArenaReport::to_markdown`] or [`ArenaReport::to_json`].
 pub fn arena(
     setup: &GameSetup,
@@ -315,7 +289,7 @@ fn no_engine_message() -> String {
     {
         format!(
             "no UCI engine found (install Stockfish: apt-get install stockfish, or set KIBITZER_STOCKFISH); use a built-in player instead: {}",
-            crate::players::uci::BUILT_IN_PLAYERS
+            kibitzer_games::players::uci::BUILT_IN_PLAYERS
         )
     }
 }
@@ -356,7 +330,7 @@ pub struct OthelloGenerateReport {
 
 /// Writes `count` Othello games to `path`. With the single player `random`
 /// and no opening plies: the OthelloGPT synthetic set
-/// ([`crate::dataset::write_random_dataset`], fast, multi-threaded).
+/// ([`kibitzer_games::dataset::write_random_dataset`], fast, multi-threaded).
 /// Otherwise the players meet in turn ([`write_agent_dataset`]; for a
 /// "championship-like" set name alpha-beta players at several depths) after
 /// `random_opening_plies` random plies, and who played what goes to
@@ -372,7 +346,7 @@ pub fn generate_othello(
     let path = path.as_ref();
     if players.is_empty() {
         return Err(GamesCliError::NoPlayers {
-            forms: crate::players::PLAYER_SPEC_FORMS,
+            forms: kibitzer_games::players::PLAYER_SPEC_FORMS,
         });
     }
     let specs = players
@@ -456,7 +430,7 @@ pub struct ChessGenerateReport {
 /// Plays rated chess games among `players` ([`RatedPlayer`] texts: a
 /// [`PlayerSpec`] with an optional `@<elo>`, like `stockfish:skill=3` or
 /// `alphabeta:2@1000`) and writes them to `path` (`.jsonl` or `.pgn`) with
-/// each side's Elo (see [`crate::players::selfplay`]). Without an installed
+/// each side's Elo (see [`kibitzer_games::players::selfplay`]). Without an installed
 /// engine, a `stockfish` player gives [`GamesCliError::NoEngine`], naming the
 /// built-in players to use instead. `options` resumes an interrupted run and
 /// shows progress (see [`write_rated_self_play`]).
@@ -469,7 +443,7 @@ pub fn generate_chess_self_play(
 ) -> Result<ChessGenerateReport, GamesCliError> {
     if players.is_empty() {
         return Err(GamesCliError::NoPlayers {
-            forms: crate::players::PLAYER_SPEC_FORMS,
+            forms: kibitzer_games::players::PLAYER_SPEC_FORMS,
         });
     }
     let rated = players
@@ -522,7 +496,7 @@ pub fn import_pgn(
     skip_invalid: bool,
 ) -> Result<ImportReport, GamesCliError> {
     let format = rated_format(out_path.as_ref())?;
-    Ok(crate::chess::rated::import_pgn(
+    Ok(kibitzer_games::chess::rated::import_pgn(
         pgn_path,
         out_path,
         format,
@@ -551,7 +525,7 @@ pub fn engine_status() -> EngineStatus {
             problem: Some(no_engine_message()),
         };
     };
-    match crate::players::UciEngine::start(&path, std::time::Duration::from_secs(10)) {
+    match kibitzer_games::players::UciEngine::start(&path, std::time::Duration::from_secs(10)) {
         Ok(engine) => EngineStatus {
             name: Some(engine.name().to_owned()),
             path: Some(path),
@@ -562,307 +536,6 @@ pub fn engine_status() -> EngineStatus {
             name: None,
             problem: Some(error.to_string()),
         },
-    }
-}
-
-/// The kinds of game files `info` and `show` read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum GameFileKind {
-    /// kibitzer's binary Othello dataset (`KBZOTH1`).
-    OthelloDataset,
-    /// PGN.
-    Pgn,
-    /// Rated chess games as JSON lines.
-    RatedJsonLines,
-}
-
-/// The kind of `path`: by its magic bytes for Othello datasets, else by its
-/// extension (`.pgn`, `.jsonl`, `.ndjson`).
-pub fn game_file_kind(path: impl AsRef<Path>) -> Result<GameFileKind, GamesCliError> {
-    let path = path.as_ref();
-    let io_error = |source| GamesCliError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut head = Vec::with_capacity(MAGIC.len());
-    std::fs::File::open(path)
-        .map_err(io_error)?
-        .take(MAGIC.len() as u64)
-        .read_to_end(&mut head)
-        .map_err(io_error)?;
-    if head == MAGIC {
-        return Ok(GameFileKind::OthelloDataset);
-    }
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match extension.as_deref() {
-        Some("pgn") => Ok(GameFileKind::Pgn),
-        Some("jsonl" | "ndjson") => Ok(GameFileKind::RatedJsonLines),
-        _ => Err(GamesCliError::UnknownFile {
-            path: path.to_path_buf(),
-            problem: format!(
-                "not an Othello dataset (it starts with {:?}, not the magic bytes \"KBZOTH1\\0\") and the extension is not .pgn or .jsonl",
-                String::from_utf8_lossy(&head)
-            ),
-            expected: "an Othello dataset from `games generate othello`, a .pgn file or a .jsonl file of rated games",
-        }),
-    }
-}
-
-/// A summary of a file of chess games.
-#[cfg(feature = "chess")]
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChessGamesInfo {
-    /// The file.
-    pub path: PathBuf,
-    /// PGN or JSON lines.
-    pub format: GameFileKind,
-    /// Games read.
-    pub games: usize,
-    /// Games skipped as invalid (only when asked to skip).
-    pub skipped: usize,
-    /// Moves over all games.
-    pub moves: usize,
-    /// Results: White won.
-    pub white_wins: usize,
-    /// Results: Black won.
-    pub black_wins: usize,
-    /// Results: drawn.
-    pub draws: usize,
-    /// Results: unknown or unfinished (`*`).
-    pub unfinished: usize,
-    /// Games with both players' Elo.
-    pub with_both_elo: usize,
-    /// The lowest Elo of any player, when some are known.
-    pub min_elo: Option<u32>,
-    /// The highest Elo of any player.
-    pub max_elo: Option<u32>,
-    /// The mean Elo over every known rating.
-    pub mean_elo: Option<f64>,
-}
-
-/// What `info` says of a game file.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum FileInfo {
-    /// An Othello dataset: counts and results, every game replayed.
-    Othello(OthelloDatasetInfo),
-    /// A file of chess games, every game replayed.
-    #[cfg(feature = "chess")]
-    Chess(ChessGamesInfo),
-}
-
-/// Reads every game of `path` (an Othello dataset, PGN or rated JSON lines;
-/// see [`game_file_kind`]), replaying each, and summarises them. The first
-/// bad game is an error naming the file, game and move, unless
-/// `skip_invalid` (PGN only), when bad games are counted instead.
-pub fn file_info(path: impl AsRef<Path>, skip_invalid: bool) -> Result<FileInfo, GamesCliError> {
-    let path = path.as_ref();
-    match game_file_kind(path)? {
-        GameFileKind::OthelloDataset => Ok(FileInfo::Othello(othello_dataset_info(path)?)),
-        #[cfg(feature = "chess")]
-        kind => chess_games_info(path, kind, skip_invalid).map(FileInfo::Chess),
-        #[cfg(not(feature = "chess"))]
-        _ => {
-            let _ = skip_invalid;
-            Err(no_chess("reading chess games"))
-        }
-    }
-}
-
-/// Every game of a chess file as a rated game, in order; bad games are
-/// errors, or with `skip_invalid` (PGN) counted in the second value.
-#[cfg(feature = "chess")]
-fn for_each_chess_game(
-    path: &Path,
-    kind: GameFileKind,
-    skip_invalid: bool,
-    mut visit: impl FnMut(usize, RatedGame, Option<&crate::chess::pgn::PgnGame>) -> bool,
-) -> Result<usize, GamesCliError> {
-    match kind {
-        GameFileKind::Pgn => {
-            let mut reader = PgnReader::open(path)?.skip_invalid(skip_invalid);
-            let mut index = 0;
-            let mut bad_tags = 0;
-            for game in reader.by_ref() {
-                let game = game?;
-                let rated = match RatedGame::from_pgn(&game) {
-                    Ok(rated) => rated,
-                    Err(_) if skip_invalid => {
-                        bad_tags += 1;
-                        continue;
-                    }
-                    Err(error) => return Err(error.into()),
-                };
-                if !visit(index, rated, Some(&game)) {
-                    break;
-                }
-                index += 1;
-            }
-            Ok(reader.skipped() + bad_tags)
-        }
-        GameFileKind::RatedJsonLines => {
-            for (index, game) in RatedJsonlReader::open(path)?.enumerate() {
-                if !visit(index, game?, None) {
-                    break;
-                }
-            }
-            Ok(0)
-        }
-        GameFileKind::OthelloDataset => unreachable!("callers pass chess kinds only"),
-    }
-}
-
-/// The first `max_games` games (all when `None`) of a chess file (PGN or
-/// rated JSON lines; see [`game_file_kind`]), each replayed; the first bad
-/// game is an error naming the file, game and move. An Othello dataset is
-/// an error saying a chess file was expected.
-#[cfg(feature = "chess")]
-pub fn read_chess_games(
-    path: impl AsRef<Path>,
-    max_games: Option<usize>,
-) -> Result<Vec<crate::chess::Chess>, GamesCliError> {
-    let path = path.as_ref();
-    let kind = game_file_kind(path)?;
-    if kind == GameFileKind::OthelloDataset {
-        return Err(GamesCliError::UnknownFile {
-            path: path.to_path_buf(),
-            problem: "this is an Othello dataset".into(),
-            expected: "chess games: a .pgn file or a .jsonl file of rated games",
-        });
-    }
-    let limit = max_games.unwrap_or(usize::MAX);
-    let mut games = Vec::new();
-    let mut failed = None;
-    if limit > 0 {
-        for_each_chess_game(path, kind, false, |index, rated, pgn| {
-            // A PGN game was replayed as it was read; JSON lines hold moves only.
-            let replayed = match pgn {
-                Some(pgn) => Ok(pgn.game.clone()),
-                None => rated.replay(),
-            };
-            match replayed {
-                Ok(game) => games.push(game),
-                Err(error) => {
-                    failed = Some(RatedError::Replay {
-                        source_name: path.display().to_string(),
-                        game: index + 1,
-                        error,
-                    });
-                    return false;
-                }
-            }
-            games.len() < limit
-        })?;
-    }
-    if failed.is_none() && limit > 0 && games.iter().all(|g| g.moves().is_empty()) {
-        failed = Some(RatedError::NoGames {
-            path: path.to_path_buf(),
-            skipped: 0,
-        });
-    }
-    match failed {
-        Some(error) => Err(error.into()),
-        None => Ok(games),
-    }
-}
-
-#[cfg(feature = "chess")]
-fn chess_games_info(
-    path: &Path,
-    kind: GameFileKind,
-    skip_invalid: bool,
-) -> Result<ChessGamesInfo, GamesCliError> {
-    let mut info = ChessGamesInfo {
-        path: path.to_path_buf(),
-        format: kind,
-        games: 0,
-        skipped: 0,
-        moves: 0,
-        white_wins: 0,
-        black_wins: 0,
-        draws: 0,
-        unfinished: 0,
-        with_both_elo: 0,
-        min_elo: None,
-        max_elo: None,
-        mean_elo: None,
-    };
-    let (mut elo_sum, mut elo_count) = (0u64, 0u64);
-    info.skipped = for_each_chess_game(path, kind, skip_invalid, |_, game, _| {
-        info.games += 1;
-        info.moves += game.moves.len();
-        match game.result {
-            GameResult::WhiteWins => info.white_wins += 1,
-            GameResult::BlackWins => info.black_wins += 1,
-            GameResult::Draw => info.draws += 1,
-            GameResult::Unknown => info.unfinished += 1,
-        }
-        info.with_both_elo += usize::from(game.white_elo.is_some() && game.black_elo.is_some());
-        for elo in [game.white_elo, game.black_elo].into_iter().flatten() {
-            info.min_elo = Some(info.min_elo.map_or(elo, |low| low.min(elo)));
-            info.max_elo = Some(info.max_elo.map_or(elo, |high| high.max(elo)));
-            elo_sum += u64::from(elo);
-            elo_count += 1;
-        }
-        true
-    })?;
-    if info.moves == 0 {
-        return Err(RatedError::NoGames {
-            path: path.to_path_buf(),
-            skipped: info.skipped,
-        }
-        .into());
-    }
-    info.mean_elo = (elo_count > 0).then(|| elo_sum as f64 / elo_count as f64);
-    Ok(info)
-}
-
-/// Game `index` (from 0) of `path` as text for a terminal: for Othello the
-/// moves and the final board; for chess the game as PGN (tags kept) and the
-/// final board.
-pub fn show_game(path: impl AsRef<Path>, index: usize) -> Result<String, GamesCliError> {
-    let path = path.as_ref();
-    match game_file_kind(path)? {
-        GameFileKind::OthelloDataset => Ok(othello_show_game(path, index)?),
-        #[cfg(feature = "chess")]
-        kind => {
-            let mut shown = None;
-            let mut seen = 0;
-            for_each_chess_game(path, kind, false, |at, game, pgn| {
-                seen = at + 1;
-                if at != index {
-                    return true;
-                }
-                shown = Some(match pgn {
-                    Some(pgn) => Ok((pgn.to_pgn(), pgn.game.clone())),
-                    None => game.replay().map(|replayed| {
-                        let text =
-                            crate::chess::pgn::pgn_string(&game.tags(), &replayed, game.result);
-                        (text, replayed)
-                    }),
-                });
-                false
-            })?;
-            match shown {
-                Some(Ok((text, end))) => Ok(format!("game {index}:\n{text}{}\n", end.board_text())),
-                Some(Err(error)) => Err(RatedError::Replay {
-                    source_name: path.display().to_string(),
-                    game: index + 1,
-                    error,
-                }
-                .into()),
-                None => Err(GamesCliError::NoSuchGame {
-                    path: path.to_path_buf(),
-                    game: index,
-                    len: seen,
-                }),
-            }
-        }
-        #[cfg(not(feature = "chess"))]
-        _ => Err(no_chess("showing chess games")),
     }
 }
 
@@ -1033,24 +706,15 @@ pub fn watch_agents<G: TextGame>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::game::Game;
+    use kibitzer_games::Game;
+    use kibitzer_games::files::FileInfo;
 
     fn othello6() -> GameSetup {
-        GameSetup::from_name("Othello", 6, None).expect("othello is a game")
+        GameSetup::Othello { size: 6 }
     }
 
     #[test]
-    fn setups_are_named_and_bad_sizes_refused() {
-        assert_eq!(othello6(), GameSetup::Othello { size: 6 });
-        assert_eq!(
-            GameSetup::from_name("chess", 8, Some("8/8/8/8/8/8/8/K6k w - - 0 1"))
-                .expect("chess is a game"),
-            GameSetup::Chess {
-                fen: Some("8/8/8/8/8/8/8/K6k w - - 0 1".to_owned())
-            }
-        );
-        let error = GameSetup::from_name("go", 19, None).expect_err("not a game here");
-        assert!(error.to_string().contains("othello or chess"), "{error}");
+    fn bad_sizes_are_refused() {
         let error = arena(
             &GameSetup::Othello { size: 5 },
             "random",
@@ -1198,21 +862,6 @@ mod tests {
             check_engines_with(&["stockfish"], Some(Path::new("/usr/games/stockfish"))).is_ok()
         );
         assert!(check_engines_with(&["greedy", "mcts:20"], None).is_ok());
-    }
-
-    #[test]
-    fn unknown_files_are_named() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let path = dir.path().join("notes.txt");
-        std::fs::write(&path, "hello").expect("written");
-        let error = file_info(&path, false).expect_err("not a game file");
-        let text = error.to_string();
-        assert!(
-            text.contains("notes.txt") && text.contains(".pgn"),
-            "{text}"
-        );
-        let error = file_info(dir.path().join("missing.pgn"), false).expect_err("no file");
-        assert!(error.to_string().contains("missing.pgn"), "{error}");
     }
 
     #[cfg(feature = "chess")]

@@ -1,6 +1,6 @@
-//! Plain functions behind the `kibitzer othello ...` commands: each does one
-//! job and returns a serialisable report, so the command line only parses
-//! arguments and prints.
+//! Othello jobs as serialisable reports: a timed perft, a generated random
+//! dataset, a dataset's summary (every game replayed) and one game as text.
+//! `kibitzer games` prints them.
 
 use std::path::Path;
 use std::time::Instant;
