@@ -121,13 +121,6 @@ pub enum GamesCliError {
     /// A game file could not be read.
     #[error(transparent)]
     File(#[from] GameFileError),
-    /// A game needs a feature this build lacks.
-    #[cfg(not(feature = "chess"))]
-    #[error("{what} needs the `chess` feature, which this build was compiled without")]
-    NoChess {
-        /// What was asked.
-        what: String,
-    },
     /// A thread pool could not be built.
     #[error("threads: {0}")]
     Threads(String),
@@ -220,12 +213,13 @@ impl GameSetup {
     }
 }
 
-/// The error for chess in a build without the `chess` feature.
+/// The error for chess in a build without the `chess` feature: the game
+/// files' own ([`GameFileError::NoChess`]), so the message is written once.
 #[cfg(not(feature = "chess"))]
 fn no_chess(what: &str) -> GamesCliError {
-    GamesCliError::NoChess {
+    GamesCliError::File(GameFileError::NoChess {
         what: what.to_owned(),
-    }
+    })
 }
 
 /// Plays a match of `config.games` games between the players named
