@@ -33,17 +33,66 @@ pub fn next_token_loss_from(
     pad: Option<u32>,
     from: usize,
 ) -> Result<Tensor<1>, HookError> {
-    let (sum, count) = next_token_terms(logits, tokens, pad, from)?;
+    let pos = logits.dims()[1];
+    let (sum, count) = next_token_terms(logits, tokens, pad, from..pos.max(from + 1))?;
     Ok(sum.neg() / count)
 }
 
-/// The summed log-likelihood of the targets at positions `from..` and
+/// [`next_token_loss`] on the targets inside `targets` only, several
+/// disjoint ranges of target positions: a grid quiz scored on both of its
+/// transformed grids (f(A) and f(B)) and not on the scenes it is given.
+/// Every range must lie in `1..pos`, be non-empty and start after the
+/// previous one ends.
+pub fn next_token_loss_over(
+    logits: Tensor<3>,
+    tokens: Tensor<2, Int>,
+    pad: Option<u32>,
+    targets: &[std::ops::Range<usize>],
+) -> Result<Tensor<1>, HookError> {
+    let pos = logits.dims()[1];
+    check_target_ranges(targets, pos)?;
+    let mut total: Option<(Tensor<1>, Tensor<1>)> = None;
+    for range in targets {
+        let (sum, count) = next_token_terms(logits.clone(), tokens.clone(), pad, range.clone())?;
+        total = Some(match total {
+            Some((s, c)) => (s + sum, c + count),
+            None => (sum, count),
+        });
+    }
+    let (sum, count) = total.expect("check_target_ranges refuses an empty list");
+    Ok(sum.neg() / count)
+}
+
+/// Checks that `targets` are non-empty, ordered, disjoint ranges of target
+/// positions inside `1..pos`, naming the first one that is not.
+pub fn check_target_ranges(
+    targets: &[std::ops::Range<usize>],
+    pos: usize,
+) -> Result<(), HookError> {
+    if targets.is_empty() {
+        return Err(HookError::Input(
+            "next-token loss over no target ranges: name at least one".into(),
+        ));
+    }
+    let mut end = 1;
+    for r in targets {
+        if r.start < end || r.end <= r.start || r.end > pos {
+            return Err(HookError::Input(format!(
+                "next-token loss over target positions {r:?}: each range must be non-empty, start at {end} or later (after the previous one) and end by {pos}, the sequence length"
+            )));
+        }
+        end = r.end;
+    }
+    Ok(())
+}
+
+/// The summed log-likelihood of the targets at positions `targets` and
 /// their number, on the device.
 fn next_token_terms(
     logits: Tensor<3>,
     tokens: Tensor<2, Int>,
     pad: Option<u32>,
-    from: usize,
+    targets: std::ops::Range<usize>,
 ) -> Result<(Tensor<1>, Tensor<1>), HookError> {
     let [batch, pos, vocab] = logits.dims();
     if tokens.dims() != [batch, pos] {
@@ -58,14 +107,15 @@ fn next_token_terms(
             "next-token loss needs sequences of at least 2 tokens".into(),
         ));
     }
-    if from == 0 || from >= pos {
+    let (from, to) = (targets.start, targets.end);
+    if from == 0 || from >= pos || to <= from || to > pos {
         return Err(HookError::Input(format!(
-            "next-token loss from position {from}: the sequences have {pos} tokens, so the first scored target must be in 1..{pos}"
+            "next-token loss over target positions {from}..{to}: the sequences have {pos} tokens, so the scored targets must lie in 1..{pos}"
         )));
     }
-    let n = pos - from;
-    let log_probs = log_softmax(logits.slice([0..batch, from - 1..pos - 1, 0..vocab]), 2);
-    let targets = tokens.slice([0..batch, from..pos]);
+    let n = to - from;
+    let log_probs = log_softmax(logits.slice([0..batch, from - 1..to - 1, 0..vocab]), 2);
+    let targets = tokens.slice([0..batch, from..to]);
     // The pad token may lie outside the predicted vocabulary (ChessGPT reads
     // a padding token it never predicts): gather padded targets at 0, as
     // the mask below drops them anyway.
@@ -114,7 +164,8 @@ pub fn next_token_cross_entropy_from(
     pad: Option<u32>,
     from: usize,
 ) -> Result<f64, HookError> {
-    let (sum, count) = next_token_terms(logits, tokens, pad, from)?;
+    let pos = logits.dims()[1];
+    let (sum, count) = next_token_terms(logits, tokens, pad, from..pos.max(from + 1))?;
     let count = kibitzer_sae::ops::scalar(count);
     if count == 0.0 {
         return Err(HookError::Input(

@@ -70,6 +70,60 @@ pub fn culture_gpt_config(
     config
 }
 
+/// Which tokens of a quiz the training loss scores. Evaluation always
+/// scores the final grid alone (reference 004: "for eval, only the final
+/// grid should be used").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossOn {
+    /// f(B)'s cells, the grid the model is asked to write.
+    #[default]
+    Final,
+    /// The cells of both transformed grids, f(A) and f(B): twice the
+    /// examples of the transformation per quiz, at the same cost per step.
+    /// Writing f(A), the model has not yet seen the task and must guess
+    /// it from the first changed cells, as the culture GPTs do.
+    Answers,
+    /// Every token after BOS, the scenes A and B included.
+    All,
+}
+
+impl LossOn {
+    /// The scored target positions of a quiz of `layout`.
+    pub fn targets(self, layout: &Layout) -> Vec<std::ops::Range<usize>> {
+        match self {
+            LossOn::Final => vec![layout.answer_range()],
+            LossOn::Answers => vec![layout.grid_range(1), layout.grid_range(3)],
+            LossOn::All => vec![1..layout.seq_len()],
+        }
+    }
+
+    /// The name on the command line and in run files.
+    pub fn name(self) -> &'static str {
+        match self {
+            LossOn::Final => "final",
+            LossOn::Answers => "answers",
+            LossOn::All => "all",
+        }
+    }
+}
+
+impl std::fmt::Display for LossOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for LossOn {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<LossOn, String> {
+        [LossOn::Final, LossOn::Answers, LossOn::All]
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| format!("unknown loss target {s:?}: expected final, answers or all"))
+    }
+}
+
 /// The grid size a quiz GPT reads, from its context length
 /// (`n_ctx = 1 + 4 (1 + s^2)`), or `None` when the context fits no grid.
 pub fn model_grid_size(config: &GptConfig) -> Option<usize> {
@@ -1153,6 +1207,20 @@ mod tests {
         )
         .unwrap();
         (layout, quizzes, model)
+    }
+
+    #[test]
+    fn loss_targets_name_the_transformed_grids() {
+        // 8x8 grids: BOS, A's marker at 1 (cells 2..66), f(A)'s at 66
+        // (67..131), B's at 131 (132..196), f(B)'s at 196 (197..261).
+        let layout = Layout::new(8).unwrap();
+        assert_eq!(LossOn::Final.targets(&layout), vec![197..261]);
+        assert_eq!(LossOn::Answers.targets(&layout), vec![67..131, 197..261]);
+        assert_eq!(LossOn::All.targets(&layout), vec![1..261]);
+        for l in [LossOn::Final, LossOn::Answers, LossOn::All] {
+            assert_eq!(l.name().parse::<LossOn>(), Ok(l));
+        }
+        assert!("fourth".parse::<LossOn>().unwrap_err().contains("final, answers or all"));
     }
 
     fn row(accuracy: f64) -> AccuracyRow {

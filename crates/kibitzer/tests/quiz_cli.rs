@@ -127,6 +127,21 @@ fn a_quiz_gpt_trains_scores_and_is_interpreted() {
         "--resume",
     ]);
     assert!(err.contains("checksum"), "{err}");
+    // The run scored the final grid; resuming it with another loss is refused.
+    let err = fails(&[
+        "quiz",
+        "train",
+        "--quizzes",
+        p(&train_q),
+        "--out",
+        p(&d.join("gpt")),
+        "--steps",
+        "300",
+        "--loss-on",
+        "answers",
+        "--resume",
+    ]);
+    assert!(err.contains("--loss-on") && err.contains("final"), "{err}");
 
     // Quizzes of another grid size, or a file that is not a quiz file.
     let ten = d.join("ten.jsonl");

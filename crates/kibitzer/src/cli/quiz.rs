@@ -10,7 +10,7 @@ use super::sae::DtypeArg;
 use burn::tensor::{Int, Tensor};
 use clap::{Args, Subcommand};
 use kibitzer::quiz::{
-    self, AccuracyTable, MultiplierConfig, Run, TransformCell, culture_gpt_config,
+    self, AccuracyTable, LossOn, MultiplierConfig, Run, TransformCell, culture_gpt_config,
 };
 use kibitzer_hooks::{
     ExampleSource, Examples, HarvestConfig, HookError, HookSite, TokenSequences, harvest,
@@ -37,7 +37,8 @@ pub enum QuizCommand {
     /// Render quizzes as an HTML page, optionally with the grids a model
     /// writes (and what it writes with an MLP ablated).
     Show(ShowArgs),
-    /// Train a culture-style GPT on a quiz file (loss on the fourth grid).
+    /// Train a culture-style GPT on a quiz file (loss on the fourth grid,
+    /// or on both transformed grids with --loss-on answers).
     Train(TrainArgs),
     /// Exact-grid accuracy per task of a saved quiz GPT.
     Eval(EvalArgs),
@@ -242,6 +243,11 @@ pub struct TrainArgs {
     /// Warm-up steps [default: a tenth of --steps, at most 200].
     #[arg(long)]
     pub warmup: Option<u64>,
+    /// What the training loss scores: `final` (f(B), the grid the model
+    /// writes), `answers` (f(A) and f(B)) or `all` (every token). The
+    /// held-out loss is always the final grid's.
+    #[arg(long, default_value_t = LossOn::Final)]
+    pub loss_on: LossOn,
     /// Held-out quizzes: the last N of the file.
     #[arg(long, default_value_t = 500)]
     pub eval_quizzes: usize,
@@ -274,6 +280,9 @@ struct RunData {
     grid_size: usize,
     train_quizzes: usize,
     eval_quizzes: usize,
+    /// Runs from before `--loss-on` scored the final grid.
+    #[serde(default)]
+    loss_on: LossOn,
 }
 
 fn quiz_checksum(quizzes: &[Quiz]) -> String {
@@ -287,11 +296,11 @@ fn quiz_checksum(quizzes: &[Quiz]) -> String {
     format!("{:016x}", h.digest())
 }
 
-/// A dataset of quiz sequences scored on the fourth grid only.
-fn dataset(quizzes: &[Quiz], layout: &Layout) -> Res<TokenDataset> {
+/// A dataset of quiz sequences scored on the grids `loss_on` names.
+fn dataset(quizzes: &[Quiz], layout: &Layout, loss_on: LossOn) -> Res<TokenDataset> {
     let seqs = quiz::sequences(quizzes, layout)?;
     Ok(TokenDataset::new(&seqs, None, VOCAB, layout.seq_len())?
-        .with_loss_from(layout.answer_range().start)?)
+        .with_scored_targets(loss_on.targets(layout))?)
 }
 
 /// `kibitzer quiz train`.
@@ -316,6 +325,7 @@ pub fn train(a: &TrainArgs) -> CliResult {
         grid_size: layout.grid_size,
         train_quizzes: quizzes.len() - a.eval_quizzes,
         eval_quizzes: a.eval_quizzes,
+        loss_on: a.loss_on,
     };
     let mut trainer = if a.resume {
         if !checkpoint.exists() {
@@ -329,6 +339,15 @@ pub fn train(a: &TrainArgs) -> CliResult {
             .map_err(|e| format!("{}: {e}", run_file.display()))?;
         let saved: RunData =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", run_file.display()))?;
+        if saved.loss_on != run.loss_on {
+            return Err(format!(
+                "{}: the run's loss scores --loss-on {}, not {}",
+                run_file.display(),
+                saved.loss_on,
+                run.loss_on
+            )
+            .into());
+        }
         if saved.checksum != run.checksum || saved.eval_quizzes != run.eval_quizzes {
             return Err(format!(
                 "{}: the run trained on {} ({} quizzes, checksum {}, {} held out); --quizzes {} has {} quizzes, checksum {}, {} held out",
@@ -404,8 +423,8 @@ pub fn train(a: &TrainArgs) -> CliResult {
         GptTrainer::new(Gpt::new(config, &device)?, train)?
     };
     let (train_q, eval_q) = quizzes.split_at(run.train_quizzes);
-    let data = dataset(train_q, &layout)?;
-    let eval = dataset(eval_q, &layout)?;
+    let data = dataset(train_q, &layout, a.loss_on)?;
+    let eval = dataset(eval_q, &layout, LossOn::Final)?;
     if !a.resume {
         std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
         kibitzer_sae::io::atomic_write(&run_file, serde_json::to_string_pretty(&run)?.as_bytes())?;
@@ -1090,6 +1109,7 @@ mod tests {
             batch_size: 2,
             lr: 1e-3,
             warmup: None,
+            loss_on: LossOn::Final,
             eval_quizzes: 4,
             eval_every: 0,
             checkpoint_every: 0,

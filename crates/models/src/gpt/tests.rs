@@ -616,7 +616,7 @@ fn the_loss_can_score_only_the_answer() {
         .unwrap()
         .with_loss_from(6)
         .unwrap();
-    assert_eq!(data.loss_from(), 6);
+    assert_eq!(data.scored_targets(), &[6..8]);
     let config = GptConfig {
         seed: Some(2),
         positional_embedding_type: Positional::Sinusoidal,
@@ -660,6 +660,44 @@ fn the_loss_can_score_only_the_answer() {
             .with_loss_from(0)
             .is_err()
     );
+}
+
+#[test]
+fn the_loss_can_score_several_ranges_of_targets() {
+    // Scored on targets 2..4 and 6..8, the loss is the mean over those four
+    // targets, which the one-sided losses give as
+    // (6 CE[2..] - 4 CE[4..] + 2 CE[6..]) / 4.
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let seqs: Vec<Vec<u32>> = (0..12)
+        .map(|_| (0..8).map(|_| rng.random_range(0..9u32)).collect())
+        .collect();
+    let config = GptConfig {
+        seed: Some(4),
+        ..GptConfig::new(2, 32, 4, 64, 9, 8)
+    };
+    let model = Gpt::new(config, &dev()).unwrap();
+    let tokens = model.tokens(&seqs).unwrap();
+    let logits = model.forward(&tokens).unwrap();
+    let ce = |from| {
+        kibitzer_hooks::next_token_cross_entropy_from(logits.clone(), tokens.clone(), None, from)
+            .unwrap()
+    };
+    let expected = (6.0 * ce(2) - 4.0 * ce(4) + 2.0 * ce(6)) / 4.0;
+    let data = TokenDataset::new(&seqs, None, 9, 8)
+        .unwrap()
+        .with_scored_targets(vec![2..4, 6..8])
+        .unwrap();
+    let got = evaluate(&model, &data, 5).unwrap();
+    assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+    let plain = || TokenDataset::new(&seqs, None, 9, 8).unwrap();
+    for bad in [vec![], vec![0..2], vec![2..4, 3..5], vec![4..4], vec![6..9], vec![5..6, 2..3]] {
+        let err = plain().with_scored_targets(bad.clone()).unwrap_err();
+        assert!(err.to_string().contains("scored targets"), "{bad:?}: {err}");
+    }
+    // Padding everywhere the loss looks is refused.
+    let padded = TokenDataset::new(&[vec![1, 2, 3, 4], vec![1, 2]], Some(0), 9, 8).unwrap();
+    assert!(padded.clone().with_scored_targets(vec![1..2]).is_ok());
+    assert!(padded.with_scored_targets(vec![2..4]).is_err());
 }
 
 #[test]

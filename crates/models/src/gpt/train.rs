@@ -12,7 +12,8 @@ use crate::params::{
     write_tensors,
 };
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use kibitzer_hooks::{Hooks, next_token_loss_from};
+use kibitzer_hooks::{Hooks, check_target_ranges, next_token_loss_over};
+use std::ops::Range;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -23,8 +24,9 @@ pub struct TokenDataset {
     tokens: Vec<i64>,
     seq_len: usize,
     pad: Option<u32>,
-    /// The first target position the loss scores (1: every target).
-    loss_from: usize,
+    /// The target positions the loss scores: ordered, disjoint ranges
+    /// inside `1..seq_len` (`[1..seq_len]`: every target).
+    scored: Vec<Range<usize>>,
 }
 
 impl TokenDataset {
@@ -83,7 +85,7 @@ impl TokenDataset {
             tokens,
             seq_len,
             pad,
-            loss_from: 1,
+            scored: vec![1..seq_len],
         })
     }
 
@@ -91,30 +93,56 @@ impl TokenDataset {
     /// targets at positions `from..` only (a prompt is read, not learnt):
     /// a grid quiz scores its answer grid alone. `from` must leave at least
     /// one target (`1 <= from < seq_len`).
-    pub fn with_loss_from(mut self, from: usize) -> Result<TokenDataset, ModelError> {
+    pub fn with_loss_from(self, from: usize) -> Result<TokenDataset, ModelError> {
         if from == 0 || from >= self.seq_len {
             return Err(ModelError::Input(format!(
                 "the loss starts at position {from}, but sequences have {} tokens: it must start in 1..{}",
                 self.seq_len, self.seq_len
             )));
         }
+        let end = self.seq_len;
+        self.with_scored_targets(vec![from..end])
+    }
+
+    /// The same sequences, with the loss on the targets at the positions in
+    /// `ranges` only: ordered, disjoint, non-empty ranges inside
+    /// `1..seq_len` (a grid quiz scored on both grids it could be asked to
+    /// write, f(A) and f(B)). Every sequence must have a scored target that
+    /// is not padding.
+    pub fn with_scored_targets(
+        mut self,
+        ranges: Vec<Range<usize>>,
+    ) -> Result<TokenDataset, ModelError> {
+        check_target_ranges(&ranges, self.seq_len)
+            .map_err(|e| ModelError::Input(format!("scored targets: {e}")))?;
         if let Some(pad) = self.pad {
             let pad = i64::from(pad);
-            if let Some(i) =
-                (0..self.len()).find(|&i| self.sequence(i)[from..].iter().all(|&t| t == pad))
-            {
+            if let Some(i) = (0..self.len()).find(|&i| {
+                let seq = self.sequence(i);
+                ranges.iter().all(|r| seq[r.clone()].iter().all(|&t| t == pad))
+            }) {
                 return Err(ModelError::Input(format!(
-                    "sequence {i} ends before position {from}, where the loss starts: it has nothing to score"
+                    "sequence {i} is padding at every scored position ({ranges:?}): it has nothing to score"
                 )));
             }
         }
-        self.loss_from = from;
+        self.scored = ranges;
         Ok(self)
     }
 
-    /// The first target position the loss scores.
-    pub fn loss_from(&self) -> usize {
-        self.loss_from
+    /// The target positions the loss scores.
+    pub fn scored_targets(&self) -> &[Range<usize>] {
+        &self.scored
+    }
+
+    /// Scored targets of sequence `i` that are not padding.
+    fn scored_count(&self, i: usize) -> usize {
+        let seq = self.sequence(i);
+        self.scored
+            .iter()
+            .flat_map(|r| seq[r.clone()].iter())
+            .filter(|&&t| self.pad.is_none_or(|p| t != i64::from(p)))
+            .count()
     }
 
     /// Number of sequences.
@@ -303,13 +331,13 @@ impl GptTrainer {
     pub fn train_step(&mut self, data: &TokenDataset) -> Result<TrainLog, ModelError> {
         let device = self.model.device();
         let tokens = data.batch(&self.batch_indices(self.step, data.len()), &device);
-        let (pad, from) = (data.pad(), data.loss_from());
+        let (pad, scored) = (data.pad(), data.scored_targets());
         let (loss, grads) =
             crate::params::gradients(&self.model, |m| -> Result<Tensor<1>, ModelError> {
                 let logits = m
                     .logits_unchecked(&tokens, &mut Hooks::new())?
                     .expect("no hooks, so the pass runs to the end");
-                Ok(next_token_loss_from(logits, tokens.clone(), pad, from)?)
+                Ok(next_token_loss_over(logits, tokens.clone(), pad, scored)?)
             })?;
         if !loss.is_finite() {
             return Err(ModelError::NonFinite {
@@ -449,7 +477,7 @@ impl GptTrainer {
 
 /// Mean next-token loss of `model` over every sequence of `data`, in
 /// batches of `batch_size` (weighted by predictions, padding and the
-/// targets before [`TokenDataset::loss_from`] left out).
+/// targets outside [`TokenDataset::scored_targets`] left out).
 pub fn evaluate(model: &Gpt, data: &TokenDataset, batch_size: usize) -> Result<f64, ModelError> {
     let device = model.device();
     let (mut total, mut count) = (0.0, 0.0);
@@ -459,20 +487,12 @@ pub fn evaluate(model: &Gpt, data: &TokenDataset, batch_size: usize) -> Result<f
         let logits = model
             .logits_unchecked(&tokens, &mut Hooks::new())?
             .expect("no hooks, so the pass runs to the end");
-        let predictions = chunk
-            .iter()
-            .map(|&i| {
-                data.sequence(i)[data.loss_from()..]
-                    .iter()
-                    .filter(|&&t| data.pad().is_none_or(|p| t != i64::from(p)))
-                    .count()
-            })
-            .sum::<usize>() as f64;
-        let mean = kibitzer_sae::ops::scalar(next_token_loss_from(
+        let predictions = chunk.iter().map(|&i| data.scored_count(i)).sum::<usize>() as f64;
+        let mean = kibitzer_sae::ops::scalar(next_token_loss_over(
             logits,
             tokens,
             data.pad(),
-            data.loss_from(),
+            data.scored_targets(),
         )?);
         total += mean * predictions;
         count += predictions;
