@@ -7,8 +7,9 @@
 #   bash examples/reference_004_grid_quizzes.sh --quick           # CPU, 2 cores
 #   bash examples/reference_004_grid_quizzes.sh --device cuda     # the reference's shape
 #
-# --quick: 8x8 grids, four tasks (frame, contact, replace_color, translate),
-# a 4-block GPT of width 128, the SAE on 1M tokens of its MLP output.
+# --quick: 8x8 grids, two tasks (contact, replace_color), a 4-block GPT of
+# width 128 trained on f(A) and f(B) (--loss-on answers), the SAE on 1M
+# tokens of its MLP output.
 # Without it: 10x10 grids and all eight tasks, the reference's 12 blocks of
 # width 512 (about 37M parameters), an SAE of 16,384 features on 2M tokens
 # - a GPU job (build with `--features cuda` and pass `--device cuda`).
@@ -33,11 +34,11 @@ while [[ $# -gt 0 ]]; do
 done
 
 if [[ $quick == 1 ]]; then
-    size=8 tasks=frame,contact,replace_color,translate
-    train_quizzes=60000 layers=4 d_model=128 heads=4 steps=2000 batch=32 lr=1.5e-3
+    size=8 tasks=contact,replace_color loss_on=answers
+    train_quizzes=60000 layers=4 d_model=128 heads=4 steps=2000 batch=32 lr=3e-3
     analysis_quizzes=2000 harvest_quizzes=4000 d_sae=1024 sae_steps=3000
 else
-    size=10 tasks=replace_color,translate,grow,half_fill,frame,detect,corners,contact
+    size=10 tasks=replace_color,translate,grow,half_fill,frame,detect,corners,contact loss_on=final
     train_quizzes=1000000 layers=12 d_model=512 heads=8 steps=30000 batch=64 lr=3e-4
     analysis_quizzes=4000 harvest_quizzes=5000 d_sae=16384 sae_steps=30000
 fi
@@ -59,13 +60,13 @@ step "1. quizzes: $tasks on ${size}x${size} grids"
 [[ -f harvest.jsonl ]] || "$kibitzer" quiz generate --tasks "$tasks" --size "$size" --count "$harvest_quizzes" --seed 3 --out harvest.jsonl
 [[ -f quizzes.html ]] || "$kibitzer" quiz show --quizzes analysis.jsonl --max 12 --out quizzes.html
 
-step "2. the GPT (sinusoidal positions, no final LayerNorm, BOS 0; loss on the fourth grid)"
+step "2. the GPT (sinusoidal positions, no final LayerNorm, BOS 0; loss on --loss-on $loss_on)"
 if [[ ! -f gpt/training.json ]]; then
     resume=()
     [[ -f gpt/checkpoint.safetensors ]] && resume=(--resume)
     "$kibitzer" quiz train --quizzes train.jsonl --out gpt "${resume[@]}" \
         --layers "$layers" --d-model "$d_model" --heads "$heads" --batch-size "$batch" \
-        --steps "$steps" --lr "$lr" --eval-every 250 --device "$device"
+        --steps "$steps" --lr "$lr" --loss-on "$loss_on" --eval-every 250 --device "$device"
 fi
 if [[ ! -f accuracy.md ]]; then
     "$kibitzer" quiz eval --model gpt --quizzes analysis.jsonl --device "$device" > accuracy.md.tmp
@@ -107,7 +108,7 @@ step "summary"
 {
     echo "# Reference 004 at $([[ $quick == 1 ]] && echo "CPU scale (--quick)" || echo "full scale")"
     echo
-    echo "Tasks: $tasks; grids ${size}x${size}; GPT: $layers blocks, d_model $d_model, $heads heads, $steps steps of $batch quizzes."
+    echo "Tasks: $tasks; grids ${size}x${size}; GPT: $layers blocks, d_model $d_model, $heads heads, $steps steps of $batch quizzes at lr $lr, loss on: $loss_on (--loss-on)."
     echo
     echo "## Held-out accuracy (greedy, exact grid)"
     echo

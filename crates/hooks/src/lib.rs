@@ -41,9 +41,9 @@ pub use hooks::{
     exact_dictionary,
 };
 pub use metrics::{
-    LossRecovered, check_target_ranges, loss_recovered, mean_kl_divergence, next_token_cross_entropy,
-    next_token_cross_entropy_from, next_token_loss, next_token_loss_from, next_token_loss_over,
-    output_change,
+    LossRecovered, check_target_ranges, loss_recovered, mean_kl_divergence,
+    next_token_cross_entropy, next_token_cross_entropy_from, next_token_loss, next_token_loss_from,
+    next_token_loss_over, output_change,
 };
 pub use model::HookedModel;
 pub use site::{BlockHook, HookSite, LnHook, ParseSiteError, SITE_PATTERNS};

@@ -1220,7 +1220,12 @@ mod tests {
         for l in [LossOn::Final, LossOn::Answers, LossOn::All] {
             assert_eq!(l.name().parse::<LossOn>(), Ok(l));
         }
-        assert!("fourth".parse::<LossOn>().unwrap_err().contains("final, answers or all"));
+        assert!(
+            "fourth"
+                .parse::<LossOn>()
+                .unwrap_err()
+                .contains("final, answers or all")
+        );
     }
 
     fn row(accuracy: f64) -> AccuracyRow {

@@ -760,13 +760,7 @@ impl ChessPolicyTrainer {
         path: impl AsRef<Path>,
         extra: &serde_json::Value,
     ) -> Result<(), ModelError> {
-        let params = self.policy.named_params();
-        let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
-        let mut tensors: Vec<_> = params
-            .iter()
-            .map(|(n, t)| host_tensor(format!("param/{n}"), t))
-            .collect();
-        tensors.extend(self.adam.host_state(&names));
+        let tensors = self.adam.checkpoint_tensors(&self.policy);
         let meta = serde_json::json!({
             "format": CHECKPOINT_FORMAT,
             "policy": self.policy.config(),

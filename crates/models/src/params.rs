@@ -227,19 +227,26 @@ impl AdamW {
         Ok((model.with_params(updated), StepStats { grad_norm }))
     }
 
-    /// The moments as named host tensors (`adam_m/<name>`, `adam_v/<name>`)
-    /// for a checkpoint.
-    pub(crate) fn host_state(&self, names: &[String]) -> Vec<HostTensor> {
-        let mut out = Vec::new();
+    /// Everything a training checkpoint holds of `model` and this
+    /// optimiser, as named host tensors: every parameter (`param/<name>`,
+    /// read back by [`TensorFile::take_params`] with the prefix `param/`)
+    /// and the moments (`adam_m/<name>`, `adam_v/<name>`, none before the
+    /// first step; read back by [`AdamW::restore`]).
+    pub(crate) fn checkpoint_tensors<M: Parameterized>(&self, model: &M) -> Vec<HostTensor> {
+        let params = model.named_params();
+        let mut out: Vec<HostTensor> = params
+            .iter()
+            .map(|(n, t)| host_tensor(format!("param/{n}"), t))
+            .collect();
         for (prefix, moments) in [("adam_m", &self.m), ("adam_v", &self.v)] {
-            for (name, t) in names.iter().zip(moments) {
+            for ((name, _), t) in params.iter().zip(moments) {
                 out.push(host_tensor(format!("{prefix}/{name}"), t));
             }
         }
         out
     }
 
-    /// Restores the moments saved by [`AdamW::host_state`].
+    /// Restores the moments saved by [`AdamW::checkpoint_tensors`].
     pub(crate) fn restore(
         config: AdamWConfig,
         step: u64,

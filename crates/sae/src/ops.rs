@@ -123,6 +123,55 @@ pub fn batch_topk_mask(acts: Tensor<2>, total: usize) -> Tensor<2> {
     }
 }
 
+/// The `q` quantile (`0 <= q <= 1`) of every column of the row-major
+/// `[rows, cols]` matrix `x`, interpolated linearly between the two nearest
+/// ranks (`torch.quantile`'s default), on the host. An empty matrix gives
+/// zeros.
+pub fn column_quantiles(x: &[f32], cols: usize, q: f64) -> Vec<f32> {
+    let rows = if cols == 0 { 0 } else { x.len() / cols };
+    if rows == 0 {
+        return vec![0.0; cols];
+    }
+    let position = q.clamp(0.0, 1.0) * (rows - 1) as f64;
+    let (lo, hi) = (position.floor() as usize, position.ceil() as usize);
+    let frac = (position - lo as f64) as f32;
+    let mut column = vec![0.0f32; rows];
+    (0..cols)
+        .map(|j| {
+            for (r, v) in column.iter_mut().enumerate() {
+                *v = x[r * cols + j];
+            }
+            column.sort_unstable_by(f32::total_cmp);
+            column[lo] + (column[hi] - column[lo]) * frac
+        })
+        .collect()
+}
+
+/// The standard deviation (population) of every column of the row-major
+/// `[rows, cols]` matrix `x`, on the host in f64. An empty matrix gives
+/// zeros.
+pub fn column_std(x: &[f32], cols: usize) -> Vec<f32> {
+    let rows = if cols == 0 { 0 } else { x.len() / cols };
+    if rows == 0 {
+        return vec![0.0; cols];
+    }
+    let mut sum = vec![0f64; cols];
+    let mut sq = vec![0f64; cols];
+    for row in x.chunks(cols) {
+        for ((s, q), &v) in sum.iter_mut().zip(&mut sq).zip(row) {
+            *s += v as f64;
+            *q += v as f64 * v as f64;
+        }
+    }
+    sum.iter()
+        .zip(&sq)
+        .map(|(s, q)| {
+            let mean = s / rows as f64;
+            (q / rows as f64 - mean * mean).max(0.0).sqrt() as f32
+        })
+        .collect()
+}
+
 /// Geometric median of the rows of `x` (Weiszfeld's algorithm), computed on
 /// the host in f64. Used to initialise `b_dec`, as in Anthropic's recipe and
 /// dictionary_learning.
@@ -185,6 +234,28 @@ pub fn geometric_median(x: &[f32], d: usize, max_iter: usize, tol: f64) -> Vec<f
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn column_quantiles_interpolate_like_torch_and_std_is_the_population_one() {
+        // Columns [0, 1, 2, 3, 4] and [40, 30, 20, 10, 0] (rows of 2).
+        let x: Vec<f32> = (0..5)
+            .flat_map(|i| [i as f32, 40.0 - 10.0 * i as f32])
+            .collect();
+        assert_eq!(column_quantiles(&x, 2, 0.5), vec![2.0, 20.0]);
+        // torch.quantile([0, 1, 2, 3, 4], 0.9) = 3.6; [0, 10, ..., 40] -> 36.
+        let q = column_quantiles(&x, 2, 0.9);
+        assert!(
+            (q[0] - 3.6).abs() < 1e-6 && (q[1] - 36.0).abs() < 1e-5,
+            "{q:?}"
+        );
+        assert_eq!(column_quantiles(&x, 2, 0.0), vec![0.0, 0.0]);
+        assert_eq!(column_quantiles(&x, 2, 1.0), vec![4.0, 40.0]);
+        assert_eq!(column_quantiles(&[], 3, 0.5), vec![0.0; 3]);
+        // Population std of [0..4] is sqrt(2); of [40, 30, .., 0] 10 sqrt(2).
+        let sd = column_std(&x, 2);
+        assert!((sd[0] - 2f32.sqrt()).abs() < 1e-6 && (sd[1] - 200f32.sqrt()).abs() < 1e-5);
+        assert_eq!(column_std(&[], 2), vec![0.0; 2]);
+    }
 
     fn dev() -> Device {
         Device::flex()

@@ -86,6 +86,7 @@ fn every_architecture_steps_like_the_cpu() {
             n_dead: d_sae.div_ceil(3),
             k_aux: 8,
             auxk_alpha: 1.0 / 32.0,
+            l0: Default::default(),
         };
         let a = arch::step(
             &sae_cpu,

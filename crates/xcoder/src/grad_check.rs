@@ -101,6 +101,7 @@ fn inputs(p: f64) -> StepInputs {
         n_dead: 0,
         k_aux: 3,
         auxk_alpha: 1.0 / 32.0,
+        l0: Default::default(),
     }
 }
 

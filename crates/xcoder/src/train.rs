@@ -176,6 +176,7 @@ impl XTrainer {
             n_dead: if uses_auxk { n_dead } else { 0 },
             k_aux: cfg.k_aux.unwrap_or(y.dims()[1] / 2).max(1),
             auxk_alpha: cfg.auxk_alpha,
+            l0: Default::default(),
         };
         let out = self.xcoder.step(x, y.clone(), &inputs);
 

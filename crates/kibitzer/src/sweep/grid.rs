@@ -50,6 +50,13 @@ pub struct SweepGrid {
     pub steps: Option<usize>,
     /// JumpReLU: width of the straight-through estimator's kernel.
     pub jumprelu_bandwidth: f64,
+    /// JumpReLU: the L0 each dictionary starts at and is trained towards,
+    /// with the penalty's gradient reaching the encoder (kibitzer-sae's
+    /// `jumprelu_init_l0`, `jumprelu_target_l0` and
+    /// `jumprelu_l0_to_encoder`); `None` for the paper's plain L0 penalty
+    /// from a threshold of 0.001.
+    #[serde(default)]
+    pub jumprelu_target_l0: Option<f64>,
     /// p-annealing: the final exponent.
     pub panneal_p_end: f64,
     /// A feature silent for this many rows counts as dead while training
@@ -71,7 +78,9 @@ impl SweepGrid {
     /// Small: features 256 and 512, batch 2048, lr 1e-3 (few steps want a
     /// higher rate), one pass over the store; L1 1 and 3 for the standard
     /// SAE, k 16 for TopK, coefficient 3 for p-annealing, gated and JumpReLU:
-    /// 12 dictionaries.
+    /// 12 dictionaries. JumpReLU starts at and is held to L0 16, TopK's k:
+    /// in a few hundred steps its thresholds cannot climb from 0.001 to the
+    /// scale of the activations on their own.
     pub fn preset(preset: Preset) -> SweepGrid {
         let coefficients = vec![1.0, 2.0, 3.0, 4.0, 5.0];
         match preset {
@@ -104,6 +113,7 @@ impl SweepGrid {
                 lr: 1e-4,
                 steps: Some(12_000),
                 jumprelu_bandwidth: 0.05,
+                jumprelu_target_l0: None,
                 panneal_p_end: 0.2,
                 dead_after_rows: 10_000_000,
             },
@@ -136,6 +146,7 @@ impl SweepGrid {
                 lr: 1e-3,
                 steps: None,
                 jumprelu_bandwidth: 0.05,
+                jumprelu_target_l0: Some(16.0),
                 panneal_p_end: 0.2,
                 dead_after_rows: 200_000,
             },
@@ -300,6 +311,11 @@ impl SweepGrid {
                     config.seed = seed.wrapping_add(out.len() as u64);
                     if !g.family.uses_k() {
                         config.sparsity_coefficient = value;
+                    }
+                    if g.family == Family::Jumprelu {
+                        config.jumprelu_target_l0 = self.jumprelu_target_l0;
+                        config.jumprelu_init_l0 = self.jumprelu_target_l0;
+                        config.jumprelu_l0_to_encoder = self.jumprelu_target_l0.is_some();
                     }
                     if g.family == Family::Panneal {
                         config.p_anneal = Some(PAnneal {

@@ -690,7 +690,14 @@ fn the_loss_can_score_several_ranges_of_targets() {
     let got = evaluate(&model, &data, 5).unwrap();
     assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
     let plain = || TokenDataset::new(&seqs, None, 9, 8).unwrap();
-    for bad in [vec![], vec![0..2], vec![2..4, 3..5], vec![4..4], vec![6..9], vec![5..6, 2..3]] {
+    for bad in [
+        vec![],
+        vec![0..2],
+        vec![2..4, 3..5],
+        vec![4..4],
+        vec![6..9],
+        vec![5..6, 2..3],
+    ] {
         let err = plain().with_scored_targets(bad.clone()).unwrap_err();
         assert!(err.to_string().contains("scored targets"), "{bad:?}: {err}");
     }

@@ -8,14 +8,13 @@
 use super::{Gpt, GptConfig};
 use crate::error::ModelError;
 use crate::params::{
-    AdamW, AdamWConfig, LrSchedule, Parameterized, TensorFile, host_tensor, kibitzer_metadata,
-    write_tensors,
+    AdamW, AdamWConfig, LrSchedule, Parameterized, TensorFile, kibitzer_metadata, write_tensors,
 };
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use kibitzer_hooks::{Hooks, check_target_ranges, next_token_loss_over};
-use std::ops::Range;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::ops::Range;
 use std::path::Path;
 
 /// Token sequences of one length (padded), checked against a vocabulary.
@@ -119,7 +118,9 @@ impl TokenDataset {
             let pad = i64::from(pad);
             if let Some(i) = (0..self.len()).find(|&i| {
                 let seq = self.sequence(i);
-                ranges.iter().all(|r| seq[r.clone()].iter().all(|&t| t == pad))
+                ranges
+                    .iter()
+                    .all(|r| seq[r.clone()].iter().all(|&t| t == pad))
             }) {
                 return Err(ModelError::Input(format!(
                     "sequence {i} is padding at every scored position ({ranges:?}): it has nothing to score"
@@ -410,13 +411,7 @@ impl GptTrainer {
     /// Writes everything needed to resume to one safetensors file,
     /// atomically (temporary file, fsync, rename).
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<(), ModelError> {
-        let params = self.model.named_params();
-        let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
-        let mut tensors: Vec<_> = params
-            .iter()
-            .map(|(n, t)| host_tensor(format!("param/{n}"), t))
-            .collect();
-        tensors.extend(self.adam.host_state(&names));
+        let tensors = self.adam.checkpoint_tensors(&self.model);
         let meta = serde_json::json!({
             "format": CHECKPOINT_FORMAT,
             "model": self.model.config(),

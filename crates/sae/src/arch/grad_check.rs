@@ -115,6 +115,7 @@ fn inputs(p: f64) -> StepInputs {
         n_dead: 0,
         k_aux: 4,
         auxk_alpha: 1.0 / 32.0,
+        l0: Default::default(),
     }
 }
 
@@ -315,8 +316,10 @@ fn batchtopk_matches_autodiff() {
     assert!((got - kept_min).abs() < 1e-5, "{got} vs {kept_min}");
 }
 
-#[test]
-fn jumprelu_straight_through_matches_paper() {
+/// JumpReLU against autodiff on the straight-through form of its loss, with
+/// the paper's L0 term or dictionary_learning's `(L0 / target - 1)^2`.
+/// Returns the batch's L0 and the manual threshold gradient.
+fn check_jumprelu(l0: L0Penalty) -> (f64, Vec<f32>) {
     let cpu = Device::flex();
     let ad = Device::flex().autodiff();
     let eps = 0.3f32; // wide, so that some pre-activations fall in the kernel
@@ -328,7 +331,8 @@ fn jumprelu_straight_through_matches_paper() {
         &cpu,
     );
     sae.config.apply_b_dec_to_input = false;
-    let out = jumprelu::step(&sae, batch(6, &cpu), &inputs(1.0), eps as f64);
+    let step_inputs = StepInputs { l0, ..inputs(1.0) };
+    let out = jumprelu::step(&sae, batch(6, &cpu), &step_inputs, eps as f64);
     let a = tracked(&sae, &ad);
     let x = batch(6, &ad);
     let pr = &a.params;
@@ -340,18 +344,29 @@ fn jumprelu_straight_through_matches_paper() {
         .clone()
         .greater(theta_c.clone().expand([B, M]))
         .float();
-    let kernel = (pre_c - theta_c.clone())
+    let kernel = (pre_c.clone() - theta_c.clone())
         .abs()
         .lower_elem(eps / 2.0)
         .float();
     let dtheta_only = (theta.clone() - theta_c.clone()).expand([B, M]);
-    let f = pre.clamp_min(0.0) * on.clone()
+    let f = pre.clone().clamp_min(0.0) * on.clone()
         + dtheta_only.clone() * (kernel.clone() * theta_c.div_scalar(-eps));
     let x_hat = f.matmul(pr.w_dec.clone()) + pr.b_dec.clone();
-    let l0 = (on + dtheta_only * kernel.div_scalar(-eps))
-        .sum()
-        .div_scalar(B as f32);
-    let loss = mse(x_hat, x) + l0.mul_scalar(0.7);
+    // With `to_encoder`, H(pre - theta) also passes (1/eps) K to pre.
+    let dpre_only = if l0.to_encoder {
+        pre - pre_c.clone()
+    } else {
+        pre_c.zeros_like()
+    };
+    let l0_value =
+        (on + dtheta_only * kernel.clone().div_scalar(-eps) + dpre_only * kernel.div_scalar(eps))
+            .sum()
+            .div_scalar(B as f32);
+    let sparsity = match l0.target {
+        None => l0_value,
+        Some(t) => l0_value.div_scalar(t as f32).sub_scalar(1.0).square(),
+    };
+    let loss = mse(x_hat, x) + sparsity.mul_scalar(0.7);
     check(&sae, &out, &a, loss);
     // The kernel was actually exercised.
     assert!(
@@ -359,4 +374,34 @@ fn jumprelu_straight_through_matches_paper() {
             .iter()
             .any(|v| v.abs() > 1e-6)
     );
+    let fired = crate::ops::scalar(out.features.greater_elem(0.0).float().sum()) / B as f64;
+    (fired, to_host(out.grads.threshold.unwrap()))
+}
+
+#[test]
+fn jumprelu_straight_through_matches_paper() {
+    let (l0, _) = check_jumprelu(L0Penalty::default());
+    assert!(l0 > 1.0 && l0 < M as f64 - 1.0, "L0 {l0}");
+}
+
+#[test]
+fn jumprelu_target_l0_matches_autodiff_on_both_sides_of_the_target() {
+    let (l0, _) = check_jumprelu(L0Penalty::default());
+    // Below the batch's L0 the term pulls the thresholds up (a more
+    // negative gradient), above it down; with and without the gradient
+    // reaching the encoder.
+    for to_encoder in [false, true] {
+        let penalty = |target: f64| L0Penalty {
+            target: Some(target),
+            to_encoder,
+        };
+        let (_, low) = check_jumprelu(penalty(l0 / 2.0));
+        let (_, high) = check_jumprelu(penalty((l0 * 1.5).min(M as f64)));
+        let sum = |g: &[f32]| g.iter().sum::<f32>();
+        assert!(sum(&low) < sum(&high), "{low:?} vs {high:?}");
+    }
+    check_jumprelu(L0Penalty {
+        target: None,
+        to_encoder: true,
+    });
 }

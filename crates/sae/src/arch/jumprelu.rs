@@ -12,10 +12,20 @@
 //! Defaults (paper and dictionary_learning): `theta` starts at 0.001,
 //! bandwidth 0.001, `b_dec` is not subtracted from the input, the L0
 //! coefficient is warmed up linearly. Decoder rows are kept at unit norm.
+//!
+//! With a target L0 `T` ([`L0Penalty::target`], dictionary_learning's
+//! `target_l0`) the sparsity term is `(L0 / T - 1)^2`, where `L0` is the
+//! batch mean of `||f||_0`; its threshold gradient is the plain L0
+//! term's times `2 (L0 / T - 1) / T`, so it changes sign when the batch
+//! fires fewer than `T` features per row. With
+//! [`L0Penalty::to_encoder`] the L0 term's straight-through gradient also
+//! reaches `pre` (`d H(pre - theta) / d pre = (1 / eps) K`), as in
+//! Anthropic's January 2025 update, so the encoder itself is pulled
+//! towards the sparsity the penalty asks for.
 
 use super::{
-    LossTensors, StepInputs, StepOutput, decoder_backward, input_bias_grad, linear_backward,
-    reconstruction_grad,
+    L0Penalty, LossTensors, StepInputs, StepOutput, decoder_backward, input_bias_grad,
+    linear_backward, reconstruction_grad,
 };
 use crate::sae::{Params, Sae};
 use burn::tensor::Tensor;
@@ -43,10 +53,33 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, bandwidth: f64) -> Ste
     let eps = bandwidth as f32;
     let kernel = (pre - theta.clone()).abs().lower_elem(eps / 2.0).float();
     let lambda = inputs.sparsity_coefficient as f32;
-    // Through f: -(theta/eps) K; through the L0 term: -(lambda / (B eps)) K.
-    let dtheta = ((df.clone() * theta.clone()).div_scalar(-eps) * kernel.clone()).sum_dim(0)
-        + kernel.sum_dim(0).mul_scalar(-lambda / (b * eps));
-    let dpre = df * on.clone();
+    let l0 = on.clone().sum().div_scalar(b);
+    // d(sparsity term)/d(L0) and the sparsity term itself.
+    let L0Penalty { target, to_encoder } = inputs.l0;
+    let (dsparsity, sparsity) = match target {
+        None => (None, l0),
+        Some(target) => {
+            let target = target as f32;
+            let excess = l0.div_scalar(target).sub_scalar(1.0);
+            let slope = excess.clone().mul_scalar(2.0 / target);
+            (Some(slope), excess.square())
+        }
+    };
+    // The L0 term's derivative with respect to each H(pre - theta), times
+    // the kernel: (lambda / (B eps)) K, times dsparsity/dL0 with a target.
+    // It is d/dpre; d/dtheta is its negative.
+    let mut dl0 = kernel.clone().mul_scalar(lambda / (b * eps));
+    if let Some(slope) = dsparsity {
+        let dims = dl0.dims();
+        dl0 = dl0 * slope.reshape([1, 1]).expand(dims);
+    }
+    // Through f: -(theta/eps) K.
+    let dtheta = ((df.clone() * theta.clone()).div_scalar(-eps) * kernel).sum_dim(0)
+        - dl0.clone().sum_dim(0);
+    let mut dpre = df * on.clone();
+    if to_encoder {
+        dpre = dpre + dl0;
+    }
     let (dw_enc, db_enc) = linear_backward(s, dpre);
     if sae.config.apply_b_dec_to_input {
         db_dec = db_dec + input_bias_grad(&p.w_enc, &db_enc);
@@ -64,7 +97,7 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, bandwidth: f64) -> Ste
         },
         loss: LossTensors {
             mse,
-            sparsity: on.sum().div_scalar(b),
+            sparsity,
             aux: Tensor::zeros([1], &f.device()),
             coefficient: inputs.sparsity_coefficient,
         },

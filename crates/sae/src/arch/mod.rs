@@ -119,6 +119,21 @@ pub struct StepInputs {
     pub k_aux: usize,
     /// AuxK: weight of the auxiliary loss.
     pub auxk_alpha: f64,
+    /// JumpReLU: the form of the L0 penalty.
+    pub l0: L0Penalty,
+}
+
+/// JumpReLU's L0 penalty beyond the paper's (`lambda * L0`, gradient to the
+/// thresholds only).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct L0Penalty {
+    /// The term is `(L0 / target - 1)^2`
+    /// ([`crate::train::TrainConfig::jumprelu_target_l0`]).
+    pub target: Option<f64>,
+    /// The straight-through gradient of the L0 term also reaches the
+    /// pre-activations, and through them the encoder
+    /// ([`crate::train::TrainConfig::jumprelu_l0_to_encoder`]).
+    pub to_encoder: bool,
 }
 
 /// Loss terms of one step (host scalars, for logging).

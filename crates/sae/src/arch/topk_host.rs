@@ -944,6 +944,7 @@ mod tests {
             n_dead,
             k_aux,
             auxk_alpha: 1.0 / 32.0,
+            l0: Default::default(),
         }
     }
 

@@ -120,6 +120,32 @@ pub struct TrainConfig {
     /// same). Autoencoders only: a transcoder's `b_dec` lives in the output
     /// space.
     pub init_b_dec_geometric_median: bool,
+    /// JumpReLU: train towards this L0. The sparsity term becomes
+    /// `(L0 / target - 1)^2` (dictionary_learning's `JumpReluTrainer` with
+    /// `target_l0`), which pulls the thresholds up when too many features
+    /// fire and down when too few do, instead of the paper's plain `L0`
+    /// that only pushes them up. `None`: the paper's `L0` penalty.
+    pub jumprelu_target_l0: Option<f64>,
+    /// JumpReLU: the L0 term's straight-through gradient also reaches the
+    /// pre-activations (`d H(pre - theta) / d pre = K / bandwidth`), so the
+    /// encoder is trained towards the sparsity the penalty asks for, not
+    /// only the thresholds. The paper passes it to the thresholds only;
+    /// Anthropic's January 2025 update passes it to every parameter.
+    pub jumprelu_l0_to_encoder: bool,
+    /// JumpReLU: before the first step, set each feature's threshold and
+    /// encoder bias from the first batch so that it fires on
+    /// `init_l0 / d_sae` of the rows: training starts at this L0 rather
+    /// than at the near-dense L0 of the paper's threshold of 0.001.
+    /// Thresholds move by about the learning rate per step, so without it a
+    /// short run ends before they reach the scale of the pre-activations.
+    /// The bias shift is the initialisation of Anthropic's January 2025
+    /// update ("Dictionary learning optimization techniques": `b_enc` from
+    /// that quantile of the pre-activations); kibitzer also puts the
+    /// threshold at the standard deviation of each feature's
+    /// pre-activation, so the jump is at the scale of its activations and
+    /// the threshold can move both ways. `None`: the architecture's initial
+    /// threshold and a zero bias.
+    pub jumprelu_init_l0: Option<f64>,
     /// Seed of everything random in training (initialisation, resampling).
     pub seed: u64,
 }
@@ -164,6 +190,9 @@ impl Default for TrainConfig {
             resample_every: None,
             normalize_activations: true,
             init_b_dec_geometric_median: true,
+            jumprelu_target_l0: None,
+            jumprelu_l0_to_encoder: false,
+            jumprelu_init_l0: None,
             seed: 0,
         }
     }
@@ -330,6 +359,19 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.threshold_beta) {
             return bad("threshold_beta", "must be in [0, 1)");
+        }
+        for (field, value) in [
+            ("jumprelu_target_l0", self.jumprelu_target_l0),
+            ("jumprelu_init_l0", self.jumprelu_init_l0),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && v > 0.0)
+            {
+                return bad(
+                    field,
+                    &format!("must be a positive number of features, got {v}"),
+                );
+            }
         }
         Ok(())
     }
@@ -520,6 +562,42 @@ mod tests {
             TrainConfig::for_architecture(&Architecture::TopK { k: 8 }, 4096, 1000)
                 .validate()
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn jumprelu_l0_settings_are_refused_where_they_do_not_apply() {
+        use crate::train::DictTrainer;
+        use crate::{Sae, SaeConfig};
+        let device = burn::tensor::Device::flex();
+        let trainer = |arch: Architecture, target: Option<f64>, init: Option<f64>| {
+            let sae = Sae::init(SaeConfig::new(arch.clone(), 4, 16), 0, &device);
+            let config = TrainConfig {
+                jumprelu_target_l0: target,
+                jumprelu_init_l0: init,
+                jumprelu_l0_to_encoder: target.is_some(),
+                ..TrainConfig::for_architecture(&arch, 16, 10)
+            };
+            DictTrainer::new(sae, config).err().map(|e| e.to_string())
+        };
+        let jumprelu = Architecture::JumpRelu { bandwidth: 0.05 };
+        assert_eq!(trainer(jumprelu.clone(), Some(4.0), Some(4.0)), None);
+        let err = trainer(Architecture::TopK { k: 4 }, Some(4.0), None).unwrap();
+        assert!(
+            err.contains("jumprelu_target_l0") && err.contains("JumpReLU"),
+            "{err}"
+        );
+        let err = trainer(Architecture::Standard, None, Some(4.0)).unwrap();
+        assert!(err.contains("jumprelu_init_l0"), "{err}");
+        let err = trainer(jumprelu.clone(), Some(-1.0), None).unwrap();
+        assert!(
+            err.contains("jumprelu_target_l0") && err.contains("-1"),
+            "{err}"
+        );
+        let err = trainer(jumprelu, None, Some(16.0)).unwrap();
+        assert!(
+            err.contains("jumprelu_init_l0") && err.contains("d_sae (16)"),
+            "{err}"
         );
     }
 

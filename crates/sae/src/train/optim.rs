@@ -127,6 +127,31 @@ impl DictTrainer {
                 architecture: sae.config.architecture.name(),
             });
         }
+        let jumprelu = matches!(sae.config.architecture, Architecture::JumpRelu { .. });
+        for (field, set) in [
+            ("jumprelu_target_l0", config.jumprelu_target_l0.is_some()),
+            ("jumprelu_init_l0", config.jumprelu_init_l0.is_some()),
+            ("jumprelu_l0_to_encoder", config.jumprelu_l0_to_encoder),
+        ] {
+            if set && !jumprelu {
+                return Err(ConfigError::NotForArchitecture {
+                    field,
+                    applies_to: "the JumpReLU SAE",
+                    architecture: sae.config.architecture.name(),
+                });
+            }
+        }
+        if let Some(l0) = config.jumprelu_init_l0
+            && l0 >= sae.config.d_sae as f64
+        {
+            return Err(ConfigError::Training {
+                field: "jumprelu_init_l0",
+                reason: format!(
+                    "must be below d_sae ({}): every feature would fire on every row",
+                    sae.config.d_sae
+                ),
+            });
+        }
         let zeros = sae.params.zeros_like();
         let p = config.p_anneal.map_or(1.0, |pa| pa.p_start);
         Ok(Self {
@@ -196,10 +221,41 @@ impl DictTrainer {
         self.sae.params.b_dec = row_from_host(median, &self.sae.device());
     }
 
+    /// Before the first step, with `jumprelu_init_l0`: with `q_j` the
+    /// `1 - init_l0 / d_sae` quantile of feature `j`'s pre-activation on `x`
+    /// and `sigma_j` its standard deviation, `theta_j := sigma_j` and
+    /// `b_enc_j += sigma_j - q_j`, so that each feature fires on that
+    /// fraction of the rows with a jump at the scale of its own
+    /// activations. One `[batch, d_sae]` read-back, once.
+    fn init_threshold_for_l0(&mut self, x: &Tensor<2>) {
+        let Some(l0) = self.config.jumprelu_init_l0 else {
+            return;
+        };
+        if self.step != 0 || self.sae.params.threshold.is_none() {
+            return;
+        }
+        let d_sae = self.sae.config.d_sae;
+        let rate = (l0 / d_sae as f64).clamp(0.0, 1.0);
+        let s = self.sae.encoder_input(x.clone());
+        let pre = to_host(self.sae.pre_acts(s));
+        let quantiles = crate::ops::column_quantiles(&pre, d_sae, 1.0 - rate);
+        // A constant feature gets a small positive threshold all the same.
+        let theta: Vec<f32> = crate::ops::column_std(&pre, d_sae)
+            .into_iter()
+            .map(|sd| sd.max(1e-3))
+            .collect();
+        let shift: Vec<f32> = theta.iter().zip(&quantiles).map(|(t, q)| t - q).collect();
+        let device = self.sae.device();
+        let b_enc = self.sae.params.b_enc.clone() + row_from_host(shift, &device);
+        self.sae.params.b_enc = b_enc;
+        self.sae.params.threshold = Some(row_from_host(theta, &device));
+    }
+
     /// One training step on a batch `[batch, d_in]` of (normalised)
     /// activations.
     pub fn step(&mut self, x: Tensor<2>) -> StepReport {
         self.init_b_dec(&x);
+        self.init_threshold_for_l0(&x);
         let arch = self.sae.config.architecture.clone();
         let step = self.step;
         let cfg = self.config.clone();
@@ -219,6 +275,10 @@ impl DictTrainer {
             n_dead: if uses_auxk { n_dead } else { 0 },
             k_aux: cfg.k_aux.unwrap_or(self.sae.config.d_in / 2).max(1),
             auxk_alpha: cfg.auxk_alpha,
+            l0: arch::L0Penalty {
+                target: cfg.jumprelu_target_l0,
+                to_encoder: cfg.jumprelu_l0_to_encoder,
+            },
         };
         let out = arch::step(&self.sae, x.clone(), &inputs);
 

@@ -361,3 +361,71 @@ fn failed_run_leaves_resumable_state_or_nothing() {
         std::fs::read(whole_dir.join("topk/log.jsonl")).unwrap()
     );
 }
+
+/// Trains a JumpReLU of 24 features on [`data`] for `steps` steps of
+/// `batch` rows; returns the L0 of each step.
+fn jumprelu_l0s(
+    target: Option<f64>,
+    init: Option<f64>,
+    to_encoder: bool,
+    steps: usize,
+) -> Vec<f64> {
+    let (d_in, d_sae, batch) = (12, 24, 64);
+    let arch = Architecture::JumpRelu { bandwidth: 0.05 };
+    let config = TrainConfig {
+        batch_size: batch,
+        lr: 3e-3,
+        sparsity_coefficient: 10.0,
+        jumprelu_target_l0: target,
+        jumprelu_init_l0: init,
+        jumprelu_l0_to_encoder: to_encoder,
+        normalize_activations: false,
+        seed: 5,
+        ..TrainConfig::for_architecture(&arch, d_sae, steps)
+    };
+    let dev = Device::flex();
+    let sae = Sae::init(SaeConfig::new(arch, d_in, d_sae), 5, &dev);
+    let mut trainer = DictTrainer::new(sae, config).unwrap();
+    let rows = data(d_in, batch * steps, 9);
+    rows.chunks(batch * d_in)
+        .map(|chunk| {
+            let x = crate::ops::from_host(chunk.to_vec(), batch, d_in, &dev);
+            crate::ops::scalar(trainer.step(x).l0)
+        })
+        .collect()
+}
+
+#[test]
+fn jumprelu_starts_at_its_initial_l0_and_holds_its_target() {
+    // The paper's start: a threshold of 0.001 leaves most features on.
+    let plain = jumprelu_l0s(None, None, false, 60);
+    assert!(
+        plain[0] > 8.0,
+        "plain JumpReLU starts near-dense: {}",
+        plain[0]
+    );
+    // Threshold and b_enc set from the first batch: ~3 per row at once.
+    let started = jumprelu_l0s(Some(3.0), Some(3.0), false, 60);
+    assert!((started[0] - 3.0).abs() < 0.5, "first L0 {}", started[0]);
+    // The target term keeps it there: the last 20 steps within 2x of 3.
+    let tail = &started[40..];
+    let mean = tail.iter().sum::<f64>() / tail.len() as f64;
+    assert!(
+        (1.5..6.0).contains(&mean),
+        "L0 at the end {mean}: {started:?}"
+    );
+    // A target above the start pulls the thresholds down: L0 rises, at
+    // the pace the learning rate allows the thresholds.
+    for to_encoder in [false, true] {
+        let long = jumprelu_l0s(Some(3.0), Some(3.0), to_encoder, 400);
+        let raised = jumprelu_l0s(Some(8.0), Some(3.0), to_encoder, 400);
+        let mean = long[380..].iter().sum::<f64>() / 20.0;
+        let end = raised[380..].iter().sum::<f64>() / 20.0;
+        // Measured: 3.07 and 8.05 after 400 steps.
+        assert!((2.4..3.6).contains(&mean), "target 3 ends at {mean}");
+        assert!(
+            (6.5..9.5).contains(&end),
+            "target 8 ends at {end}: {raised:?}"
+        );
+    }
+}
