@@ -36,11 +36,11 @@ done
 if [[ $quick == 1 ]]; then
     size=8 tasks=contact,replace_color loss_on=answers
     train_quizzes=60000 layers=4 d_model=128 heads=4 steps=2000 batch=32 lr=3e-3
-    analysis_quizzes=2000 harvest_quizzes=4000 d_sae=1024 sae_steps=3000
+    analysis_quizzes=2000 harvest_quizzes=4000 d_sae=1024 sae_steps=3000 feature_quizzes=500
 else
     size=10 tasks=replace_color,translate,grow,half_fill,frame,detect,corners,contact loss_on=final
     train_quizzes=1000000 layers=12 d_model=512 heads=8 steps=30000 batch=64 lr=3e-4
-    analysis_quizzes=4000 harvest_quizzes=5000 d_sae=16384 sae_steps=30000
+    analysis_quizzes=4000 harvest_quizzes=5000 d_sae=16384 sae_steps=30000 feature_quizzes=4000
 fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -102,7 +102,7 @@ sae_dir=$(find sae -mindepth 1 -maxdepth 1 -type d ! -name done | head -1)
 
 step "5-6. the SAE spliced in, transform cells, feature multiplier, recovery, steering"
 [[ -f features/features.json ]] || "$kibitzer" quiz features --model gpt --sae "$sae_dir" --layer "$layer" \
-    --quizzes analysis.jsonl --device "$device" --out features
+    --quizzes analysis.jsonl --max-quizzes "$feature_quizzes" --device "$device" --out features
 
 step "summary"
 {
