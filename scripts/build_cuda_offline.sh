@@ -102,6 +102,6 @@ export XDG_DATA_HOME="$data"
 cargo build --release -p kibitzer --features cuda
 ls -l "${CARGO_TARGET_DIR:-$root/target}/release/kibitzer"
 if [[ $tests == 1 ]]; then
-    cargo test --release -p kibitzer-parity --features cuda --no-run
+    cargo test --release -p kibitzer-parity --no-default-features --features cuda --no-run
 fi
 echo "built with CUDA: run with --device cuda (e.g. target/release/kibitzer bench sae --device cuda)" >&2

@@ -96,7 +96,7 @@ for stage in "${stages[@]}"; do
         step "parity tests on $device"
         rc=0
         (cd "$root" && export KIBITZER_TEST_DEVICE="$device" \
-            && timed parity cargo test --release -p kibitzer-parity --features "$feature" -- --test-threads 1) \
+            && timed parity cargo test --release -p kibitzer-parity --no-default-features --features "$feature" -- --test-threads 1) \
             > "$out/parity.log" 2>&1 || rc=$?
         grep -E "^test |test result" "$out/parity.log" >&2 || true
         [[ $rc == 0 ]] || echo "parity tests failed (exit $rc): $out/parity.log" >&2

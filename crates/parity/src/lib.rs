@@ -10,11 +10,14 @@
 //! GPT training step, the AlphaZero network's forward, harvesting into a
 //! store, and a checkpoint written on one device and resumed on the other.
 //!
-//! Which GPU backend is compiled in is a cargo feature; which device the
-//! tests use is [`TEST_DEVICE_VAR`]:
+//! Which GPU backend is compiled in is a cargo feature (`wgpu` by default,
+//! so `cargo test --workspace` builds the parity tests with the rest and CI
+//! compiles burn and kibitzer once); which device the tests use is
+//! [`TEST_DEVICE_VAR`], and without it they skip:
 //!
 //! ```text
-//! cargo test -p kibitzer-parity --features wgpu   # any Vulkan driver; lavapipe in CI
+//! KIBITZER_TEST_DEVICE=wgpu cargo test -p kibitzer-parity   # any Vulkan driver
+//! CUBECL_WGPU_DEFAULT_DEVICE=Cpu KIBITZER_TEST_DEVICE=wgpu cargo test -p kibitzer-parity   # lavapipe, as CI
 //! KIBITZER_TEST_DEVICE=cuda:0 cargo test -p kibitzer-parity --features cuda
 //! ```
 //!
@@ -26,30 +29,48 @@ use burn::tensor::{Device, Tensor};
 use kibitzer_sae::DeviceChoice;
 
 /// Environment variable naming the device to compare with the CPU
-/// (`wgpu`, `cuda`, `cuda:N`). Unset: `wgpu` when that feature is compiled
-/// in, else `cuda`.
+/// (`wgpu`, `cuda`, `cuda:N`). Unset: the parity tests skip, printing why,
+/// unless `KIBITZER_REQUIRE_TOOLS` is set (CI sets both), which makes the
+/// missing device a failure.
 pub const TEST_DEVICE_VAR: &str = "KIBITZER_TEST_DEVICE";
 
-/// The device under test, from [`TEST_DEVICE_VAR`].
+#[path = "../../../testing/tools.rs"]
+mod tools;
+
+/// The device under test, from [`TEST_DEVICE_VAR`], or `None` (with a note
+/// on stderr) when the variable is unset and no tool is required: `cargo
+/// test --workspace` builds this crate with wgpu on every machine, and a
+/// machine without a Vulkan driver has nothing to compare.
 ///
 /// # Panics
-/// When the variable names no GPU device or one this build lacks: a parity
-/// run that silently compared the CPU with itself would prove nothing.
-pub fn device_under_test() -> Device {
-    let choice = match std::env::var(TEST_DEVICE_VAR) {
-        Ok(name) => name
-            .parse::<DeviceChoice>()
-            .unwrap_or_else(|e| panic!("{TEST_DEVICE_VAR}={name}: {e}")),
-        Err(_) if cfg!(feature = "wgpu") => DeviceChoice::Wgpu,
-        Err(_) => DeviceChoice::Cuda(0),
+/// When the variable names no GPU device, one this build lacks, or one that
+/// cannot be opened; and when it is unset while `KIBITZER_REQUIRE_TOOLS` is
+/// set. A parity run that silently compared the CPU with itself, or
+/// nothing, would prove nothing.
+pub fn device_under_test() -> Option<Device> {
+    let Ok(name) = std::env::var(TEST_DEVICE_VAR) else {
+        return tools::require(
+            None,
+            &format!("a GPU device to compare with the CPU ({TEST_DEVICE_VAR} is unset)"),
+            &format!(
+                "{TEST_DEVICE_VAR}=wgpu with a Vulkan driver (on a machine without a GPU: \
+                 Mesa's lavapipe, apt-get install mesa-vulkan-drivers, and \
+                 CUBECL_WGPU_DEFAULT_DEVICE=Cpu), or {TEST_DEVICE_VAR}=cuda in a --features cuda build"
+            ),
+        );
     };
+    let choice = name
+        .parse::<DeviceChoice>()
+        .unwrap_or_else(|e| panic!("{TEST_DEVICE_VAR}={name}: {e}"));
     assert!(
         choice != DeviceChoice::Cpu,
         "{TEST_DEVICE_VAR} must name a GPU backend (wgpu, cuda, cuda:N), not the CPU it is compared with"
     );
-    choice
-        .device()
-        .unwrap_or_else(|e| panic!("{TEST_DEVICE_VAR}: {e}"))
+    Some(
+        choice
+            .device()
+            .unwrap_or_else(|e| panic!("{TEST_DEVICE_VAR}={name}: {e}")),
+    )
 }
 
 /// The CPU device every comparison is made against.
