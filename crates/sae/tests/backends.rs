@@ -88,16 +88,11 @@ fn every_architecture_steps_like_the_cpu() {
             auxk_alpha: 1.0 / 32.0,
             l0: Default::default(),
         };
-        let a = arch::step(
-            &sae_cpu,
-            from_host(x.clone(), batch, d_in, &cpu),
-            &inputs(&cpu),
-        );
-        let b = arch::step(
-            &sae_dev,
-            from_host(x.clone(), batch, d_in, &device),
-            &inputs(&device),
-        );
+        let on = |sae: &Sae, device: &Device| {
+            let rows = from_host(x.clone(), batch, d_in, device);
+            arch::step(&sae.step_model(), rows.clone(), rows, &inputs(device))
+        };
+        let (a, b) = (on(&sae_cpu, &cpu), on(&sae_dev, &device));
         let recon = max_rel_diff(&to_host(b.reconstruction), &to_host(a.reconstruction));
         assert!(
             recon < 1e-4,

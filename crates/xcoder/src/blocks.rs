@@ -8,8 +8,6 @@
 //! block-wise matrix is the row-major concatenation of its blocks.
 
 use crate::error::XcoderError;
-use burn::tensor::Tensor;
-use kibitzer_sae::ops::row_norms;
 
 /// One block: a hook site (of one model) and its width.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -58,32 +56,8 @@ pub fn validate(blocks: &[Block], what: &str) -> Result<(), XcoderError> {
     Ok(())
 }
 
-/// The columns of block `i` of a `[rows, sum(widths)]` tensor.
-pub fn column_block(t: Tensor<2>, widths: &[usize], i: usize) -> Tensor<2> {
-    let start: usize = widths[..i].iter().sum();
-    t.narrow(1, start, widths[i])
-}
-
-/// Per-block L2 norms of every row of `w` (`[rows, sum(widths)]`): one
-/// `[rows, 1]` tensor per block.
-pub fn block_row_norms(w: &Tensor<2>, widths: &[usize]) -> Vec<Tensor<2>> {
-    if widths.len() == 1 {
-        return vec![row_norms(w.clone())];
-    }
-    (0..widths.len())
-        .map(|i| row_norms(column_block(w.clone(), widths, i)))
-        .collect()
-}
-
-/// `sum_i ||w_j^(i)||` for every row `j` of `w`: the crosscoder's decoder
-/// weight of feature `j` (for one block, the row norm), as `[rows, 1]`.
-pub fn norm_sum(per_block: &[Tensor<2>]) -> Tensor<2> {
-    per_block
-        .iter()
-        .cloned()
-        .reduce(|a, b| a + b)
-        .expect("a dictionary has at least one output block (checked by validate)")
-}
+// The tensor helpers over blocks live beside the step that uses them.
+pub use kibitzer_sae::arch::{block_row_norms, column_block, norm_sum};
 
 /// Copies block `i` of host rows (`rows x sum(widths)`, row-major) into a
 /// new `rows x widths[i]` buffer.

@@ -13,9 +13,9 @@
 //!   read through the sum of per-block encoders, one decoder per block,
 //!   sparsity weighted by the sum of the per-block decoder norms; L1, TopK
 //!   and BatchTopK.
-//! - [`step`] / [`step_host`]: the loss and hand-written gradients of one
-//!   batch (checked against burn's autodiff), dense on any device and fused
-//!   and sparse for TopK/BatchTopK on the CPU.
+//! - The loss and hand-written gradients of one batch are kibitzer-sae's
+//!   ([`kibitzer_sae::arch::step`]): one step per architecture serves SAEs,
+//!   transcoders and crosscoders ([`kibitzer_sae::arch::StepModel`]).
 //! - [`train`] / [`run`]: the optimiser and a training run with atomic
 //!   checkpoints, bit-identical resume, `log.jsonl` and a progress bar.
 //! - [`diff`]: stage-wise model diffing (four stages, per-feature decoder
@@ -40,14 +40,9 @@ pub mod format;
 pub mod planted;
 pub mod run;
 pub mod source;
-pub mod step;
-pub mod step_host;
 pub mod train;
 pub mod transcoder;
 pub mod xcoder;
-
-#[cfg(all(test, feature = "flex"))]
-mod grad_check;
 
 pub use blocks::Block;
 pub use crosscoder::{Crosscoder, CrosscoderConfig};

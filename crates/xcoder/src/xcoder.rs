@@ -11,11 +11,9 @@
 use crate::blocks::{self, Block};
 use crate::crosscoder::{Crosscoder, CrosscoderConfig};
 use crate::error::XcoderError;
-use crate::step::{StepModel, step};
-use crate::step_host::{self, Selection};
 use crate::transcoder::{Transcoder, TranscoderConfig};
 use burn::tensor::{Device, Tensor};
-use kibitzer_sae::arch::{StepInputs, StepOutput};
+use kibitzer_sae::arch::{StepInputs, StepModel, StepOutput};
 use kibitzer_sae::dictionary::{Dictionary, Forward};
 use kibitzer_sae::{Architecture, Params, RowNorm, Sae, SaeConfig};
 
@@ -302,9 +300,9 @@ impl Xcoder {
     }
 
     /// Loss and gradients of one batch (input `x`, target `y`, both
-    /// normalised as in training): [`crate::step::step`], or for TopK and
-    /// BatchTopK on the CPU the same step fused and sparse
-    /// ([`crate::step_host`]).
+    /// normalised as in training): kibitzer-sae's step for this shape
+    /// ([`kibitzer_sae::arch::step`]; TopK and BatchTopK fused and sparse
+    /// on the CPU).
     pub fn step(&self, x: Tensor<2>, y: Tensor<2>, inputs: &StepInputs) -> StepOutput {
         let widths = self.output_widths();
         let model = StepModel {
@@ -312,19 +310,9 @@ impl Xcoder {
             architecture: self.architecture(),
             out_blocks: &widths,
             select_by_norm: matches!(self, Xcoder::Crosscoder(_)),
+            apply_b_dec_to_input: false,
         };
-        // TopK-style steps are sparse: on the CPU the fused host step skips
-        // the four dense products that only touch k features per row.
-        let host = kibitzer_sae::device::is_host(&x.device());
-        match (self.architecture(), host) {
-            (Architecture::TopK { k }, true) => {
-                step_host::step(&model, x, y, inputs, Selection::PerRow(*k))
-            }
-            (Architecture::BatchTopK { k }, true) => {
-                step_host::step(&model, x, y, inputs, Selection::Batch(*k))
-            }
-            _ => step(&model, x, y, inputs),
-        }
+        kibitzer_sae::arch::step(&model, x, y, inputs)
     }
 
     /// The device the weights live on.

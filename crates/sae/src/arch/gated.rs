@@ -8,20 +8,21 @@
 //! at unit norm, as in the paper; p-annealing applies to the gate penalty.
 //! Defaults: r_mag and both biases start at zero.
 
-use super::sparsity::{add_norm_grad, lp_penalty};
+use super::sparsity::lp_penalty;
 use super::{
-    LossTensors, StepInputs, StepOutput, decoder_backward, input_bias_grad, linear_backward,
-    reconstruction_grad,
+    LossTensors, StepInputs, StepModel, StepOutput, add_block_norm_grad, input_bias_grad,
+    linear_backward, norm_sum, reconstruction_grad,
 };
-use crate::ops::row_norms;
-use crate::sae::{Params, Sae};
+use crate::sae::Params;
 use burn::tensor::Tensor;
 
-/// Loss and gradients of one batch.
-pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs) -> StepOutput {
-    let p = &sae.params;
-    let d_sae = sae.config.d_sae;
-    let device = sae.device();
+/// Loss and gradients of one batch: input `x`, target `y`. The auxiliary
+/// reconstruction goes through the frozen decoder (and the skip path, when
+/// there is one, which it does not train).
+pub fn step(model: &StepModel<'_>, x: Tensor<2>, y: Tensor<2>, inputs: &StepInputs) -> StepOutput {
+    let p = model.params;
+    let d_sae = p.b_enc.dims()[1];
+    let device = x.device();
     let b_mag = p
         .b_mag
         .clone()
@@ -33,36 +34,40 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs) -> StepOutput {
     let scale = r_mag.exp();
     let w_mag = p.w_enc.clone() * scale.clone();
 
-    let s = sae.encoder_input(x.clone());
-    let gate = sae.pre_acts(s.clone());
+    let s = model.encoder_input(&x);
+    let gate = model.pre_acts(s.clone());
     let gate_on = gate.clone().greater_elem(0.0).float();
     let mag = s.clone().matmul(w_mag.clone()) + b_mag;
     let mag_on = mag.clone().greater_elem(0.0).float();
     let f = gate_on.clone() * mag * mag_on.clone();
-    let x_hat = f.clone().matmul(p.w_dec.clone()) + p.b_dec.clone();
+    let y_hat = model.predict(&x, f.clone());
 
     // Main reconstruction through the magnitude path.
-    let (mse, g) = reconstruction_grad(x_hat.clone(), x.clone());
-    let (mut dw_dec, mut db_dec, df) = decoder_backward(p, f.clone(), g);
+    let (mse, g) = reconstruction_grad(y_hat.clone(), y.clone());
+    let df = g.clone().matmul(p.w_dec.clone().transpose());
     let dmag = df * gate_on.clone() * mag_on;
 
     // Sparsity and auxiliary reconstruction through the gate path; the
     // decoder is frozen here, so only the gate receives these gradients.
     let gate_act = gate * gate_on.clone();
-    let norms = row_norms(p.w_dec.clone()).transpose();
-    let penalty = lp_penalty(gate_act.clone(), norms.clone(), inputs.p);
-    let x_aux = gate_act.matmul(p.w_dec.clone()) + p.b_dec.clone();
-    let (aux, g_aux) = reconstruction_grad(x_aux, x);
+    let block_norms = model.block_norms();
+    let penalty = lp_penalty(
+        gate_act.clone(),
+        norm_sum(&block_norms).transpose(),
+        inputs.p,
+    );
+    let y_aux = model.predict(&x, gate_act);
+    let (aux, g_aux) = reconstruction_grad(y_aux, y);
     let lambda = inputs.sparsity_coefficient as f32;
     let dgate = (g_aux.matmul(p.w_dec.clone().transpose()) + penalty.d_features.mul_scalar(lambda))
         * gate_on;
 
     // The penalty's pull on the decoder norms is radial; with the unit-norm
     // constraint the trainer projects it away, but the gradient stays exact.
-    dw_dec = add_norm_grad(
-        dw_dec,
-        &p.w_dec,
-        &norms,
+    let dw_dec = add_block_norm_grad(
+        f.clone().transpose().matmul(g.clone()),
+        model,
+        &block_norms,
         penalty.d_norms,
         inputs.sparsity_coefficient,
     );
@@ -71,20 +76,23 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs) -> StepOutput {
     // W_mag = W_enc * exp(r_mag): chain rule to both.
     let dr_mag = (dw_mag.clone() * w_mag.clone()).sum_dim(0);
     let dw_enc = dw_gate + dw_mag * scale;
-    if sae.config.apply_b_dec_to_input {
+    let mut db_dec = g.clone().sum_dim(0);
+    if model.apply_b_dec_to_input {
         db_dec = db_dec + input_bias_grad(&p.w_enc, &db_gate) + input_bias_grad(&w_mag, &db_mag);
     }
+    let dw_skip = p.w_skip.as_ref().map(|_| g.transpose().matmul(x));
+    let grads = Params {
+        w_enc: dw_enc,
+        b_enc: db_gate,
+        w_dec: dw_dec,
+        b_dec: db_dec,
+        threshold: None,
+        b_mag: Some(db_mag),
+        r_mag: Some(dr_mag),
+        w_skip: dw_skip,
+    };
     StepOutput {
-        grads: Params {
-            w_enc: dw_enc,
-            b_enc: db_gate,
-            w_dec: dw_dec,
-            b_dec: db_dec,
-            threshold: None,
-            b_mag: Some(db_mag),
-            r_mag: Some(dr_mag),
-            w_skip: None,
-        },
+        grads,
         loss: LossTensors {
             mse,
             sparsity: penalty.value,
@@ -92,7 +100,7 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs) -> StepOutput {
             coefficient: inputs.sparsity_coefficient,
         },
         features: f,
-        reconstruction: x_hat,
+        reconstruction: y_hat,
         min_kept_activation: None,
     }
 }

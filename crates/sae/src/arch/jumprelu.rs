@@ -23,33 +23,36 @@
 //! Anthropic's January 2025 update, so the encoder itself is pulled
 //! towards the sparsity the penalty asks for.
 
-use super::{
-    L0Penalty, LossTensors, StepInputs, StepOutput, decoder_backward, input_bias_grad,
-    linear_backward, reconstruction_grad,
-};
-use crate::sae::{Params, Sae};
+use super::{L0Penalty, LossTensors, StepInputs, StepModel, StepOutput, reconstruction_grad};
 use burn::tensor::Tensor;
 
-/// Loss and gradients of one batch.
-pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, bandwidth: f64) -> StepOutput {
-    let p = &sae.params;
+/// Loss and gradients of one batch: input `x`, target `y`.
+pub fn step(
+    model: &StepModel<'_>,
+    x: Tensor<2>,
+    y: Tensor<2>,
+    inputs: &StepInputs,
+    bandwidth: f64,
+) -> StepOutput {
+    let p = model.params;
     let b = x.dims()[0] as f32;
+    let d_sae = p.b_enc.dims()[1];
     let theta = p
         .threshold
         .clone()
-        .unwrap_or_else(|| Tensor::zeros([1, sae.config.d_sae], &sae.device()));
-    let s = sae.encoder_input(x.clone());
-    let pre = sae.pre_acts(s.clone());
+        .unwrap_or_else(|| Tensor::zeros([1, d_sae], &x.device()));
+    let s = model.encoder_input(&x);
+    let pre = model.pre_acts(s.clone());
     let on = pre
         .clone()
         .greater(theta.clone().expand(pre.dims()))
         .float()
         * pre.clone().greater_elem(0.0).float();
     let f = pre.clone() * on.clone();
-    let x_hat = f.clone().matmul(p.w_dec.clone()) + p.b_dec.clone();
+    let y_hat = model.predict(&x, f.clone());
 
-    let (mse, g) = reconstruction_grad(x_hat.clone(), x);
-    let (dw_dec, mut db_dec, df) = decoder_backward(p, f.clone(), g);
+    let (mse, g) = reconstruction_grad(y_hat.clone(), y);
+    let df = g.clone().matmul(p.w_dec.clone().transpose());
     let eps = bandwidth as f32;
     let kernel = (pre - theta.clone()).abs().lower_elem(eps / 2.0).float();
     let lambda = inputs.sparsity_coefficient as f32;
@@ -74,27 +77,16 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, bandwidth: f64) -> Ste
         dl0 = dl0 * slope.reshape([1, 1]).expand(dims);
     }
     // Through f: -(theta/eps) K.
-    let dtheta = ((df.clone() * theta.clone()).div_scalar(-eps) * kernel).sum_dim(0)
-        - dl0.clone().sum_dim(0);
-    let mut dpre = df * on.clone();
+    let dtheta =
+        ((df.clone() * theta).div_scalar(-eps) * kernel).sum_dim(0) - dl0.clone().sum_dim(0);
+    let mut dpre = df * on;
     if to_encoder {
         dpre = dpre + dl0;
     }
-    let (dw_enc, db_enc) = linear_backward(s, dpre);
-    if sae.config.apply_b_dec_to_input {
-        db_dec = db_dec + input_bias_grad(&p.w_enc, &db_enc);
-    }
+    let mut grads = model.linear_grads(s, &x, f.clone(), g, dpre);
+    grads.threshold = Some(dtheta);
     StepOutput {
-        grads: Params {
-            w_enc: dw_enc,
-            b_enc: db_enc,
-            w_dec: dw_dec,
-            b_dec: db_dec,
-            threshold: Some(dtheta),
-            b_mag: None,
-            r_mag: None,
-            w_skip: None,
-        },
+        grads,
         loss: LossTensors {
             mse,
             sparsity,
@@ -102,7 +94,7 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, bandwidth: f64) -> Ste
             coefficient: inputs.sparsity_coefficient,
         },
         features: f,
-        reconstruction: x_hat,
+        reconstruction: y_hat,
         min_kept_activation: None,
     }
 }

@@ -1,17 +1,26 @@
-//! The SAE architectures: one small module each over shared pieces.
+//! The dictionary architectures: one small module each over shared pieces,
+//! one training step per architecture for every shape of dictionary.
 //!
 //! Every architecture computes its loss and its gradients by hand (no autodiff
-//! graph): SAEs are shallow, the gradients are a handful of matrix products,
-//! and writing them out lets the straight-through estimators, the frozen
-//! decoder of the gated auxiliary loss and the sparse TopK structure be exact
-//! and cheap. The tests compare every architecture's gradients with burn's
-//! autodiff on the same loss.
+//! graph): dictionaries are shallow, the gradients are a handful of matrix
+//! products, and writing them out lets the straight-through estimators, the
+//! frozen decoder of the gated auxiliary loss and the sparse TopK structure be
+//! exact and cheap. The tests compare every architecture's gradients with
+//! burn's autodiff on the same loss, for each shape.
 //!
-//! Notation used in the modules: `x` the (normalised) batch `[B, d_in]`, `s`
-//! the encoder input (`x - b_dec` when `apply_b_dec_to_input`), `pre = s W_enc
-//! + b_enc`, `f` the features, `x_hat = f W_dec + b_dec`. The reconstruction
-//! loss is `mean_b ||x_hat_b - x_b||^2` (summed over the width, averaged over
-//! the batch, as dictionary_learning and Anthropic's April update do).
+//! A step serves three shapes ([`StepModel`]): an SAE reconstructs its input
+//! (`y = x`), a transcoder predicts another site `y` (optionally through a
+//! skip path `x W_skip^T`), and a crosscoder reads and writes several sites,
+//! its decoder cut into output blocks whose row norms are summed into each
+//! feature's weight. An architecture written here trains as all three.
+//!
+//! Notation used in the modules: `x` the (normalised) input batch `[B, d_in]`,
+//! `y` the target `[B, d_out]` (`x` for an SAE), `s` the encoder input (`x -
+//! b_dec` when [`StepModel::apply_b_dec_to_input`]), `pre = s W_enc + b_enc`,
+//! `f` the features, `ŷ = f W_dec + b_dec (+ x W_skip^T)`. The reconstruction
+//! loss is `mean_b ||ŷ_b - y_b||^2` (summed over the width, averaged over the
+//! batch, as dictionary_learning and Anthropic's April update do), and `g =
+//! dL/dŷ = 2 (ŷ - y) / B`.
 
 pub mod family;
 pub mod gated;
@@ -23,8 +32,10 @@ pub mod topk_host;
 
 pub use family::{Family, UnknownFamily};
 
+use crate::ops::row_norms;
 use crate::sae::{Params, Sae};
 use burn::tensor::Tensor;
+use sparsity::add_norm_grad;
 
 /// Which dictionary architecture, with the settings that change inference.
 /// Training-only settings (coefficients, schedules) live in
@@ -191,53 +202,148 @@ impl LossTensors {
     }
 }
 
-/// One step's loss and gradients for any architecture.
-pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs) -> StepOutput {
-    match &sae.config.architecture {
-        Architecture::Standard => standard::step(sae, x, inputs),
-        Architecture::Gated => gated::step(sae, x, inputs),
-        Architecture::TopK { k } => topk_step(sae, x, inputs, topk::Selection::PerRow(*k)),
-        Architecture::BatchTopK { k } => topk_step(sae, x, inputs, topk::Selection::Batch(*k)),
-        Architecture::JumpRelu { bandwidth } => jumprelu::step(sae, x, inputs, *bandwidth),
+/// What a training step needs to know about a dictionary, whatever its
+/// shape (see the module documentation).
+#[derive(Clone, Copy, Debug)]
+pub struct StepModel<'a> {
+    /// The weights; a `w_skip` adds the skip path `x W_skip^T`.
+    pub params: &'a Params,
+    /// Which architecture.
+    pub architecture: &'a Architecture,
+    /// Widths of the output blocks, summing to `d_out`: `[d_out]` for an
+    /// SAE or a transcoder, one block per site for a crosscoder. A
+    /// feature's decoder weight is `s_j = sum_i ||W_dec^(i)_j||`.
+    pub out_blocks: &'a [usize],
+    /// TopK and BatchTopK select on `relu(pre) s_j` rather than `pre`
+    /// (crosscoders, whose decoder rows are free).
+    pub select_by_norm: bool,
+    /// The encoder reads `x - b_dec` (SAELens's `apply_b_dec_to_input`; an
+    /// autoencoder's setting, as `y` and `x` then share a width).
+    pub apply_b_dec_to_input: bool,
+}
+
+impl StepModel<'_> {
+    /// `s`: what goes into the encoder matrix.
+    pub(crate) fn encoder_input(&self, x: &Tensor<2>) -> Tensor<2> {
+        if self.apply_b_dec_to_input {
+            x.clone() - self.params.b_dec.clone()
+        } else {
+            x.clone()
+        }
+    }
+
+    /// `pre = s W_enc + b_enc`.
+    pub(crate) fn pre_acts(&self, s: Tensor<2>) -> Tensor<2> {
+        s.matmul(self.params.w_enc.clone()) + self.params.b_enc.clone()
+    }
+
+    /// `ŷ` of features `f` for input `x`.
+    pub(crate) fn predict(&self, x: &Tensor<2>, f: Tensor<2>) -> Tensor<2> {
+        let p = self.params;
+        let y_hat = f.matmul(p.w_dec.clone()) + p.b_dec.clone();
+        match &p.w_skip {
+            Some(w) => y_hat + x.clone().matmul(w.clone().transpose()),
+            None => y_hat,
+        }
+    }
+
+    /// Each output block's decoder row norms (`[d_sae, 1]` each).
+    pub(crate) fn block_norms(&self) -> Vec<Tensor<2>> {
+        block_row_norms(&self.params.w_dec, self.out_blocks)
+    }
+
+    /// The gradients of the linear parts from `g = dL/dŷ` and `dpre`, given
+    /// the encoder input `s`, the input `x` (for the skip path) and the
+    /// features `f`; the thresholds and gated parameters are left out.
+    pub(crate) fn linear_grads(
+        &self,
+        s: Tensor<2>,
+        x: &Tensor<2>,
+        f: Tensor<2>,
+        g: Tensor<2>,
+        dpre: Tensor<2>,
+    ) -> Params {
+        let p = self.params;
+        let (w_enc, b_enc) = linear_backward(s, dpre);
+        let w_dec = f.transpose().matmul(g.clone());
+        let mut b_dec = g.clone().sum_dim(0);
+        if self.apply_b_dec_to_input {
+            b_dec = b_dec + input_bias_grad(&p.w_enc, &b_enc);
+        }
+        let w_skip = p.w_skip.as_ref().map(|_| g.transpose().matmul(x.clone()));
+        Params {
+            w_enc,
+            b_enc,
+            w_dec,
+            b_dec,
+            threshold: None,
+            b_mag: None,
+            r_mag: None,
+            w_skip,
+        }
     }
 }
 
-/// TopK/BatchTopK: the fused sparse step on the host, the dense one elsewhere.
-fn topk_step(
-    sae: &Sae,
+impl Sae {
+    /// This dictionary as a training step sees it: one output block of
+    /// `d_out`, selection on `pre`.
+    pub fn step_model(&self) -> StepModel<'_> {
+        StepModel {
+            params: &self.params,
+            architecture: &self.config.architecture,
+            out_blocks: std::slice::from_ref(&self.config.d_out),
+            select_by_norm: false,
+            apply_b_dec_to_input: self.config.apply_b_dec_to_input,
+        }
+    }
+}
+
+/// One step's loss and gradients for any architecture and shape: input `x
+/// [B, d_in]`, target `y [B, d_out]` (`x` again for an SAE). TopK and
+/// BatchTopK autoencoders on the CPU take the fused sparse step
+/// ([`topk_host`]); everything else the dense step ([`dense_step`]).
+pub fn step(model: &StepModel<'_>, x: Tensor<2>, y: Tensor<2>, inputs: &StepInputs) -> StepOutput {
+    let selection = match model.architecture {
+        Architecture::TopK { k } => Some(topk::Selection::PerRow(*k)),
+        Architecture::BatchTopK { k } => Some(topk::Selection::Batch(*k)),
+        _ => None,
+    };
+    match selection {
+        Some(selection) if crate::device::is_host(&x.device()) => {
+            topk_host::step(model, x, y, inputs, selection)
+        }
+        _ => dense_step(model, x, y, inputs),
+    }
+}
+
+/// One step's loss and gradients written as dense tensor algebra, on any
+/// backend (the reference the fused host steps are tested against).
+pub fn dense_step(
+    model: &StepModel<'_>,
     x: Tensor<2>,
+    y: Tensor<2>,
     inputs: &StepInputs,
-    selection: topk::Selection,
 ) -> StepOutput {
-    if crate::device::is_host(&sae.device()) {
-        topk_host::step(sae, x, inputs, selection)
-    } else {
-        topk::step(sae, x, inputs, selection)
+    match model.architecture {
+        Architecture::Standard => standard::step(model, x, y, inputs),
+        Architecture::Gated => gated::step(model, x, y, inputs),
+        Architecture::TopK { k } => topk::step(model, x, y, inputs, topk::Selection::PerRow(*k)),
+        Architecture::BatchTopK { k } => {
+            topk::step(model, x, y, inputs, topk::Selection::Batch(*k))
+        }
+        Architecture::JumpRelu { bandwidth } => jumprelu::step(model, x, y, inputs, *bandwidth),
     }
 }
 
 // ---- pieces shared by the architectures ----
 
-/// Reconstruction loss and its gradient with respect to `x_hat`:
-/// `(mean_b ||e_b||^2, 2 e / B)` with `e = x_hat - x`.
-pub(crate) fn reconstruction_grad(x_hat: Tensor<2>, x: Tensor<2>) -> (Tensor<1>, Tensor<2>) {
-    let b = x.dims()[0] as f32;
-    let e = x_hat - x;
+/// Reconstruction loss and its gradient with respect to `ŷ`:
+/// `(mean_b ||e_b||^2, 2 e / B)` with `e = ŷ - y`.
+pub(crate) fn reconstruction_grad(y_hat: Tensor<2>, y: Tensor<2>) -> (Tensor<1>, Tensor<2>) {
+    let b = y.dims()[0] as f32;
+    let e = y_hat - y;
     let loss = e.clone().square().sum().div_scalar(b);
     (loss, e.mul_scalar(2.0 / b))
-}
-
-/// Gradients of `x_hat = f W_dec + b_dec` given `g = dL/dx_hat`:
-/// `(dW_dec, db_dec, df)`.
-pub(crate) fn decoder_backward(
-    params: &Params,
-    f: Tensor<2>,
-    g: Tensor<2>,
-) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
-    let df = g.clone().matmul(params.w_dec.clone().transpose());
-    let dw_dec = f.transpose().matmul(g.clone());
-    let db_dec = g.sum_dim(0);
-    (dw_dec, db_dec, df)
 }
 
 /// Gradients of `pre = s W + b` given `dpre`: `(dW, db)`.
@@ -251,6 +357,70 @@ pub(crate) fn linear_backward(s: Tensor<2>, dpre: Tensor<2>) -> (Tensor<2>, Tens
 /// matrix product, since only the batch sum is needed.
 pub(crate) fn input_bias_grad(w: &Tensor<2>, db_pre: &Tensor<2>) -> Tensor<2> {
     db_pre.clone().matmul(w.clone().transpose()).neg()
+}
+
+/// The columns of block `i` of a `[rows, sum(widths)]` tensor.
+pub fn column_block(t: Tensor<2>, widths: &[usize], i: usize) -> Tensor<2> {
+    let start: usize = widths[..i].iter().sum();
+    t.narrow(1, start, widths[i])
+}
+
+/// Per-block L2 norms of every row of `w` (`[rows, sum(widths)]`): one
+/// `[rows, 1]` tensor per block.
+pub fn block_row_norms(w: &Tensor<2>, widths: &[usize]) -> Vec<Tensor<2>> {
+    if widths.len() == 1 {
+        return vec![row_norms(w.clone())];
+    }
+    (0..widths.len())
+        .map(|i| row_norms(column_block(w.clone(), widths, i)))
+        .collect()
+}
+
+/// `sum_i ||w_j^(i)||` for every row `j` of `w`: a feature's decoder
+/// weight (for one block, the row norm), as `[rows, 1]`.
+pub fn norm_sum(per_block: &[Tensor<2>]) -> Tensor<2> {
+    per_block
+        .iter()
+        .cloned()
+        .reduce(|a, b| a + b)
+        .expect("a dictionary has at least one output block")
+}
+
+/// Adds the Lp penalty's gradient through the decoder weights `s_j = sum_i
+/// n_ij` to `dW_dec`: `dS/dn_ij = dS/ds_j`, so each block's rows get their
+/// own `W_dec^(i)_j / n_ij` factor.
+pub(crate) fn add_block_norm_grad(
+    dw_dec: Tensor<2>,
+    model: &StepModel<'_>,
+    block_norms: &[Tensor<2>],
+    d_norms: Tensor<2>,
+    coefficient: f64,
+) -> Tensor<2> {
+    let w_dec = &model.params.w_dec;
+    if let [norms] = block_norms {
+        return add_norm_grad(
+            dw_dec,
+            w_dec,
+            &norms.clone().transpose(),
+            d_norms,
+            coefficient,
+        );
+    }
+    let widths = model.out_blocks;
+    let parts = block_norms
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            add_norm_grad(
+                column_block(dw_dec.clone(), widths, i),
+                &column_block(w_dec.clone(), widths, i),
+                &n.clone().transpose(),
+                d_norms.clone(),
+                coefficient,
+            )
+        })
+        .collect();
+    Tensor::cat(parts, 1)
 }
 
 /// A `[1, 1]` tensor of zero on `like`'s device, for absent loss terms.

@@ -8,46 +8,30 @@
 //! median of a sample, sparsity coefficient warmed up linearly, gradients
 //! clipped to norm 1.
 
-use super::sparsity::{add_norm_grad, lp_penalty};
-use super::{
-    LossTensors, StepInputs, StepOutput, decoder_backward, input_bias_grad, linear_backward,
-    reconstruction_grad, zero_scalar,
-};
-use crate::ops::row_norms;
-use crate::sae::{Params, Sae};
+use super::sparsity::lp_penalty;
+use super::{LossTensors, StepInputs, StepModel, StepOutput, add_block_norm_grad, norm_sum};
+use super::{reconstruction_grad, zero_scalar};
 use burn::tensor::Tensor;
 
-/// Loss and gradients of one batch.
-pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs) -> StepOutput {
-    let p = &sae.params;
-    let s = sae.encoder_input(x.clone());
-    let pre = sae.pre_acts(s.clone());
+/// Loss and gradients of one batch: input `x`, target `y`.
+pub fn step(model: &StepModel<'_>, x: Tensor<2>, y: Tensor<2>, inputs: &StepInputs) -> StepOutput {
+    let p = model.params;
+    let s = model.encoder_input(&x);
+    let pre = model.pre_acts(s.clone());
     let on = pre.clone().greater_elem(0.0).float();
     let f = pre * on.clone();
-    let x_hat = f.clone().matmul(p.w_dec.clone()) + p.b_dec.clone();
+    let y_hat = model.predict(&x, f.clone());
 
-    let (mse, g) = reconstruction_grad(x_hat.clone(), x);
-    let (dw_dec, mut db_dec, df) = decoder_backward(p, f.clone(), g);
-    let norms = row_norms(p.w_dec.clone()).transpose();
-    let penalty = lp_penalty(f.clone(), norms.clone(), inputs.p);
+    let (mse, g) = reconstruction_grad(y_hat.clone(), y);
+    let df = g.clone().matmul(p.w_dec.clone().transpose());
+    let block_norms = model.block_norms();
+    let penalty = lp_penalty(f.clone(), norm_sum(&block_norms).transpose(), inputs.p);
     let lambda = inputs.sparsity_coefficient;
     let dpre = (df + penalty.d_features.mul_scalar(lambda as f32)) * on;
-    let (dw_enc, db_enc) = linear_backward(s, dpre);
-    if sae.config.apply_b_dec_to_input {
-        db_dec = db_dec + input_bias_grad(&p.w_enc, &db_enc);
-    }
-    let dw_dec = add_norm_grad(dw_dec, &p.w_dec, &norms, penalty.d_norms, lambda);
+    let mut grads = model.linear_grads(s, &x, f.clone(), g, dpre);
+    grads.w_dec = add_block_norm_grad(grads.w_dec, model, &block_norms, penalty.d_norms, lambda);
     StepOutput {
-        grads: Params {
-            w_enc: dw_enc,
-            b_enc: db_enc,
-            w_dec: dw_dec,
-            b_dec: db_dec,
-            threshold: None,
-            b_mag: None,
-            r_mag: None,
-            w_skip: None,
-        },
+        grads,
         loss: LossTensors {
             mse,
             sparsity: penalty.value,
@@ -55,7 +39,7 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs) -> StepOutput {
             coefficient: lambda,
         },
         features: f,
-        reconstruction: x_hat,
+        reconstruction: y_hat,
         min_kept_activation: None,
     }
 }

@@ -10,11 +10,9 @@
 //! (defaults alpha = 1/32, k_aux = d_in / 2, as in dictionary_learning).
 
 use super::{
-    LossTensors, StepInputs, StepOutput, decoder_backward, input_bias_grad, linear_backward,
-    reconstruction_grad, zero_scalar,
+    LossTensors, StepInputs, StepModel, StepOutput, norm_sum, reconstruction_grad, zero_scalar,
 };
 use crate::ops::{batch_topk_mask, row_topk_mask};
-use crate::sae::{Params, Sae};
 use burn::tensor::Tensor;
 
 /// How the active set is chosen.
@@ -26,40 +24,58 @@ pub enum Selection {
     Batch(usize),
 }
 
-/// Loss and gradients of one batch.
-pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, selection: Selection) -> StepOutput {
-    let p = &sae.params;
-    let s = sae.encoder_input(x.clone());
-    let pre = sae.pre_acts(s.clone());
+/// Loss and gradients of one batch: input `x`, target `y`.
+///
+/// The selection value is `v = pre`, or `v = relu(pre) s_j` with
+/// [`StepModel::select_by_norm`]; AuxK ranks dead latents by the same value
+/// and BatchTopK's inference threshold is the smallest kept `relu(v)`.
+pub fn step(
+    model: &StepModel<'_>,
+    x: Tensor<2>,
+    y: Tensor<2>,
+    inputs: &StepInputs,
+    selection: Selection,
+) -> StepOutput {
+    let p = model.params;
+    let batch = x.dims()[0];
+    let s = model.encoder_input(&x);
+    let pre = model.pre_acts(s.clone());
     let positive = pre.clone().greater_elem(0.0).float();
     let relu = pre.clone() * positive.clone();
+    let value = if model.select_by_norm {
+        relu.clone() * norm_sum(&model.block_norms()).transpose()
+    } else {
+        pre
+    };
+    let kept_value = value.clone() * positive.clone();
     let keep = match selection {
-        Selection::PerRow(k) => row_topk_mask(pre.clone(), k) * positive.clone(),
-        Selection::Batch(k) => batch_topk_mask(relu.clone(), k * x.dims()[0]),
+        Selection::PerRow(k) => row_topk_mask(value.clone(), k) * positive.clone(),
+        Selection::Batch(k) => batch_topk_mask(kept_value.clone(), k * batch),
     };
     let f = relu.clone() * keep.clone();
-    let x_hat = f.clone().matmul(p.w_dec.clone()) + p.b_dec.clone();
+    let y_hat = model.predict(&x, f.clone());
 
-    let (mse, g) = reconstruction_grad(x_hat.clone(), x.clone());
-    let (mut dw_dec, mut db_dec, df) = decoder_backward(p, f.clone(), g);
+    let (mse, g) = reconstruction_grad(y_hat.clone(), y.clone());
+    let df = g.clone().matmul(p.w_dec.clone().transpose());
     let mut dpre = df * keep.clone();
+    let mut aux_dw_dec = None;
 
     let mut aux = zero_scalar(&f);
     if let (Some(dead), true) = (&inputs.dead_mask, inputs.n_dead > 0) {
-        let b = x.dims()[0] as f32;
-        let e = x - x_hat.clone();
+        let b = batch as f32;
+        let e = y - y_hat.clone();
         let var = (e.clone() - e.clone().mean_dim(0))
             .square()
             .sum()
             .div_scalar(b);
         // Non-dead latents are pushed far down so that top-k picks dead ones.
-        let dead_pre = pre.clone() + (dead.clone() - 1.0).mul_scalar(1e30);
+        let dead_value = value + (dead.clone() - 1.0).mul_scalar(1e30);
         let k_aux = inputs.k_aux.min(inputs.n_dead);
-        let aux_keep = row_topk_mask(dead_pre, k_aux) * dead.clone() * positive;
+        let aux_keep = row_topk_mask(dead_value, k_aux) * dead.clone() * positive;
         let a = relu * aux_keep.clone();
         let e_hat = a.clone().matmul(p.w_dec.clone());
         let diff = e_hat - e;
-        let denom = var.clone().clamp_min(1e-12);
+        let denom = var.clamp_min(1e-12);
         let alpha = inputs.auxk_alpha as f32;
         aux = diff
             .clone()
@@ -70,40 +86,31 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, selection: Selection) 
             .mul_scalar(alpha);
         // h = dL_aux / de_hat
         let h = diff.div(denom.reshape([1, 1])).mul_scalar(2.0 * alpha / b);
-        dw_dec = dw_dec + a.transpose().matmul(h.clone());
+        aux_dw_dec = Some(a.transpose().matmul(h.clone()));
         dpre = dpre + h.matmul(p.w_dec.clone().transpose()) * aux_keep;
     }
 
-    let (dw_enc, db_enc) = linear_backward(s, dpre);
-    if sae.config.apply_b_dec_to_input {
-        db_dec = db_dec + input_bias_grad(&p.w_enc, &db_enc);
+    let mut grads = model.linear_grads(s, &x, f.clone(), g, dpre);
+    if let Some(extra) = aux_dw_dec {
+        grads.w_dec = grads.w_dec + extra;
     }
     let min_kept_activation = match selection {
+        // Smallest kept selection value; unkept entries pushed out of the way.
         Selection::Batch(_) => {
-            // Smallest kept activation; unkept entries pushed out of the way.
-            Some((f.clone() + (keep.clone().neg() + 1.0).mul_scalar(1e30)).min())
+            Some((kept_value * keep.clone() + (keep.clone().neg() + 1.0).mul_scalar(1e30)).min())
         }
         Selection::PerRow(_) => None,
     };
     StepOutput {
-        grads: Params {
-            w_enc: dw_enc,
-            b_enc: db_enc,
-            w_dec: dw_dec,
-            b_dec: db_dec,
-            threshold: None,
-            b_mag: None,
-            r_mag: None,
-            w_skip: None,
-        },
+        grads,
         loss: LossTensors {
             mse,
-            sparsity: keep.sum().div_scalar(f.dims()[0] as f32),
+            sparsity: keep.sum().div_scalar(batch as f32),
             aux,
             coefficient: 0.0,
         },
         features: f,
-        reconstruction: x_hat,
+        reconstruction: y_hat,
         min_kept_activation,
     }
 }

@@ -9,47 +9,57 @@
 //! matrix product, the selection produces a sparse representation (indices and
 //! values per row), and the rest is `O(B k d_in)` work:
 //!
-//! * decode: `x_hat_b = b_dec + sum_{j active in b} f_bj W_dec_j`;
+//! * decode: `ŷ_b = b_dec (+ x_b W_skip^T) + sum_{j active in b} f_bj W_dec_j`;
 //! * `dpre_bj = g_b . W_dec_j` only at active entries;
 //! * `dW_dec_j = sum_{b: j active} f_bj g_b` and `dW_enc[:, j] = sum_b dpre_bj s_b`
 //!   computed per feature from the transposed sparse structure (each feature
 //!   owns its output row, so the features run in parallel without races);
 //! * AuxK the same way over its `k_aux` dead latents per row.
 //!
+//! It serves every shape of dictionary: a transcoder's target `y` and skip
+//! path, a crosscoder's selection by decoder weight (see [`StepModel`]).
 //! The results (gradients, features, reconstruction, losses, the smallest kept
-//! BatchTopK activation) are those of [`super::topk::step`], to rounding, and
+//! BatchTopK selection value) are those of [`super::topk::step`], to rounding, and
 //! come back as burn tensors on the host device so the trainer is unchanged.
 //! Every reduction runs in a fixed order, so a step is deterministic whatever
 //! the number of threads.
 
 use super::topk::Selection;
-use super::{LossTensors, StepInputs, StepOutput};
+use super::{LossTensors, StepInputs, StepModel, StepOutput, norm_sum};
 use crate::ops::{from_host, row_from_host, to_host};
-use crate::sae::{Params, Sae};
+use crate::sae::Params;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-/// Loss and gradients of one batch, as [`super::topk::step`] defines them.
-///
-/// Autoencoders only (`d_out == d_in`), like the dense step: the loss compares
-/// the reconstruction with the input.
-pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, selection: Selection) -> StepOutput {
-    let device = sae.device();
-    let p = &sae.params;
+/// Loss and gradients of one batch (input `x`, target `y`), as
+/// [`super::topk::step`] defines them, for every shape of dictionary
+/// ([`StepModel`]): the skip path's product and its gradient `g^T x` are the
+/// two dense products besides the encoder.
+pub fn step(
+    model: &StepModel<'_>,
+    x: Tensor<2>,
+    y: Tensor<2>,
+    inputs: &StepInputs,
+    selection: Selection,
+) -> StepOutput {
+    let device = x.device();
+    let p = model.params;
     let [batch, d_in] = x.dims();
-    let d_sae = sae.config.d_sae;
-    let d_out = sae.config.d_out;
-    assert_eq!(
-        d_out, d_in,
-        "the TopK training step reconstructs its input: d_out ({d_out}) must equal d_in ({d_in})"
-    );
-
+    let d_sae = p.b_enc.dims()[1];
+    let d_out = p.b_dec.dims()[1];
+    // `ŷ` starts from `b_dec + x W_skip^T` (a dense product, burn's).
+    let skip = p
+        .w_skip
+        .as_ref()
+        .map(|w| to_host(x.clone().matmul(w.clone().transpose())));
+    let skip_input = p.w_skip.as_ref().map(|_| x.clone());
+    let y = to_host(y);
     let x = to_host(x);
     let b_dec = to_host(p.b_dec.clone());
     let w_dec = to_host(p.w_dec.clone());
     let b_enc = to_host(p.b_enc.clone());
-    let s = if sae.config.apply_b_dec_to_input {
-        let mut s = x.clone();
+    let s = if model.apply_b_dec_to_input {
+        let mut s = x;
         s.par_chunks_mut(d_in).for_each(|row| {
             for (v, b) in row.iter_mut().zip(&b_dec) {
                 *v -= b;
@@ -57,7 +67,7 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, selection: Selection) 
         });
         s
     } else {
-        x.clone()
+        x
     };
 
     // The one dense product. burn's matmul (the `gemm` crate, multi-threaded)
@@ -77,39 +87,61 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, selection: Selection) 
             *v += b;
         }
     });
+    // The selection value: `pre`, or `relu(pre) s_j` for a dictionary that
+    // selects by its decoder weights (the kept entries then take their
+    // activations from `pre`).
+    let by_norm: Option<Vec<f32>> = model.select_by_norm.then(|| {
+        let weights = to_host(norm_sum(&model.block_norms()));
+        let mut value = vec![0f32; pre.len()];
+        value
+            .par_chunks_mut(d_sae)
+            .zip(pre.par_chunks(d_sae))
+            .for_each(|(v, row)| {
+                for ((v, &a), &w) in v.iter_mut().zip(row).zip(&weights) {
+                    *v = a.max(0.0) * w;
+                }
+            });
+        value
+    });
+    let value: &[f32] = by_norm.as_deref().unwrap_or(pre);
 
-    let (main, min_kept) = match selection {
-        Selection::PerRow(k) => (select_per_row(pre, d_sae, k.min(d_sae)), None),
+    let (mut main, min_kept) = match selection {
+        Selection::PerRow(k) => (select_per_row(value, d_sae, k.min(d_sae)), None),
         Selection::Batch(k) => {
-            let (sel, min) = select_batch(pre, d_sae, k.saturating_mul(batch));
+            let (sel, min) = select_batch(value, d_sae, k.saturating_mul(batch));
             (sel, Some(min))
         }
     };
+    if by_norm.is_some() {
+        main.take_values_from(pre, d_sae);
+    }
 
-    // Decode, reconstruction gradient g = 2 (x_hat - x) / B, and dpre at the
+    // Decode, reconstruction gradient g = 2 (ŷ - y) / B, and dpre at the
     // active entries, one row at a time.
     let scale = 2.0 / batch as f32;
-    let mut x_hat = vec![0f32; batch * d_out];
+    let mut y_hat = vec![0f32; batch * d_out];
     let mut g = vec![0f32; batch * d_out];
     let mut main_dpre = vec![0f32; main.idx.len()];
-    let mse_rows: Vec<f64> = x_hat
+    let mse_rows: Vec<f64> = y_hat
         .par_chunks_mut(d_out)
         .zip(g.par_chunks_mut(d_out))
         .zip(split_rows_mut(&mut main_dpre, &main.offsets).into_par_iter())
         .enumerate()
-        .map(|(b, ((xh, gb), dpre))| {
-            xh.copy_from_slice(&b_dec);
+        .map(|(b, ((yh, gb), dpre))| {
+            let row = b * d_out..(b + 1) * d_out;
+            yh.copy_from_slice(&b_dec);
+            if let Some(skip) = &skip {
+                for (v, &k) in yh.iter_mut().zip(&skip[row.clone()]) {
+                    *v += k;
+                }
+            }
             let (idx, val) = main.row(b);
             for (&j, &f) in idx.iter().zip(val) {
-                kernels::axpy(xh, f, dec_row(&w_dec, j, d_out));
+                kernels::axpy(yh, f, dec_row(&w_dec, j, d_out));
             }
             let mut sq = 0f64;
-            for ((gv, &h), &xv) in gb
-                .iter_mut()
-                .zip(xh.iter())
-                .zip(&x[b * d_in..(b + 1) * d_in])
-            {
-                let e = h - xv;
+            for ((gv, &h), &yv) in gb.iter_mut().zip(yh.iter()).zip(&y[row]) {
+                let e = h - yv;
                 sq += (e as f64) * (e as f64);
                 *gv = e * scale;
             }
@@ -123,9 +155,10 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, selection: Selection) 
 
     let aux = match (&inputs.dead_mask, inputs.n_dead > 0) {
         (Some(dead), true) => Some(auxk(
+            value,
             pre,
-            &x,
-            &x_hat,
+            &y,
+            &y_hat,
             &w_dec,
             &dead_latents(dead),
             inputs.k_aux.min(inputs.n_dead),
@@ -180,7 +213,7 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, selection: Selection) 
             *d += v;
         }
     }
-    if sae.config.apply_b_dec_to_input {
+    if model.apply_b_dec_to_input {
         // s = x - b_dec: dL/db_dec gains -(sum_b dpre_b) W_enc^T.
         let w_enc = to_host(p.w_enc.clone());
         let through_input: Vec<f32> = w_enc
@@ -191,6 +224,13 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, selection: Selection) 
             *d -= t;
         }
     }
+
+    // dW_skip = g^T x, the second dense product.
+    let dw_skip = skip_input.map(|x| {
+        from_host(g.clone(), batch, d_out, &device)
+            .transpose()
+            .matmul(x)
+    });
 
     // The features as a dense tensor, in the buffer that held `pre`.
     let kept = main.idx.len();
@@ -212,10 +252,10 @@ pub fn step(sae: &Sae, x: Tensor<2>, inputs: &StepInputs, selection: Selection) 
             threshold: None,
             b_mag: None,
             r_mag: None,
-            w_skip: None,
+            w_skip: dw_skip,
         },
         features: Tensor::from_data(pre_data, &device),
-        reconstruction: from_host(x_hat, batch, d_out, &device),
+        reconstruction: from_host(y_hat, batch, d_out, &device),
         loss: LossTensors {
             mse: one(mse),
             sparsity: one(kept as f64 / batch as f64),
@@ -247,6 +287,20 @@ impl SparseRows {
     fn row(&self, b: usize) -> (&[u32], &[f32]) {
         let r = self.offsets[b]..self.offsets[b + 1];
         (&self.idx[r.clone()], &self.val[r])
+    }
+
+    /// Each entry's value read from `pre` (`[rows, width]`), for entries
+    /// selected on another value.
+    fn take_values_from(&mut self, pre: &[f32], width: usize) {
+        split_rows_mut(&mut self.val, &self.offsets)
+            .into_par_iter()
+            .zip(split_rows_mut(&mut self.idx, &self.offsets).into_par_iter())
+            .zip(pre.par_chunks(width))
+            .for_each(|((val, idx), row)| {
+                for (v, &j) in val.iter_mut().zip(idx.iter()) {
+                    *v = row[j as usize];
+                }
+            });
     }
 
     /// Compacts rows written into fixed slots of `width` with `lens[b]` used.
@@ -612,23 +666,25 @@ struct AuxK {
 }
 
 /// AuxK (Gao et al.) as [`super::topk::step`] defines it: the residual
-/// `e = x - x_hat` is reconstructed from each row's `k_aux` largest positive
-/// pre-activations among dead latents, `e_hat = a W_dec`, and
+/// `e = y - ŷ` is reconstructed from the activations `a` of each row's
+/// `k_aux` largest positive selection values (`value`) among dead latents,
+/// `e_hat = a W_dec`, and
 /// `L = alpha mean_b ||e_hat - e||^2 / mean_b ||e - mean(e)||^2`.
 #[allow(clippy::too_many_arguments)]
 fn auxk(
+    value: &[f32],
     pre: &[f32],
-    x: &[f32],
-    x_hat: &[f32],
+    y: &[f32],
+    y_hat: &[f32],
     w_dec: &[f32],
     dead: &[u32],
     k_aux: usize,
     alpha: f32,
     d_sae: usize,
 ) -> AuxK {
-    let d = x.len() / (pre.len() / d_sae.max(1)).max(1);
-    let batch = x.len() / d.max(1);
-    let residual: Vec<f32> = x.par_iter().zip(x_hat).map(|(a, b)| a - b).collect();
+    let d = y.len() / (pre.len() / d_sae.max(1)).max(1);
+    let batch = y.len() / d.max(1);
+    let residual: Vec<f32> = y.par_iter().zip(y_hat).map(|(a, b)| a - b).collect();
     let mut mean = vec![0f32; d];
     for row in residual.chunks_exact(d) {
         for (m, v) in mean.iter_mut().zip(row) {
@@ -651,7 +707,8 @@ fn auxk(
         .sum::<f64>()
         / batch as f64;
     let denom = (var as f32).max(1e-12);
-    let sparse = select_among(pre, d_sae, k_aux, Some(dead));
+    let mut sparse = select_among(value, d_sae, k_aux, Some(dead));
+    sparse.take_values_from(pre, d_sae);
     let h_scale = 2.0 * alpha / batch as f32 / denom;
     let mut h = vec![0f32; batch * d];
     let mut dpre = vec![0f32; sparse.idx.len()];
@@ -890,7 +947,7 @@ mod tests {
     use crate::Architecture;
     use crate::arch::topk;
     use crate::ops::{batch_topk_mask, row_topk_mask, scalar};
-    use crate::sae::{RowNorm, SaeConfig};
+    use crate::sae::{RowNorm, Sae, SaeConfig};
     use burn::tensor::Device;
     use rand::{RngExt, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -965,8 +1022,21 @@ mod tests {
         inp: &StepInputs,
         selection: Selection,
     ) -> (StepOutput, StepOutput) {
-        let fused = step(sae, x.clone(), inp, selection);
-        let dense = topk::step(sae, x.clone(), inp, selection);
+        compare_model(&sae.step_model(), x, x, inp, selection)
+    }
+
+    /// The fused step against the dense one: gradients, features (and
+    /// which are active), reconstruction, loss terms, BatchTopK's smallest
+    /// kept value.
+    fn compare_model(
+        model: &StepModel<'_>,
+        x: &Tensor<2>,
+        y: &Tensor<2>,
+        inp: &StepInputs,
+        selection: Selection,
+    ) -> (StepOutput, StepOutput) {
+        let fused = step(model, x.clone(), y.clone(), inp, selection);
+        let dense = topk::step(model, x.clone(), y.clone(), inp, selection);
         for ((name, f), (_, d)) in fused.grads.named().into_iter().zip(dense.grads.named()) {
             assert_close(name, &to_host(f), &to_host(d));
         }
@@ -998,7 +1068,7 @@ mod tests {
             (Some(a), Some(b)) => {
                 let (a, b) = (scalar(a.clone()), scalar(b.clone()));
                 assert!(
-                    (a - b).abs() <= 1e-4 * b.abs(),
+                    (a - b).abs() <= 1e-4 * b.abs().max(1e-6),
                     "min kept: fused {a} vs dense {b}"
                 );
             }
@@ -1006,6 +1076,111 @@ mod tests {
             _ => panic!("min_kept_activation present in one step only"),
         }
         (fused, dense)
+    }
+
+    /// Transcoder and crosscoder weights: `M` features from `d_in` to
+    /// `d_out`, a skip path if asked, encoder values on a coarse grid
+    /// (ties) if `tied`.
+    fn shaped_params(seed: u64, d_in: usize, d_out: usize, skip: bool, tied: bool) -> Params {
+        let dev = Device::flex();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (w_enc, b_enc) = if tied {
+            (
+                from_host(tied_values(seed, d_in, M), d_in, M, &dev),
+                from_host(tied_values(seed + 1, 1, M), 1, M, &dev),
+            )
+        } else {
+            (random(&mut rng, d_in, M, 0.6), random(&mut rng, 1, M, 0.2))
+        };
+        Params {
+            w_enc,
+            b_enc,
+            w_dec: random(&mut rng, M, d_out, 0.6),
+            b_dec: random(&mut rng, 1, d_out, 0.3),
+            threshold: None,
+            b_mag: None,
+            r_mag: None,
+            w_skip: skip.then(|| random(&mut rng, d_out, d_in, 0.4)),
+        }
+    }
+
+    /// A transcoder (another target, with and without a skip path) and a
+    /// crosscoder (two output blocks, selection by decoder weight), with
+    /// ties, dead latents and k above d_sae.
+    #[test]
+    fn transcoder_and_crosscoder_shapes_match_the_dense_step() {
+        let cases = [
+            // (d_in, out blocks, skip, by norm, tied values)
+            (12, vec![9], true, false, false),
+            (12, vec![9], false, false, true),
+            (10, vec![4, 6], false, true, false),
+            (10, vec![4, 6], false, true, true),
+        ];
+        for (seed, (d_in, blocks, skip, by_norm, tied)) in cases.into_iter().enumerate() {
+            let seed = seed as u64;
+            let d_out: usize = blocks.iter().sum();
+            let params = shaped_params(seed, d_in, d_out, skip, tied);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
+            let x = random(&mut rng, B, d_in, 1.5);
+            // A crosscoder reads what it writes.
+            let y = if by_norm {
+                x.clone()
+            } else {
+                random(&mut rng, B, d_out, 1.0)
+            };
+            for (arch, selection) in [
+                (Architecture::TopK { k: 5 }, Selection::PerRow(5)),
+                (Architecture::BatchTopK { k: 4 }, Selection::Batch(4)),
+                (Architecture::TopK { k: M + 3 }, Selection::PerRow(M + 3)),
+            ] {
+                let model = StepModel {
+                    params: &params,
+                    architecture: &arch,
+                    out_blocks: &blocks,
+                    select_by_norm: by_norm,
+                    apply_b_dec_to_input: false,
+                };
+                for (n_dead, k_aux) in [(0, 4), (12, 5), (3, 9)] {
+                    compare_model(&model, &x, &y, &inputs(n_dead, k_aux), selection);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// For any shape, selection and set of dead latents, the fused step
+        /// computes what the dense one does.
+        #[test]
+        fn fused_equals_dense_for_random_shapes(
+            seed in 0u64..10_000,
+            d_in in 1usize..9,
+            widths in proptest::collection::vec(1usize..6, 1..4),
+            k in 1usize..12,
+            batch_wide in proptest::bool::ANY,
+            skip in proptest::bool::ANY,
+            n_dead in 0usize..17,
+        ) {
+            let d_out: usize = widths.iter().sum();
+            let by_norm = widths.len() > 1;
+            let params = shaped_params(seed, d_in, d_out, skip && !by_norm, seed % 3 == 0);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xfeed);
+            let x = random(&mut rng, B, d_in, 1.5);
+            let y = random(&mut rng, B, d_out, 1.0);
+            let (arch, selection) = if batch_wide {
+                (Architecture::BatchTopK { k }, Selection::Batch(k))
+            } else {
+                (Architecture::TopK { k }, Selection::PerRow(k))
+            };
+            let model = StepModel {
+                params: &params,
+                architecture: &arch,
+                out_blocks: &widths,
+                select_by_norm: by_norm,
+                apply_b_dec_to_input: false,
+            };
+            compare_model(&model, &x, &y, &inputs(n_dead, 1 + (seed as usize % 5)), selection);
+        }
     }
 
     trait CloneRead {
@@ -1055,8 +1230,9 @@ mod tests {
     fn arch_step_routes_host_topk_to_the_fused_step() {
         let sae = random_sae(Architecture::TopK { k: 4 }, 7, true);
         let x = random(&mut ChaCha8Rng::seed_from_u64(7), B, D, 1.0);
-        let routed = crate::arch::step(&sae, x.clone(), &inputs(0, 4));
-        let fused = step(&sae, x, &inputs(0, 4), Selection::PerRow(4));
+        let model = sae.step_model();
+        let routed = crate::arch::step(&model, x.clone(), x.clone(), &inputs(0, 4));
+        let fused = step(&model, x.clone(), x, &inputs(0, 4), Selection::PerRow(4));
         // Bit-identical: the same code ran.
         assert_eq!(to_host(routed.grads.w_enc), to_host(fused.grads.w_enc));
         assert_eq!(

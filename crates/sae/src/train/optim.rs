@@ -280,7 +280,7 @@ impl DictTrainer {
                 to_encoder: cfg.jumprelu_l0_to_encoder,
             },
         };
-        let out = arch::step(&self.sae, x.clone(), &inputs);
+        let out = arch::step(&self.sae.step_model(), x.clone(), x.clone(), &inputs);
 
         // Dead-feature bookkeeping: one [d_sae] read-back per step.
         let active = out.features.clone().greater_elem(0.0).float();

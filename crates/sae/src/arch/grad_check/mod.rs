@@ -1,4 +1,5 @@
-//! Hand-written gradients against burn's autodiff on the same losses.
+//! Hand-written gradients against burn's autodiff on the same losses: the
+//! SAE shape here, transcoders and crosscoders in [`shapes`].
 //!
 //! Each loss below is written independently, straight from the paper's
 //! formulas, with burn's autodiff doing the calculus (straight-through
@@ -7,6 +8,8 @@
 //! gradient leaking into a frozen tensor makes these tests fail.
 
 use super::*;
+
+mod shapes;
 use crate::ops::{from_host, to_host};
 use crate::sae::{Params, RowNorm, SaeConfig};
 use burn::tensor::Device;
@@ -87,11 +90,19 @@ fn assert_close(name: &str, manual: &Tensor<2>, auto: Tensor<2>) {
     }
 }
 
-fn check(manual: &Sae, out: &StepOutput, auto: &Sae, loss: Tensor<1>) {
+/// Every parameter's manual gradient in `out` equals autodiff's of `loss`
+/// with respect to the tracked parameters `auto` (zero where autodiff saw
+/// none).
+fn check(out: &StepOutput, auto: &Params, loss: Tensor<1>) {
     let grads = loss.backward();
-    let names = out.grads.named();
-    for (name, tensor) in auto.params.named() {
-        let manual_grad = names
+    let manual = out.grads.named();
+    assert_eq!(
+        manual.len(),
+        auto.named().len(),
+        "one gradient per parameter"
+    );
+    for (name, tensor) in auto.named() {
+        let manual_grad = manual
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, g)| g.clone())
@@ -102,7 +113,7 @@ fn check(manual: &Sae, out: &StepOutput, auto: &Sae, loss: Tensor<1>) {
         assert_close(
             name,
             &manual_grad,
-            Tensor::from_data(auto_grad.to_data(), &manual.device()),
+            Tensor::from_data(auto_grad.to_data(), &Device::flex()),
         );
     }
 }
@@ -133,7 +144,12 @@ fn standard_l1_and_lp_match_autodiff() {
     let ad = Device::flex().autodiff();
     for p in [1.0, 0.6] {
         let sae = random_sae(Architecture::Standard, 1, &cpu);
-        let out = standard::step(&sae, batch(1, &cpu), &inputs(p));
+        let out = standard::step(
+            &sae.step_model(),
+            batch(1, &cpu),
+            batch(1, &cpu),
+            &inputs(p),
+        );
         let a = tracked(&sae, &ad);
         let x = batch(1, &ad);
         let pr = &a.params;
@@ -147,7 +163,7 @@ fn standard_l1_and_lp_match_autodiff() {
         let lifted = weighted + (active.clone().neg() + 1.0);
         let s = (lifted.powf_scalar(p as f32) * active).sum();
         let loss = mse(x_hat, x) + s.div_scalar(B as f32).mul_scalar(0.7);
-        check(&sae, &out, &a, loss);
+        check(&out, &a.params, loss);
     }
 }
 
@@ -156,7 +172,12 @@ fn gated_matches_autodiff_with_frozen_aux_decoder() {
     let cpu = Device::flex();
     let ad = Device::flex().autodiff();
     let sae = random_sae(Architecture::Gated, 2, &cpu);
-    let out = gated::step(&sae, batch(2, &cpu), &inputs(1.0));
+    let out = gated::step(
+        &sae.step_model(),
+        batch(2, &cpu),
+        batch(2, &cpu),
+        &inputs(1.0),
+    );
     let a = tracked(&sae, &ad);
     let x = batch(2, &ad);
     let pr = &a.params;
@@ -199,7 +220,12 @@ fn gated_decoder_gradient_includes_norm_weighting() {
     let cpu = Device::flex();
     let ad = Device::flex().autodiff();
     let sae = random_sae(Architecture::Gated, 3, &cpu);
-    let out = gated::step(&sae, batch(3, &cpu), &inputs(1.0));
+    let out = gated::step(
+        &sae.step_model(),
+        batch(3, &cpu),
+        batch(3, &cpu),
+        &inputs(1.0),
+    );
     let a = tracked(&sae, &ad);
     let x = batch(3, &ad);
     let pr = &a.params;
@@ -258,7 +284,13 @@ fn topk_with_auxk_matches_autodiff() {
     inp.n_dead = 4;
     inp.k_aux = 2;
     let x = batch(4, &cpu);
-    let out = topk::step(&sae, x.clone(), &inp, topk::Selection::PerRow(3));
+    let out = topk::step(
+        &sae.step_model(),
+        x.clone(),
+        x.clone(),
+        &inp,
+        topk::Selection::PerRow(3),
+    );
     // The active sets, recomputed independently from the pre-activations.
     let pre = to_host(sae.pre_acts(sae.encoder_input(x)));
     let (mut keep, mut aux_keep) = (vec![0f32; B * M], vec![0f32; B * M]);
@@ -284,7 +316,7 @@ fn topk_with_auxk_matches_autodiff() {
         from_host(keep, B, M, &ad),
         Some(from_host(aux_keep, B, M, &ad)),
     );
-    check(&sae, &out, &a, loss);
+    check(&out, &a.params, loss);
 }
 
 #[test]
@@ -293,7 +325,13 @@ fn batchtopk_matches_autodiff() {
     let ad = Device::flex().autodiff();
     let sae = random_sae(Architecture::BatchTopK { k: 2 }, 5, &cpu);
     let x = batch(5, &cpu);
-    let out = topk::step(&sae, x.clone(), &inputs(1.0), topk::Selection::Batch(2));
+    let out = topk::step(
+        &sae.step_model(),
+        x.clone(),
+        x.clone(),
+        &inputs(1.0),
+        topk::Selection::Batch(2),
+    );
     let pre = to_host(sae.pre_acts(sae.encoder_input(x)));
     let mut order: Vec<usize> = (0..B * M).collect();
     order.sort_by(|&i, &j| pre[j].total_cmp(&pre[i]));
@@ -311,7 +349,7 @@ fn batchtopk_matches_autodiff() {
         .fold(f32::MAX, f32::min);
     let a = tracked(&sae, &ad);
     let loss = topk_loss(&a, batch(5, &ad), from_host(keep, B, M, &ad), None);
-    check(&sae, &out, &a, loss);
+    check(&out, &a.params, loss);
     let got = crate::ops::scalar(out.min_kept_activation.unwrap()) as f32;
     assert!((got - kept_min).abs() < 1e-5, "{got} vs {kept_min}");
 }
@@ -332,7 +370,13 @@ fn check_jumprelu(l0: L0Penalty) -> (f64, Vec<f32>) {
     );
     sae.config.apply_b_dec_to_input = false;
     let step_inputs = StepInputs { l0, ..inputs(1.0) };
-    let out = jumprelu::step(&sae, batch(6, &cpu), &step_inputs, eps as f64);
+    let out = jumprelu::step(
+        &sae.step_model(),
+        batch(6, &cpu),
+        batch(6, &cpu),
+        &step_inputs,
+        eps as f64,
+    );
     let a = tracked(&sae, &ad);
     let x = batch(6, &ad);
     let pr = &a.params;
@@ -367,7 +411,7 @@ fn check_jumprelu(l0: L0Penalty) -> (f64, Vec<f32>) {
         Some(t) => l0_value.div_scalar(t as f32).sub_scalar(1.0).square(),
     };
     let loss = mse(x_hat, x) + sparsity.mul_scalar(0.7);
-    check(&sae, &out, &a, loss);
+    check(&out, &a.params, loss);
     // The kernel was actually exercised.
     assert!(
         to_host(out.grads.threshold.clone().unwrap())

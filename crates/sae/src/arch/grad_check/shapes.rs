@@ -1,33 +1,17 @@
-//! Hand-written gradients of [`crate::step`] against burn's autodiff on the
-//! same losses, written independently from the formulas (as kibitzer-sae's
-//! `arch::grad_check` does for SAEs). Active sets are recomputed on the host
-//! from the pre-activations and fed to the autodiff loss as constants; the
-//! straight-through estimators use value-preserving surrogates
-//! (`(t - t.detach()) * c` has value 0 and gradient `c`).
+//! The transcoder and crosscoder shapes of every step ([`StepModel`]):
+//! another target `y`, a skip path `x W_skip^T`, several output blocks whose
+//! norms weight the penalty and the TopK selection. Active sets are
+//! recomputed on the host from the pre-activations and fed to the autodiff
+//! loss as constants.
 
-use crate::step::{StepModel, step};
+use super::{B, M, check, inputs, mse, rand_tensor};
+use crate::Architecture;
+use crate::arch::{StepModel, dense_step as step};
+use crate::ops::{from_host, scalar, to_host};
+use crate::sae::Params;
 use burn::tensor::{Device, Tensor};
-use kibitzer_sae::arch::{StepInputs, StepOutput};
-use kibitzer_sae::ops::{from_host, scalar, to_host};
-use kibitzer_sae::{Architecture, Params};
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-
-const B: usize = 16;
-const M: usize = 12;
-
-fn rand_tensor(
-    rng: &mut ChaCha8Rng,
-    rows: usize,
-    cols: usize,
-    scale: f32,
-    dev: &Device,
-) -> Tensor<2> {
-    let v = (0..rows * cols)
-        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale)
-        .collect();
-    from_host(v, rows, cols, dev)
-}
 
 /// Random weights for `d_in -> d_out` (with a skip path when asked).
 fn random_params(seed: u64, d_in: usize, d_out: usize, skip: bool, threshold: bool) -> Params {
@@ -57,56 +41,6 @@ fn data(seed: u64, rows: usize, cols: usize, dev: &Device) -> Tensor<2> {
 /// The parameters on the autodiff device, tracked.
 fn tracked(p: &Params, dev: &Device) -> Params {
     p.map(|t| Tensor::from_data(t.to_data(), dev).require_grad())
-}
-
-fn assert_close(name: &str, manual: &Tensor<2>, auto: Tensor<2>) {
-    let a = to_host(manual.clone());
-    let b = to_host(auto.reshape(manual.dims()));
-    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!(
-            (x - y).abs() <= 2e-4 * scale,
-            "{name}[{i}]: manual {x} vs autodiff {y} (scale {scale})"
-        );
-    }
-}
-
-/// Every parameter's manual gradient equals autodiff's of `loss`.
-fn check(out: &StepOutput, auto: &Params, loss: Tensor<1>) {
-    let grads = loss.backward();
-    let manual = out.grads.named();
-    assert_eq!(
-        manual.len(),
-        auto.named().len(),
-        "one gradient per parameter"
-    );
-    for (name, tensor) in auto.named() {
-        let m = manual
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, g)| g.clone())
-            .unwrap_or_else(|| panic!("no manual gradient for {name}"));
-        let g = tensor
-            .grad(&grads)
-            .unwrap_or_else(|| tensor.zeros_like().inner());
-        assert_close(name, &m, Tensor::from_data(g.to_data(), &Device::flex()));
-    }
-}
-
-fn inputs(p: f64) -> StepInputs {
-    StepInputs {
-        sparsity_coefficient: 0.7,
-        p,
-        dead_mask: None,
-        n_dead: 0,
-        k_aux: 3,
-        auxk_alpha: 1.0 / 32.0,
-        l0: Default::default(),
-    }
-}
-
-fn mse(y_hat: Tensor<2>, y: Tensor<2>) -> Tensor<1> {
-    (y_hat - y).square().sum().div_scalar(B as f32)
 }
 
 fn predict(p: &Params, x: &Tensor<2>, f: Tensor<2>) -> Tensor<2> {
@@ -155,6 +89,7 @@ fn lp_transcoder_with_skip_and_lp_crosscoder_match_autodiff() {
                 architecture: &arch,
                 out_blocks: &blocks,
                 select_by_norm: crosscoder,
+                apply_b_dec_to_input: false,
             };
             let x = data(seed as u64, B, d_in, &cpu);
             let y = if crosscoder {
@@ -253,6 +188,7 @@ fn topk_transcoder_and_norm_selected_crosscoder_with_auxk_match_autodiff() {
             architecture: &arch,
             out_blocks: &blocks,
             select_by_norm: by_norm,
+            apply_b_dec_to_input: false,
         };
         let x = data(seed, B, d_in, &cpu);
         let y = if by_norm {
@@ -320,6 +256,7 @@ fn batchtopk_crosscoder_matches_autodiff_and_reports_min_kept_value() {
         architecture: &arch,
         out_blocks: &blocks,
         select_by_norm: true,
+        apply_b_dec_to_input: false,
     };
     let x = data(21, B, 8, &cpu);
     let out = step(&model, x.clone(), x.clone(), &inputs(1.0));
@@ -369,6 +306,7 @@ fn jumprelu_skip_transcoder_matches_autodiff() {
         architecture: &arch,
         out_blocks: &blocks,
         select_by_norm: false,
+        apply_b_dec_to_input: false,
     };
     let x = data(31, B, d_in, &cpu);
     let y = data(81, B, d_out, &cpu);
