@@ -10,8 +10,10 @@
 //! AuxK for TopK/BatchTopK, the BatchTopK threshold estimate and
 //! non-negative JumpReLU thresholds. `b_dec` starts at the geometric median
 //! of the first batch's targets, and AuxK's `k_aux` defaults to half the
-//! target width (`d_out / 2`; the SAE's `d_in / 2`). p-annealing and
-//! resampling are SAE-only and refused here.
+//! target width (`d_out / 2`; the SAE's `d_in / 2`). JumpReLU's target L0
+//! and its L0 gradient to the encoder apply as for SAEs (the step is
+//! kibitzer-sae's); p-annealing, resampling and the JumpReLU threshold
+//! initialisation from the first batch are SAE-only and refused here.
 
 use crate::error::XcoderError;
 use crate::xcoder::Xcoder;
@@ -103,6 +105,29 @@ impl XTrainer {
                 ),
             ));
         }
+        if config.jumprelu_init_l0.is_some() {
+            return Err(XcoderError::config(
+                "training config: `jumprelu_init_l0`",
+                format!(
+                    "the threshold initialisation from the first batch is implemented for SAEs only, not for a {kind}"
+                ),
+            ));
+        }
+        let jumprelu = matches!(xcoder.architecture(), Architecture::JumpRelu { .. });
+        for (field, set) in [
+            ("jumprelu_target_l0", config.jumprelu_target_l0.is_some()),
+            ("jumprelu_l0_to_encoder", config.jumprelu_l0_to_encoder),
+        ] {
+            if set && !jumprelu {
+                return Err(XcoderError::config(
+                    format!("training config: `{field}`"),
+                    format!(
+                        "applies to JumpReLU dictionaries, not to a {} {kind}",
+                        xcoder.architecture().name()
+                    ),
+                ));
+            }
+        }
         let zeros = xcoder.params().zeros_like();
         // A BatchTopK dictionary being fine-tuned starts its threshold
         // estimate from the one it was saved with.
@@ -176,7 +201,10 @@ impl XTrainer {
             n_dead: if uses_auxk { n_dead } else { 0 },
             k_aux: cfg.k_aux.unwrap_or(y.dims()[1] / 2).max(1),
             auxk_alpha: cfg.auxk_alpha,
-            l0: Default::default(),
+            l0: kibitzer_sae::arch::L0Penalty {
+                target: cfg.jumprelu_target_l0,
+                to_encoder: cfg.jumprelu_l0_to_encoder,
+            },
         };
         let out = self.xcoder.step(x, y.clone(), &inputs);
 

@@ -553,3 +553,48 @@ fn a_two_model_crosscoder_separates_shared_and_exclusive_features() {
     );
     assert!(model_diff(cc, 1, 1).is_err());
 }
+
+/// JumpReLU's L0 settings reach a transcoder through kibitzer-sae's step:
+/// held to a target of 8 active features (the planted map fires about 2 of
+/// 32 per row, so the paper's penalty alone would go lower), it ends near
+/// the target; settings it cannot honour are refused, naming the field.
+#[test]
+fn jumprelu_transcoder_is_held_to_its_target_l0() {
+    let arch = Architecture::JumpRelu { bandwidth: 0.1 };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut source = Planted::new(transcoder_data(0.0)).unwrap();
+    let mut c = training(&arch, 64, 800, 3e-3);
+    c.sparsity_coefficient = 1.0;
+    c.jumprelu_target_l0 = Some(8.0);
+    c.jumprelu_l0_to_encoder = true;
+    let t = train(
+        transcoder(arch.clone(), 24, 16, 64, false),
+        c,
+        &mut source,
+        tmp.path(),
+    );
+    let l0 = evaluate(&t, &mut source, 4096, 1024, &dev())
+        .unwrap()
+        .metrics
+        .l0;
+    assert!((4.0..=16.0).contains(&l0), "L0 {l0}, target 8");
+
+    let refused = |arch: Architecture, edit: fn(&mut TrainConfig)| {
+        let mut c = training(&arch, 64, 10, 1e-3);
+        edit(&mut c);
+        let xcoder = transcoder(arch, 24, 16, 64, false).init(0, &dev()).unwrap();
+        XTrainer::new(xcoder, c).unwrap_err().to_string()
+    };
+    let err = refused(Architecture::TopK { k: 4 }, |c| {
+        c.jumprelu_target_l0 = Some(8.0)
+    });
+    assert!(
+        err.contains("jumprelu_target_l0") && err.contains("topk"),
+        "{err}"
+    );
+    let err = refused(arch, |c| c.jumprelu_init_l0 = Some(8.0));
+    assert!(
+        err.contains("jumprelu_init_l0") && err.contains("SAEs only"),
+        "{err}"
+    );
+}
