@@ -340,18 +340,15 @@ impl Sae {
         }
     }
 
-    /// What goes into the encoder matrix: `x - b_dec` or `x`.
+    /// What goes into the encoder matrix: `x - b_dec` or `x` (as the
+    /// training step computes it).
     pub(crate) fn encoder_input(&self, x: Tensor<2>) -> Tensor<2> {
-        if self.config.apply_b_dec_to_input {
-            x - self.params.b_dec.clone()
-        } else {
-            x
-        }
+        self.step_model().encoder_input(&x)
     }
 
     /// Pre-activations `s @ W_enc + b_enc` of an already normalised input.
     pub(crate) fn pre_acts(&self, s: Tensor<2>) -> Tensor<2> {
-        s.matmul(self.params.w_enc.clone()) + self.params.b_enc.clone()
+        self.step_model().pre_acts(s)
     }
 
     /// Features of an already normalised input (inference behaviour).

@@ -113,21 +113,7 @@ impl XTrainer {
                 ),
             ));
         }
-        let jumprelu = matches!(xcoder.architecture(), Architecture::JumpRelu { .. });
-        for (field, set) in [
-            ("jumprelu_target_l0", config.jumprelu_target_l0.is_some()),
-            ("jumprelu_l0_to_encoder", config.jumprelu_l0_to_encoder),
-        ] {
-            if set && !jumprelu {
-                return Err(XcoderError::config(
-                    format!("training config: `{field}`"),
-                    format!(
-                        "applies to JumpReLU dictionaries, not to a {} {kind}",
-                        xcoder.architecture().name()
-                    ),
-                ));
-            }
-        }
+        config.check_jumprelu_fields(xcoder.architecture())?;
         let zeros = xcoder.params().zeros_like();
         // A BatchTopK dictionary being fine-tuned starts its threshold
         // estimate from the one it was saved with.
@@ -201,10 +187,7 @@ impl XTrainer {
             n_dead: if uses_auxk { n_dead } else { 0 },
             k_aux: cfg.k_aux.unwrap_or(y.dims()[1] / 2).max(1),
             auxk_alpha: cfg.auxk_alpha,
-            l0: kibitzer_sae::arch::L0Penalty {
-                target: cfg.jumprelu_target_l0,
-                to_encoder: cfg.jumprelu_l0_to_encoder,
-            },
+            l0: cfg.l0_penalty(),
         };
         let out = self.xcoder.step(x, y.clone(), &inputs);
 

@@ -300,8 +300,8 @@ impl Sae {
 
 /// One step's loss and gradients for any architecture and shape: input `x
 /// [B, d_in]`, target `y [B, d_out]` (`x` again for an SAE). TopK and
-/// BatchTopK autoencoders on the CPU take the fused sparse step
-/// ([`topk_host`]); everything else the dense step ([`dense_step`]).
+/// BatchTopK dictionaries of every shape on the CPU take the fused sparse
+/// step ([`topk_host`]); everything else the dense step ([`dense_step`]).
 pub fn step(model: &StepModel<'_>, x: Tensor<2>, y: Tensor<2>, inputs: &StepInputs) -> StepOutput {
     let selection = match model.architecture {
         Architecture::TopK { k } => Some(topk::Selection::PerRow(*k)),

@@ -292,12 +292,13 @@ impl SparseRows {
     /// Each entry's value read from `pre` (`[rows, width]`), for entries
     /// selected on another value.
     fn take_values_from(&mut self, pre: &[f32], width: usize) {
-        split_rows_mut(&mut self.val, &self.offsets)
+        let Self { offsets, idx, val } = self;
+        split_rows_mut(val, offsets)
             .into_par_iter()
-            .zip(split_rows_mut(&mut self.idx, &self.offsets).into_par_iter())
             .zip(pre.par_chunks(width))
-            .for_each(|((val, idx), row)| {
-                for (v, &j) in val.iter_mut().zip(idx.iter()) {
+            .enumerate()
+            .for_each(|(b, (val, row))| {
+                for (v, &j) in val.iter_mut().zip(&idx[offsets[b]..offsets[b + 1]]) {
                     *v = row[j as usize];
                 }
             });

@@ -1,7 +1,7 @@
 //! Training settings: one [`TrainConfig`] for every architecture, with the
 //! defaults of the paper each architecture comes from.
 
-use crate::arch::Architecture;
+use crate::arch::{Architecture, L0Penalty};
 use crate::error::ConfigError;
 
 /// Adam's hyper-parameters (PyTorch's defaults).
@@ -322,6 +322,37 @@ impl TrainConfig {
         } else {
             ((step + 1) as f64 / self.sparsity_warmup_steps as f64).min(1.0)
         }
+    }
+
+    /// JumpReLU's L0 penalty as these settings ask for it
+    /// ([`Self::jumprelu_target_l0`], [`Self::jumprelu_l0_to_encoder`]).
+    pub fn l0_penalty(&self) -> L0Penalty {
+        L0Penalty {
+            target: self.jumprelu_target_l0,
+            to_encoder: self.jumprelu_l0_to_encoder,
+        }
+    }
+
+    /// Refuses the JumpReLU settings for a dictionary of another
+    /// architecture, naming the field.
+    pub fn check_jumprelu_fields(&self, architecture: &Architecture) -> Result<(), ConfigError> {
+        if matches!(architecture, Architecture::JumpRelu { .. }) {
+            return Ok(());
+        }
+        for (field, set) in [
+            ("jumprelu_target_l0", self.jumprelu_target_l0.is_some()),
+            ("jumprelu_init_l0", self.jumprelu_init_l0.is_some()),
+            ("jumprelu_l0_to_encoder", self.jumprelu_l0_to_encoder),
+        ] {
+            if set {
+                return Err(ConfigError::NotForArchitecture {
+                    field,
+                    applies_to: "JumpReLU dictionaries",
+                    architecture: architecture.name(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks values a user could get wrong, naming the field.

@@ -127,20 +127,7 @@ impl DictTrainer {
                 architecture: sae.config.architecture.name(),
             });
         }
-        let jumprelu = matches!(sae.config.architecture, Architecture::JumpRelu { .. });
-        for (field, set) in [
-            ("jumprelu_target_l0", config.jumprelu_target_l0.is_some()),
-            ("jumprelu_init_l0", config.jumprelu_init_l0.is_some()),
-            ("jumprelu_l0_to_encoder", config.jumprelu_l0_to_encoder),
-        ] {
-            if set && !jumprelu {
-                return Err(ConfigError::NotForArchitecture {
-                    field,
-                    applies_to: "the JumpReLU SAE",
-                    architecture: sae.config.architecture.name(),
-                });
-            }
-        }
+        config.check_jumprelu_fields(&sae.config.architecture)?;
         if let Some(l0) = config.jumprelu_init_l0
             && l0 >= sae.config.d_sae as f64
         {
@@ -236,8 +223,8 @@ impl DictTrainer {
         }
         let d_sae = self.sae.config.d_sae;
         let rate = (l0 / d_sae as f64).clamp(0.0, 1.0);
-        let s = self.sae.encoder_input(x.clone());
-        let pre = to_host(self.sae.pre_acts(s));
+        let model = self.sae.step_model();
+        let pre = to_host(model.pre_acts(model.encoder_input(x)));
         let quantiles = crate::ops::column_quantiles(&pre, d_sae, 1.0 - rate);
         // A constant feature gets a small positive threshold all the same.
         let theta: Vec<f32> = crate::ops::column_std(&pre, d_sae)
@@ -275,10 +262,7 @@ impl DictTrainer {
             n_dead: if uses_auxk { n_dead } else { 0 },
             k_aux: cfg.k_aux.unwrap_or(self.sae.config.d_in / 2).max(1),
             auxk_alpha: cfg.auxk_alpha,
-            l0: arch::L0Penalty {
-                target: cfg.jumprelu_target_l0,
-                to_encoder: cfg.jumprelu_l0_to_encoder,
-            },
+            l0: cfg.l0_penalty(),
         };
         let out = arch::step(&self.sae.step_model(), x.clone(), x.clone(), &inputs);
 
