@@ -492,7 +492,7 @@ mod tests {
 
     #[test]
     fn evaluate_streams_a_dictionary_and_matches_one_batch() {
-        let device = Device::default();
+        let device = Device::flex();
         let sae = Sae::init(
             SaeConfig::new(Architecture::TopK { k: 3 }, 8, 16),
             4,

@@ -67,7 +67,7 @@ fn every_architecture_steps_like_the_cpu() {
     let Some(device) = device_under_test() else {
         return skip("every_architecture_steps_like_the_cpu");
     };
-    let cpu = Device::default();
+    let cpu = Device::flex();
     let (d_in, d_sae, batch) = (32, 96, 64);
     let x = rows(batch, d_in, 5);
     for arch in architectures() {

@@ -23,7 +23,7 @@ fn planted() -> SyntheticConfig {
 
 #[test]
 fn every_architecture_recovers_the_planted_dictionary() {
-    let device = Device::default();
+    let device = Device::flex();
     let config = planted();
     let dir = tempfile::tempdir().unwrap();
     let members = planted_recovery(config.d_in, 256, K, 512, 800, 3, &device).unwrap();

@@ -136,7 +136,7 @@ fn grids_name_and_count_their_members() {
         vec![Family::Standard, Family::Topk, Family::Batchtopk]
     );
     small.features = vec![64, 128];
-    let device = Device::default();
+    let device = Device::flex();
     let members = small.members(8, 10, 7, &device).expect("valid grid");
     assert_eq!(members.len(), small.len());
     let specs: Vec<RunSpec> = members.iter().map(RunSpec::of).collect();
