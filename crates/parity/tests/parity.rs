@@ -96,16 +96,16 @@ fn every_sae_architecture_trains_as_on_the_cpu() {
                 TRAINED_TOL,
             );
         }
-        for ((tensor, c), (_, g)) in sae_weights(&on_cpu.sae)
+        for ((tensor, c), (_, g)) in sae_weights(&on_cpu.dict)
             .into_iter()
-            .zip(sae_weights(&on_gpu.sae))
+            .zip(sae_weights(&on_gpu.dict))
         {
             assert_close(&format!("{name} {tensor}"), &c, &g, TRAINED_TOL);
         }
         // BatchTopK's inference threshold is estimated while training.
-        for ((tensor, c), (_, g)) in sae_weights(&on_cpu.inference_sae())
+        for ((tensor, c), (_, g)) in sae_weights(&on_cpu.inference())
             .into_iter()
-            .zip(sae_weights(&on_gpu.inference_sae()))
+            .zip(sae_weights(&on_gpu.inference()))
         {
             assert_close(&format!("{name} inference {tensor}"), &c, &g, TRAINED_TOL);
         }
@@ -183,8 +183,11 @@ fn transcoder_and_crosscoder_steps_match_the_cpu() {
             let losses: Vec<f32> = data
                 .chunks(64 * (d_in + d_out))
                 .map(|batch| {
-                    let (x, y) = trainer.xcoder.split(rows_of(batch, d_in + d_out, device));
-                    trainer.step(x, y).read().log.loss.loss as f32
+                    trainer
+                        .step(rows_of(batch, d_in + d_out, device))
+                        .read()
+                        .loss
+                        .loss as f32
                 })
                 .collect();
             (trainer, losses)
@@ -197,7 +200,7 @@ fn transcoder_and_crosscoder_steps_match_the_cpu() {
             &gpu_losses,
             TRAINED_TOL,
         );
-        let named = |t: &XTrainer| t.xcoder.params().named();
+        let named = |t: &XTrainer| t.dict.params().named();
         for ((tensor, c), (_, g)) in named(&on_cpu).into_iter().zip(named(&on_gpu)) {
             assert_close(
                 &format!("{name} {tensor}"),
@@ -429,7 +432,7 @@ fn sweep_weights(sweep: &Sweep) -> Vec<(String, Vec<f32>)> {
         .members
         .iter()
         .flat_map(|m| {
-            sae_weights(&m.trainer.sae)
+            sae_weights(&m.trainer.dict)
                 .into_iter()
                 .map(move |(t, v)| (format!("{} {t}", m.name), v))
         })

@@ -199,7 +199,7 @@ fn resume_and_train(dir: &Path) {
         || sweep
             .members
             .iter()
-            .any(|m| m.trainer.sae.config.d_sae > 4096)
+            .any(|m| m.trainer.dict.config.d_sae > 4096)
     {
         return;
     }

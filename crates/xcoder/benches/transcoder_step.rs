@@ -58,7 +58,7 @@ fn transcoder_step(c: &mut Criterion) {
     let x = from_host(uniform(BATCH * D_IN), BATCH, D_IN, &device);
     let y = from_host(uniform(BATCH * D_OUT), BATCH, D_OUT, &device);
     // The first step also sets b_dec to the geometric median: keep it out.
-    scalar(trainer.step(x.clone(), y.clone()).report.l0);
+    scalar(trainer.step_on(x.clone(), y.clone()).l0);
 
     let mut group = c.benchmark_group("transcoder_step");
     group
@@ -66,7 +66,7 @@ fn transcoder_step(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
     group.bench_function("topk_d1024_h16384_k256_b256", |b| {
-        b.iter(|| black_box(scalar(trainer.step(x.clone(), y.clone()).report.l0)))
+        b.iter(|| black_box(scalar(trainer.step_on(x.clone(), y.clone()).l0)))
     });
     group.finish();
 }

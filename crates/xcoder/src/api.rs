@@ -19,11 +19,12 @@ use crate::error::XcoderError;
 use crate::format;
 use crate::run::XRun;
 use crate::source::{AlignedStores, RowSource};
-use crate::train::{XStepLog, XTrainer};
+use crate::train::XTrainer;
 use crate::transcoder::TranscoderConfig;
 use crate::xcoder::{Kind, Xcoder, XcoderConfig};
 use burn::tensor::Device;
 use kibitzer_sae::Architecture;
+use kibitzer_sae::train::StepLog;
 use kibitzer_sae::train::{RunOptions, TrainConfig};
 use kibitzer_store::ReaderConfig;
 use std::path::{Path, PathBuf};
@@ -170,7 +171,7 @@ pub struct TrainOutcome {
     /// The run (its trainer, scales, rows read).
     pub run: XRun,
     /// The last logged step.
-    pub last: Option<XStepLog>,
+    pub last: Option<StepLog>,
     /// Where the dictionary was saved (`OUT/<name>`).
     pub dictionary_dir: PathBuf,
 }
@@ -253,19 +254,19 @@ fn finish<S: RowSource>(
     source: &mut S,
     options: &RunOptions,
 ) -> Result<TrainOutcome, XcoderError> {
-    if source.d_in() != run.trainer.xcoder.row_width() {
+    if source.d_in() != run.trainer().dict.row_width() {
         return Err(XcoderError::shape(
             "store rows",
             format!(
                 "width {} (blocks {:?})",
-                run.trainer.xcoder.row_width(),
-                run.trainer.xcoder.row_blocks()
+                run.trainer().dict.row_width(),
+                run.trainer().dict.row_blocks()
             ),
             format!("width {}", source.d_in()),
         ));
     }
     let last = run.run(source, options)?;
-    let dictionary_dir = options.out_dir.join(&run.name);
+    let dictionary_dir = options.out_dir.join(run.name());
     Ok(TrainOutcome {
         run,
         last,
@@ -448,7 +449,7 @@ mod tests {
             &dev(),
         )
         .unwrap();
-        assert_eq!(whole.run.name, "transcoder-topk-d16-k3");
+        assert_eq!(whole.run.name(), "transcoder-topk-d16-k3");
         let saved = format::load(&whole.dictionary_dir, &dev()).unwrap();
         let Xcoder::Transcoder(t) = &saved else {
             panic!("a transcoder was saved")
@@ -530,10 +531,7 @@ mod tests {
         ft.training.steps = 1;
         ft.training.lr = 1e-12;
         let tuned = train(&ft, &dev()).unwrap();
-        assert_eq!(
-            tuned.run.row_scales.as_deref(),
-            Some(c.block_scales.as_slice())
-        );
+        assert_eq!(tuned.run.row_scales(), Some(c.block_scales.as_slice()));
         let Xcoder::Crosscoder(c2) = format::load(&tuned.dictionary_dir, &dev()).unwrap() else {
             panic!()
         };

@@ -56,22 +56,10 @@ pub fn validate(blocks: &[Block], what: &str) -> Result<(), XcoderError> {
     Ok(())
 }
 
-// The tensor helpers over blocks live beside the step that uses them.
+// The tensor helpers over blocks live beside the step that uses them, the
+// host one beside the sweep that scales row blocks.
 pub use kibitzer_sae::arch::{block_row_norms, column_block, norm_sum};
-
-/// Copies block `i` of host rows (`rows x sum(widths)`, row-major) into a
-/// new `rows x widths[i]` buffer.
-pub fn host_block(rows: &[f32], widths: &[usize], i: usize) -> Vec<f32> {
-    let total: usize = widths.iter().sum();
-    let start: usize = widths[..i].iter().sum();
-    let w = widths[i];
-    let n = rows.len() / total.max(1);
-    let mut out = Vec::with_capacity(n * w);
-    for r in rows.chunks_exact(total) {
-        out.extend_from_slice(&r[start..start + w]);
-    }
-    out
-}
+pub use kibitzer_sae::train::host_block;
 
 #[cfg(all(test, feature = "flex"))]
 mod tests {

@@ -469,10 +469,10 @@ pub fn run_stagewise<S: RowSource>(
     };
     let child = |parent: &XRun, stage: Stage| -> Result<XRun, XcoderError> {
         let scales = parent
-            .row_scales
-            .clone()
-            .unwrap_or_else(|| vec![1.0; parent.trainer.xcoder.row_blocks().len()]);
-        let trainer = XTrainer::new(parent.trainer.inference(), fine_tune.clone())?;
+            .row_scales()
+            .map(<[f32]>::to_vec)
+            .unwrap_or_else(|| vec![1.0; parent.trainer().dict.row_blocks().len()]);
+        let trainer = XTrainer::new(parent.trainer().inference(), fine_tune.clone())?;
         XRun::new(stage.name(), trainer, device)?.with_row_scales(scales)
     };
     let s = stage(Stage::S, sources.base_model_base_data, &|| {
@@ -498,7 +498,7 @@ pub fn run_stagewise<S: RowSource>(
     })?;
     let trained: Vec<Xcoder> = [&s, &d, &m, &dm]
         .iter()
-        .map(|r| r.trainer.inference())
+        .map(|r| r.trainer().inference())
         .collect();
     // D, M and DM are trained under S's scales, so all four are in S's units.
     let diff = compare(

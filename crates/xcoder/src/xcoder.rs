@@ -299,20 +299,28 @@ impl Xcoder {
         }
     }
 
-    /// Loss and gradients of one batch (input `x`, target `y`, both
-    /// normalised as in training): kibitzer-sae's step for this shape
-    /// ([`kibitzer_sae::arch::step`]; TopK and BatchTopK fused and sparse
-    /// on the CPU).
-    pub fn step(&self, x: Tensor<2>, y: Tensor<2>, inputs: &StepInputs) -> StepOutput {
-        let widths = self.output_widths();
-        let model = StepModel {
+    /// This dictionary as a training step sees it
+    /// ([`kibitzer_sae::arch::step`]: TopK and BatchTopK fused and sparse on
+    /// the CPU): its output blocks, and selection by decoder weight for a
+    /// crosscoder, whose decoder rows are free.
+    pub fn step_model(&self) -> StepModel<'_> {
+        let out_blocks = match self {
+            Xcoder::Transcoder(t) => std::slice::from_ref(&t.sae.config.d_out).into(),
+            Xcoder::Crosscoder(c) => c.config.widths().into(),
+        };
+        StepModel {
             params: self.params(),
             architecture: self.architecture(),
-            out_blocks: &widths,
+            out_blocks,
             select_by_norm: matches!(self, Xcoder::Crosscoder(_)),
             apply_b_dec_to_input: false,
-        };
-        kibitzer_sae::arch::step(&model, x, y, inputs)
+        }
+    }
+
+    /// Loss and gradients of one batch (input `x`, target `y`, both
+    /// normalised as in training): kibitzer-sae's step for this shape.
+    pub fn step(&self, x: Tensor<2>, y: Tensor<2>, inputs: &StepInputs) -> StepOutput {
+        kibitzer_sae::arch::step(&self.step_model(), x, y, inputs)
     }
 
     /// The device the weights live on.

@@ -13,6 +13,7 @@ use kibitzer_sae::dictionary::Dictionary;
 use kibitzer_sae::ops::to_host;
 use kibitzer_sae::synth::mmcs;
 use kibitzer_sae::train::{RunOptions, TrainConfig};
+use kibitzer_store::ActivationSource;
 use kibitzer_xcoder::diff::{
     DmParent, RankBy, StageSources, StagewiseConfig, model_diff, run_stagewise,
 };
@@ -365,7 +366,7 @@ fn stagewise_diffing_ranks_the_fine_tuned_models_new_feature_first() {
     // The latents that hold the planted feature: its base-model version at
     // stage S, or its fine-tuned version at stage DM (training may spread it
     // over more than one latent).
-    let decoder = |stage: usize| to_host(outcome.runs[stage].trainer.xcoder.params().w_dec.clone());
+    let decoder = |stage: usize| to_host(outcome.runs[stage].trainer().dict.params().w_dec.clone());
     let (s_decoder, dm_decoder) = (decoder(0), decoder(3));
     let cos = |a: &[f32], b: &[f32]| {
         let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
@@ -428,6 +429,88 @@ fn stagewise_diffing_ranks_the_fine_tuned_models_new_feature_first() {
     assert_eq!(json["features"][0]["feature"], latent);
 }
 
+/// An uninterrupted run and a resumed one ended alike: the same weights
+/// bit for bit, row scales and (estimated) BatchTopK threshold.
+fn assert_same_training_state(whole: &XRun, resumed: &XRun) {
+    let (p, q) = (
+        whole.trainer().dict.params(),
+        resumed.trainer().dict.params(),
+    );
+    for ((name, x), (_, y)) in p.named().into_iter().zip(q.named()) {
+        assert_eq!(to_host(x), to_host(y), "{name} differs after resuming");
+    }
+    assert_eq!(whole.row_scales(), resumed.row_scales());
+    assert!(whole.trainer().threshold_estimate().is_some());
+    assert_eq!(
+        whole.trainer().threshold_estimate(),
+        resumed.trainer().threshold_estimate()
+    );
+}
+
+/// A run directory written before runs were one-member sweeps
+/// (`tests/fixtures/legacy_run_v1`: `run.json`, scalar state as bits; made by
+/// kibitzer at 8dd9285, killed at step 25 with its checkpoint at 20) resumes
+/// with today's trainer and ends with the weights of a run that was never
+/// interrupted.
+#[test]
+fn a_run_directory_of_the_old_layout_resumes_to_the_same_weights() {
+    let arch = Architecture::BatchTopK { k: 2 };
+    let mut c = training(&arch, 16, 40, 3e-3);
+    c.batch_size = 64;
+    c.threshold_start_step = 5;
+    c.dead_after_rows = 640;
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy_run_v1");
+    let old = tmp.path().join("old");
+    std::fs::create_dir_all(old.join("cc")).unwrap();
+    for file in [
+        "run.json",
+        "checkpoint.json",
+        "cc/checkpoint-00000020.safetensors",
+        "cc/log.jsonl",
+    ] {
+        std::fs::copy(fixture.join(file), old.join(file)).unwrap();
+    }
+    let (mut resumed, position) = XRun::resume(&old, &dev()).unwrap();
+    assert_eq!((resumed.step(), resumed.rows_seen()), (20, 1280));
+    let mut source = Planted::new(layered_data(5)).unwrap();
+    source.restore(&position).unwrap();
+    let opts = RunOptions {
+        log_every: 5,
+        ..options(&old)
+    };
+    resumed.run(&mut source, &opts).unwrap();
+
+    let x = crosscoder(arch, &[16, 16, 16], 16).init(7, &dev()).unwrap();
+    let mut whole = XRun::new("cc", XTrainer::new(x, c).unwrap(), &dev()).unwrap();
+    let new = tmp.path().join("new");
+    whole
+        .run(
+            &mut Planted::new(layered_data(5)).unwrap(),
+            &RunOptions {
+                log_every: 5,
+                ..options(&new)
+            },
+        )
+        .unwrap();
+    assert_same_training_state(&whole, &resumed);
+    // The old log's lines past the checkpoint (step 24) were dropped and
+    // written again: one line per logged step, as in the new run's log.
+    let steps = |dir: &Path| -> Vec<u64> {
+        std::fs::read_to_string(dir.join("cc/log.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(steps(&old), steps(&new));
+    assert_eq!(steps(&new), vec![4, 9, 14, 19, 24, 29, 34, 39]);
+}
+
 #[test]
 fn a_killed_run_resumes_to_the_same_weights() {
     // BatchTopK crosscoder with normalisation: the checkpoint must carry the
@@ -464,19 +547,7 @@ fn a_killed_run_resumes_to_the_same_weights() {
     source.restore(&position).unwrap();
     resumed.run(&mut source, &options(&b)).unwrap();
 
-    let (p, q) = (
-        whole.trainer.xcoder.params(),
-        resumed.trainer.xcoder.params(),
-    );
-    for ((name, x), (_, y)) in p.named().into_iter().zip(q.named()) {
-        assert_eq!(to_host(x), to_host(y), "{name} differs after resuming");
-    }
-    assert_eq!(whole.row_scales, resumed.row_scales);
-    assert_eq!(
-        whole.trainer.threshold_estimate(),
-        resumed.trainer.threshold_estimate()
-    );
-    assert!(whole.trainer.threshold_estimate().is_some());
+    assert_same_training_state(&whole, &resumed);
     // The log has each logged step once.
     let log = std::fs::read_to_string(b.join("cc/log.jsonl")).unwrap();
     let steps: Vec<u64> = log
@@ -512,7 +583,7 @@ fn a_two_model_crosscoder_separates_shared_and_exclusive_features() {
     )
     .unwrap();
     run.run(&mut source, &options(tmp.path())).unwrap();
-    let Xcoder::Crosscoder(cc) = &run.trainer.xcoder else {
+    let Xcoder::Crosscoder(cc) = &run.trainer().dict else {
         panic!("a crosscoder was trained")
     };
     let features = model_diff(cc, 0, 1).unwrap();
@@ -592,9 +663,32 @@ fn jumprelu_transcoder_is_held_to_its_target_l0() {
         err.contains("jumprelu_target_l0") && err.contains("topk"),
         "{err}"
     );
-    let err = refused(arch, |c| c.jumprelu_init_l0 = Some(8.0));
+    let err = refused(Architecture::Standard, |c| c.resample_every = Some(5));
     assert!(
-        err.contains("jumprelu_init_l0") && err.contains("SAEs only"),
+        err.contains("resample_every") && err.contains("transcoder"),
         "{err}"
     );
+
+    // The threshold initialisation from the first batch (the shared
+    // trainer's, as for SAEs): the very first step already fires about
+    // `jumprelu_init_l0` features per row, against ~half of d_sae from the
+    // 0.001 thresholds of a fresh dictionary.
+    let mut first_step_l0 = |init_l0: Option<f64>| {
+        let mut c = training(&arch, 64, 1, 1e-3);
+        c.jumprelu_init_l0 = init_l0;
+        let xcoder = transcoder(arch.clone(), 24, 16, 64, false)
+            .init(0, &dev())
+            .unwrap();
+        let mut trainer = XTrainer::new(xcoder, c).unwrap();
+        let mut rows = Vec::new();
+        let n = source.next_batch(512, &mut rows).unwrap();
+        let width = 24 + 16;
+        trainer
+            .step(kibitzer_sae::ops::from_host(rows, n, width, &dev()))
+            .read()
+            .l0
+    };
+    let (with, without) = (first_step_l0(Some(8.0)), first_step_l0(None));
+    assert!((6.0..=10.0).contains(&with), "L0 {with} at step 0, init 8");
+    assert!(without > 16.0, "L0 {without} at step 0 without the init");
 }

@@ -262,7 +262,7 @@ fn bench_transcoder(a: &BenchTranscoderArgs) -> CliResult {
     let x = from_host(uniform_rows(a.batch, a.d_in, 7), a.batch, a.d_in, &device);
     let y = from_host(uniform_rows(a.batch, a.d_out, 8), a.batch, a.d_out, &device);
     let seconds = time_steps(&a.run, || {
-        Ok(scalar(trainer.step(x.clone(), y.clone()).report.l0))
+        Ok(scalar(trainer.step_on(x.clone(), y.clone()).l0))
     })?;
     report(
         &a.run,

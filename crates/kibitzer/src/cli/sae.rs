@@ -367,7 +367,7 @@ fn check_resume_flags(a: &TrainArgs, sweep: &Sweep) -> Result<(), String> {
     let mut run_d_sae: Vec<usize> = sweep
         .members
         .iter()
-        .map(|m| m.trainer.sae.config.d_sae)
+        .map(|m| m.trainer.dict.config.d_sae)
         .collect();
     run_d_sae.sort_unstable();
     run_d_sae.dedup();
@@ -388,7 +388,7 @@ fn check_resume_flags(a: &TrainArgs, sweep: &Sweep) -> Result<(), String> {
         ));
     }
     let run_arch =
-        |m: &SweepMember| Family::of(&m.trainer.sae.config.architecture, &m.trainer.config);
+        |m: &SweepMember| Family::of(&m.trainer.dict.config.architecture, &m.trainer.config);
     if let Some(m) = sweep.members.iter().find(|m| run_arch(m) != a.arch) {
         return Err(differs(
             "--arch",
@@ -400,7 +400,7 @@ fn check_resume_flags(a: &TrainArgs, sweep: &Sweep) -> Result<(), String> {
         let mut run_k: Vec<usize> = sweep
             .members
             .iter()
-            .filter_map(|m| match m.trainer.sae.config.architecture {
+            .filter_map(|m| match m.trainer.dict.config.architecture {
                 Architecture::TopK { k } | Architecture::BatchTopK { k } => Some(k),
                 _ => None,
             })

@@ -2,7 +2,7 @@
 //! activation stores read in lockstep, and stage-wise model diffing; a thin
 //! layer over [`kibitzer_xcoder::api`].
 //!
-//! Beside what the library writes in the output directory (`run.json`,
+//! Beside what the library writes in the output directory (`sweep.json`,
 //! `checkpoint.json`, `<name>/`, or `stage-*/` and `diff.*`), the command
 //! writes `command.json`, the settings it started with (stores, seed,
 //! dictionary and training flags): `--resume` reads them, so a run continues
@@ -267,7 +267,7 @@ pub struct TrainSettings {
 pub struct TrainArgs {
     #[command(flatten)]
     pub settings: TrainSettings,
-    /// Output directory: the run (run.json, checkpoint.json, command.json,
+    /// Output directory: the run (sweep.json, checkpoint.json, command.json,
     /// eval.json) and the dictionary in <name>/.
     #[arg(long)]
     pub out: PathBuf,
@@ -733,22 +733,22 @@ fn train(a: &TrainArgs) -> CliResult {
     match &outcome.last {
         Some(l) => println!(
             "{}: step {}  loss {:.5}  mse {:.5}  L0 {:.2}  FVU {:.4} (mean of blocks {:.4})  dead {:.1}%",
-            run.name,
+            run.name(),
             run.step(),
-            l.log.loss.loss,
-            l.log.loss.mse,
-            l.log.l0,
-            l.log.fvu,
-            l.fvu_mean_of_blocks,
-            100.0 * l.log.dead_fraction
+            l.loss.loss,
+            l.loss.mse,
+            l.l0,
+            l.fvu,
+            l.fvu_mean_of_blocks.unwrap_or(l.fvu),
+            100.0 * l.dead_fraction
         ),
-        None => println!("{}: step {}", run.name, run.step()),
+        None => println!("{}: step {}", run.name(), run.step()),
     }
-    if !run.trainer.finished() {
+    if !run.trainer().finished() {
         println!(
             "stopped at step {} of {}; the last checkpoint is in {}: continue with --resume",
             run.step(),
-            run.trainer.config.steps,
+            run.trainer().config.steps,
             a.out.display()
         );
         return Ok(());
@@ -765,7 +765,7 @@ fn train(a: &TrainArgs) -> CliResult {
                 ..reader
             },
         )?;
-        let batch = run.trainer.config.batch_size;
+        let batch = run.trainer().config.batch_size;
         let evaluation = eval::evaluate(&xcoder, &mut rows, a.eval_rows, batch, &device)?;
         let fvu = &evaluation.fvu;
         let per_block: Vec<String> = fvu.per_block.iter().map(|v| format!("{v:.4}")).collect();
@@ -921,10 +921,10 @@ fn diff(a: &DiffArgs) -> CliResult {
     for run in &outcome.runs {
         println!(
             "stage {}: step {} -> {}",
-            run.name,
+            run.name(),
             run.step(),
-            out.join(format!("stage-{}", run.name))
-                .join(&run.name)
+            out.join(format!("stage-{}", run.name()))
+                .join(&run.name())
                 .display()
         );
     }

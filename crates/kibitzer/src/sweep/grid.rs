@@ -362,7 +362,7 @@ impl RunSpec {
     /// The spec of a sweep member (read from its architecture and config,
     /// so a resumed sweep needs nothing else).
     pub fn of(member: &SweepMember) -> RunSpec {
-        let arch = &member.trainer.sae.config.architecture;
+        let arch = &member.trainer.dict.config.architecture;
         let family = Family::of(arch, &member.trainer.config);
         let sparsity = match arch {
             Architecture::TopK { k } | Architecture::BatchTopK { k } => *k as f64,
@@ -371,7 +371,7 @@ impl RunSpec {
         RunSpec {
             name: member.name.clone(),
             family,
-            d_sae: member.trainer.sae.config.d_sae,
+            d_sae: member.trainer.dict.config.d_sae,
             sparsity_kind: family.sparsity_kind().into(),
             sparsity,
             steps: member.trainer.config.steps,

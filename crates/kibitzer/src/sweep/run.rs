@@ -159,7 +159,7 @@ fn evaluate_sweep(
         kibitzer_io::progress::bar(config.progress, sweep.members.len() as u64, 0, "evaluated");
     let mut runs = Vec::with_capacity(sweep.members.len());
     let mut shown = BTreeSet::new();
-    for (member, (name, sae)) in sweep.members.iter().zip(sweep.inference_saes()) {
+    for (member, (name, sae)) in sweep.members.iter().zip(sweep.inference_dictionaries()?) {
         bar.set_message(name.clone());
         let dir = out.join(&name);
         let (eval_path, features_path) = (dir.join(files::EVALUATION), dir.join(files::FEATURES));

@@ -204,7 +204,7 @@ impl LossTensors {
 
 /// What a training step needs to know about a dictionary, whatever its
 /// shape (see the module documentation).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StepModel<'a> {
     /// The weights; a `w_skip` adds the skip path `x W_skip^T`.
     pub params: &'a Params,
@@ -213,7 +213,9 @@ pub struct StepModel<'a> {
     /// Widths of the output blocks, summing to `d_out`: `[d_out]` for an
     /// SAE or a transcoder, one block per site for a crosscoder. A
     /// feature's decoder weight is `s_j = sum_i ||W_dec^(i)_j||`.
-    pub out_blocks: &'a [usize],
+    /// Borrowed where the dictionary stores them, owned where it derives
+    /// them (a crosscoder's block list).
+    pub out_blocks: std::borrow::Cow<'a, [usize]>,
     /// TopK and BatchTopK select on `relu(pre) s_j` rather than `pre`
     /// (crosscoders, whose decoder rows are free).
     pub select_by_norm: bool,
@@ -249,7 +251,7 @@ impl StepModel<'_> {
 
     /// Each output block's decoder row norms (`[d_sae, 1]` each).
     pub(crate) fn block_norms(&self) -> Vec<Tensor<2>> {
-        block_row_norms(&self.params.w_dec, self.out_blocks)
+        block_row_norms(&self.params.w_dec, &self.out_blocks)
     }
 
     /// The gradients of the linear parts from `g = dL/dŷ` and `dpre`, given
@@ -291,7 +293,7 @@ impl Sae {
         StepModel {
             params: &self.params,
             architecture: &self.config.architecture,
-            out_blocks: std::slice::from_ref(&self.config.d_out),
+            out_blocks: std::slice::from_ref(&self.config.d_out).into(),
             select_by_norm: false,
             apply_b_dec_to_input: self.config.apply_b_dec_to_input,
         }
@@ -406,7 +408,7 @@ pub(crate) fn add_block_norm_grad(
             coefficient,
         );
     }
-    let widths = model.out_blocks;
+    let widths: &[usize] = &model.out_blocks;
     let parts = block_norms
         .iter()
         .enumerate()

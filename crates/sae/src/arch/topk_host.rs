@@ -1137,7 +1137,7 @@ mod tests {
                 let model = StepModel {
                     params: &params,
                     architecture: &arch,
-                    out_blocks: &blocks,
+                    out_blocks: (&blocks[..]).into(),
                     select_by_norm: by_norm,
                     apply_b_dec_to_input: false,
                 };
@@ -1176,7 +1176,7 @@ mod tests {
             let model = StepModel {
                 params: &params,
                 architecture: &arch,
-                out_blocks: &widths,
+                out_blocks: (&widths[..]).into(),
                 select_by_norm: by_norm,
                 apply_b_dec_to_input: false,
             };

@@ -1,14 +1,21 @@
 //! Checkpoints of a [`Sweep`]: every member's weights, Adam moments and
 //! scalar state in `<member>/checkpoint-<step>.safetensors`, then
-//! `checkpoint.json` (step, rows read, input scale, source position) written
-//! last, atomically. A checkpoint counts only once `checkpoint.json` names
-//! it, so a run killed while writing resumes from the previous one.
+//! `checkpoint.json` (step, rows read, row scales, source position,
+//! checksums) written last, atomically. A checkpoint counts only once
+//! `checkpoint.json` names it, so a run killed while writing resumes from
+//! the previous one.
+//!
+//! Older checkpoints read back: an SAE sweep's `checkpoint.json` held one
+//! `input_scale` (decimal) and its members' scalar state as decimals; a
+//! transcoder or crosscoder run (`run.json`, read by kibitzer-xcoder) held
+//! `row_scales_bits` and its scalar state as bits.
 
-use super::optim::{DictTrainer, ScalarState};
-use super::{StepLog, Sweep, SweepMember, TrainConfig, TrainError, file_err};
+use super::optim::DictTrainer;
+use super::trainable::Trainable;
+use super::{MemberSpec, StepLog, Sweep, SweepMember, TrainConfig, TrainError, file_err};
 use crate::io::{HostTensor, atomic_write, f32_safetensors, read_f32_safetensors};
 use crate::ops::{from_host, to_host};
-use crate::sae::{Params, Sae, SaeConfig};
+use crate::sae::Params;
 use burn::tensor::Device;
 use std::collections::HashMap;
 use std::fs;
@@ -17,26 +24,38 @@ use std::path::Path;
 
 const SWEEP_FILE: &str = "sweep.json";
 const CHECKPOINT_FILE: &str = "checkpoint.json";
+const SWEEP_FORMAT: &str = "kibitzer-sweep";
 
+/// `sweep.json`. Each member is `{name, <CONFIG_KEY>: config, training}`
+/// (`sae` for SAEs, so SAE sweeps read as they always did).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SweepManifest {
     format: String,
     version: u32,
-    members: Vec<MemberManifest>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct MemberManifest {
-    name: String,
-    sae: SaeConfig,
-    training: TrainConfig,
+    members: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Scales fixed when the sweep was made (fine-tuning), for people...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fixed_scales: Option<Vec<f32>>,
+    /// ... and as `f32` bit patterns, for resuming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fixed_scales_bits: Option<Vec<u32>>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CheckpointManifest {
     step: usize,
     rows_seen: u64,
+    /// An SAE sweep's single scale, in checkpoints written before row
+    /// scales (read, no longer written).
+    #[serde(default, skip_serializing)]
     input_scale: Option<f32>,
+    /// The scale of each row block, for people...
+    #[serde(default)]
+    row_scales: Option<Vec<f32>>,
+    /// ... and as `f32` bit patterns: what resuming reads, since JSON
+    /// decimals need not parse back to the same float.
+    #[serde(default)]
+    row_scales_bits: Option<Vec<u32>>,
     source_position: serde_json::Value,
     /// XXH64 (hex) of each member's checkpoint file, by member name; absent
     /// in checkpoints written before checksums were added (not checked).
@@ -44,25 +63,57 @@ struct CheckpointManifest {
     checksums: std::collections::BTreeMap<String, String>,
 }
 
+impl CheckpointManifest {
+    fn scales(&self) -> Option<Vec<f32>> {
+        self.row_scales_bits
+            .as_deref()
+            .map(from_bits)
+            .or_else(|| self.row_scales.clone())
+            .or_else(|| self.input_scale.map(|c| vec![c]))
+    }
+}
+
+fn to_bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn from_bits(v: &[u32]) -> Vec<f32> {
+    v.iter().map(|&b| f32::from_bits(b)).collect()
+}
+
 fn xxh64_hex(bytes: &[u8]) -> String {
     format!("{:016x}", kibitzer_store::Xxh64::hash(bytes))
 }
 
-pub(super) fn write_sweep_manifest(sweep: &Sweep, out: &Path) -> Result<(), TrainError> {
-    let manifest = SweepManifest {
-        format: "kibitzer-sweep".into(),
-        version: 1,
-        members: sweep
-            .members
-            .iter()
-            .map(|m| MemberManifest {
-                name: m.name.clone(),
-                sae: m.trainer.sae.config.clone(),
-                training: m.trainer.config.clone(),
-            })
-            .collect(),
-    };
+pub(super) fn write_sweep_manifest<D: Trainable>(
+    sweep: &Sweep<D>,
+    out: &Path,
+) -> Result<(), TrainError> {
     let path = out.join(SWEEP_FILE);
+    let members = sweep
+        .members
+        .iter()
+        .map(|m| {
+            let mut member = serde_json::Map::new();
+            member.insert("name".into(), m.name.clone().into());
+            member.insert(
+                D::CONFIG_KEY.into(),
+                serde_json::to_value(m.trainer.dict.config()).map_err(|e| file_err(&path, e))?,
+            );
+            member.insert(
+                "training".into(),
+                serde_json::to_value(&m.trainer.config).map_err(|e| file_err(&path, e))?,
+            );
+            Ok(member)
+        })
+        .collect::<Result<_, TrainError>>()?;
+    let manifest = SweepManifest {
+        format: SWEEP_FORMAT.into(),
+        version: 1,
+        members,
+        fixed_scales: sweep.fixed_scales.clone(),
+        fixed_scales_bits: sweep.fixed_scales.as_deref().map(to_bits),
+    };
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| file_err(&path, e))?;
     atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
 }
@@ -83,26 +134,23 @@ fn prefixed(prefix: &str, params: &Params) -> Vec<HostTensor> {
         .collect()
 }
 
-pub(super) fn save(
-    sweep: &Sweep,
+pub(super) fn save<D: Trainable>(
+    sweep: &Sweep<D>,
     out: &Path,
     source_position: serde_json::Value,
 ) -> Result<(), TrainError> {
     let mut checksums = std::collections::BTreeMap::new();
     for m in &sweep.members {
         let t = &m.trainer;
-        let mut tensors = prefixed("param", &t.sae.params);
-        tensors.extend(prefixed("adam_m", &t.m));
-        tensors.extend(prefixed("adam_v", &t.v));
-        let mut meta = HashMap::new();
-        meta.insert(
-            "state".to_string(),
-            serde_json::to_string(&t.scalar_state()).expect("plain struct serialises"),
-        );
-        meta.insert(
-            "rows_since_fired".to_string(),
-            serde_json::to_string(&t.rows_since_fired).expect("a Vec<u64> serialises"),
-        );
+        let (adam_m, adam_v) = t.adam_moments();
+        let mut tensors = prefixed("param", t.dict.params());
+        tensors.extend(prefixed("adam_m", adam_m));
+        tensors.extend(prefixed("adam_v", adam_v));
+        let meta: HashMap<String, String> = t
+            .checkpoint_metadata()
+            .into_iter()
+            .chain(t.dict.dictionary_metadata())
+            .collect();
         let path = out.join(&m.name).join(checkpoint_name(sweep.step));
         let bytes = f32_safetensors(&tensors, Some(meta)).map_err(|e| file_err(&path, e))?;
         atomic_write(&path, &bytes).map_err(|e| file_err(&path, e))?;
@@ -113,7 +161,9 @@ pub(super) fn save(
     let manifest = CheckpointManifest {
         step: sweep.step,
         rows_seen: sweep.rows_seen,
-        input_scale: sweep.input_scale,
+        input_scale: None,
+        row_scales: sweep.row_scales.clone(),
+        row_scales_bits: sweep.row_scales.as_deref().map(to_bits),
         source_position,
         checksums,
     };
@@ -143,13 +193,23 @@ fn params_from(
     device: &Device,
 ) -> Result<Params, TrainError> {
     let mut take = |name: &str| {
-        tensors.remove(&format!("{prefix}.{name}")).map(|t| {
-            let (r, c) = (t.shape[0], t.shape.get(1).copied().unwrap_or(1));
-            from_host(t.data, r, c, device)
-        })
+        tensors
+            .remove(&format!("{prefix}.{name}"))
+            .map(|t| match t.shape[..] {
+                [r, c] => Ok(from_host(t.data, r, c, device)),
+                [r] => Ok(from_host(t.data, r, 1, device)),
+                _ => Err(file_err(
+                    path,
+                    format!(
+                        "tensor {prefix}.{name} has shape {:?}, expected 1-D or 2-D",
+                        t.shape
+                    ),
+                )),
+            })
+            .transpose()
     };
     let mut need = |name: &str| {
-        take(name)
+        take(name)?
             .ok_or_else(|| file_err(path, format!("checkpoint has no tensor {prefix}.{name}")))
     };
     Ok(Params {
@@ -157,35 +217,98 @@ fn params_from(
         b_enc: need("b_enc")?,
         w_dec: need("w_dec")?,
         b_dec: need("b_dec")?,
-        threshold: take("threshold"),
-        b_mag: take("b_mag"),
-        r_mag: take("r_mag"),
-        w_skip: take("w_skip"),
+        threshold: take("threshold")?,
+        b_mag: take("b_mag")?,
+        r_mag: take("r_mag")?,
+        w_skip: take("w_skip")?,
     })
 }
 
-pub(super) fn load(out: &Path, device: &Device) -> Result<(Sweep, serde_json::Value), TrainError> {
-    let read_json = |name: &str| -> Result<serde_json::Value, TrainError> {
-        let path = out.join(name);
-        let text = fs::read_to_string(&path).map_err(|e| {
-            file_err(
-                &path,
-                format!(
-                    "{e} (is this the output directory of a training run that wrote a checkpoint?)"
-                ),
-            )
-        })?;
-        serde_json::from_str(&text).map_err(|e| file_err(&path, e))
+fn read_json(out: &Path, name: &str) -> Result<serde_json::Value, TrainError> {
+    let path = out.join(name);
+    let text = fs::read_to_string(&path).map_err(|e| {
+        file_err(
+            &path,
+            format!(
+                "{e} (is this the output directory of a training run that wrote a checkpoint?)"
+            ),
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| file_err(&path, e))
+}
+
+/// The members and fixed scales recorded in `out/sweep.json`.
+fn read_sweep_manifest<D: Trainable>(
+    out: &Path,
+) -> Result<(Vec<MemberSpec<D>>, Option<Vec<f32>>), TrainError> {
+    let path = out.join(SWEEP_FILE);
+    let manifest: SweepManifest =
+        serde_json::from_value(read_json(out, SWEEP_FILE)?).map_err(|e| file_err(&path, e))?;
+    if manifest.format != SWEEP_FORMAT || manifest.version != 1 {
+        return Err(file_err(
+            &path,
+            format!(
+                "format {:?} version {} is not a kibitzer sweep ({SWEEP_FORMAT:?} version 1)",
+                manifest.format, manifest.version
+            ),
+        ));
+    }
+    let members = manifest
+        .members
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut member)| {
+            let mut field = |key: &str| {
+                member.remove(key).ok_or_else(|| {
+                    file_err(
+                        &path,
+                        format!(
+                            "member {i} has no `{key}` (a sweep of {} dictionaries records `{}`)",
+                            D::CONFIG_KEY,
+                            D::CONFIG_KEY
+                        ),
+                    )
+                })
+            };
+            let name: String = serde_json::from_value(field("name")?)
+                .map_err(|e| file_err(&path, format!("member {i}, `name`: {e}")))?;
+            let config: D::Config = serde_json::from_value(field(D::CONFIG_KEY)?)
+                .map_err(|e| file_err(&path, format!("member {name}, `{}`: {e}", D::CONFIG_KEY)))?;
+            let training: TrainConfig = serde_json::from_value(field("training")?)
+                .map_err(|e| file_err(&path, format!("member {name}, `training`: {e}")))?;
+            Ok(MemberSpec {
+                name,
+                config,
+                training,
+            })
+        })
+        .collect::<Result<_, TrainError>>()?;
+    let fixed = manifest
+        .fixed_scales_bits
+        .as_deref()
+        .map(from_bits)
+        .or(manifest.fixed_scales);
+    Ok((members, fixed))
+}
+
+/// Reloads the sweep whose last checkpoint is in `out`: its members from
+/// `sweep.json`, or from `manifest` when the caller read another layout.
+pub(super) fn load<D: Trainable>(
+    out: &Path,
+    device: &Device,
+    manifest: Option<(Vec<MemberSpec<D>>, Option<Vec<f32>>)>,
+) -> Result<(Sweep<D>, serde_json::Value), TrainError> {
+    let (specs, fixed_scales) = match manifest {
+        Some(m) => m,
+        None => read_sweep_manifest(out)?,
     };
-    let manifest: SweepManifest = serde_json::from_value(read_json(SWEEP_FILE)?)
-        .map_err(|e| file_err(&out.join(SWEEP_FILE), e))?;
-    let ckpt: CheckpointManifest = serde_json::from_value(read_json(CHECKPOINT_FILE)?)
+    let ckpt: CheckpointManifest = serde_json::from_value(read_json(out, CHECKPOINT_FILE)?)
         .map_err(|e| file_err(&out.join(CHECKPOINT_FILE), e))?;
     let mut members = Vec::new();
-    for mm in manifest.members {
-        let path = out.join(&mm.name).join(checkpoint_name(ckpt.step));
+    for spec in specs {
+        let path = out.join(&spec.name).join(checkpoint_name(ckpt.step));
         let bytes = fs::read(&path).map_err(|e| file_err(&path, e))?;
-        if let Some(expected) = ckpt.checksums.get(&mm.name) {
+        if let Some(expected) = ckpt.checksums.get(&spec.name) {
             let found = xxh64_hex(&bytes);
             if &found != expected {
                 return Err(file_err(
@@ -203,46 +326,38 @@ pub(super) fn load(out: &Path, device: &Device) -> Result<(Sweep, serde_json::Va
         let params = params_from(&mut tensors, "param", &path, device)?;
         let m = params_from(&mut tensors, "adam_m", &path, device)?;
         let v = params_from(&mut tensors, "adam_v", &path, device)?;
-        let state: ScalarState = meta
-            .get("state")
-            .ok_or_else(|| file_err(&path, "checkpoint metadata has no `state`"))
-            .and_then(|s| serde_json::from_str(s).map_err(|e| file_err(&path, e)))?;
-        let rows_since_fired: Vec<u64> = meta
-            .get("rows_since_fired")
-            .ok_or_else(|| file_err(&path, "checkpoint metadata has no `rows_since_fired`"))
-            .and_then(|s| serde_json::from_str(s).map_err(|e| file_err(&path, e)))?;
-        if rows_since_fired.len() != mm.sae.d_sae {
-            return Err(file_err(
-                &path,
-                format!(
-                    "rows_since_fired has {} entries, expected d_sae = {}",
-                    rows_since_fired.len(),
-                    mm.sae.d_sae
-                ),
-            ));
-        }
-        let sae = Sae {
-            config: mm.sae,
-            params,
-        };
+        let get = |key: &str| meta.get(key).cloned();
+        let dict = D::from_checkpoint(spec.config, params, &get).map_err(|e| file_err(&path, e))?;
         let mut trainer =
-            DictTrainer::new(sae, mm.training).map_err(|source| TrainError::Member {
-                name: mm.name.clone(),
-                source,
+            DictTrainer::new(dict, spec.training).map_err(|e| TrainError::Member {
+                name: spec.name.clone(),
+                source: Box::new(e),
             })?;
-        trainer.m = m;
-        trainer.v = v;
-        trainer.rows_since_fired = rows_since_fired;
-        trainer.set_scalar_state(state);
+        trainer.restore(m, v, get).map_err(|e| file_err(&path, e))?;
         members.push(SweepMember {
-            name: mm.name,
+            name: spec.name,
             trainer,
         });
     }
     let mut sweep = Sweep::new(members, device)?;
+    if let Some(fixed) = fixed_scales {
+        sweep = sweep.with_row_scales(fixed)?;
+    }
     sweep.step = ckpt.step;
     sweep.rows_seen = ckpt.rows_seen;
-    sweep.input_scale = ckpt.input_scale;
+    sweep.row_scales = ckpt.scales();
+    if let Some(s) = &sweep.row_scales
+        && s.len() != sweep.row_widths().len()
+    {
+        return Err(file_err(
+            &out.join(CHECKPOINT_FILE),
+            format!(
+                "{} row scales, but the dictionaries read {} row blocks",
+                s.len(),
+                sweep.row_widths().len()
+            ),
+        ));
+    }
     // Log lines written after the checkpoint will be written again.
     for m in &sweep.members {
         truncate_log(&out.join(&m.name).join("log.jsonl"), ckpt.step)?;
@@ -254,7 +369,7 @@ pub(super) fn load(out: &Path, device: &Device) -> Result<(Sweep, serde_json::Va
 /// `.checkpoint-<step>.safetensors.tmp-<pid>`, ...) that a run killed while
 /// writing leaves in the output directory and its members' directories.
 /// Best effort: a file that cannot be removed stays.
-pub(super) fn remove_stale_temp_files(sweep: &Sweep, out: &Path) {
+pub(super) fn remove_stale_temp_files<D: Trainable>(sweep: &Sweep<D>, out: &Path) {
     let dirs =
         std::iter::once(out.to_path_buf()).chain(sweep.members.iter().map(|m| out.join(&m.name)));
     for dir in dirs {
@@ -279,7 +394,7 @@ pub(super) fn remove_stale_temp_files(sweep: &Sweep, out: &Path) {
 /// `out` did not exist before the run. Nothing else is touched: other
 /// files in these directories stay, and so do the directories holding them.
 /// Best effort: what cannot be removed stays.
-pub(super) fn remove_failed_start(sweep: &Sweep, out: &Path, out_existed: bool) {
+pub(super) fn remove_failed_start<D: Trainable>(sweep: &Sweep<D>, out: &Path, out_existed: bool) {
     if out.join(CHECKPOINT_FILE).exists() {
         return;
     }
@@ -324,7 +439,10 @@ pub fn truncate_log(path: &Path, step: usize) -> Result<(), TrainError> {
 /// Opens every member's `log.jsonl` for appending; a run that starts at
 /// step 0 starts them empty (lines of an earlier start that never reached a
 /// checkpoint are not this run's).
-pub(super) fn open_logs(sweep: &Sweep, out: &Path) -> Result<Vec<BufWriter<fs::File>>, TrainError> {
+pub(super) fn open_logs<D: Trainable>(
+    sweep: &Sweep<D>,
+    out: &Path,
+) -> Result<Vec<BufWriter<fs::File>>, TrainError> {
     let fresh = sweep.step == 0;
     sweep
         .members
@@ -353,4 +471,39 @@ pub(super) fn append_log(
 ) -> Result<(), TrainError> {
     let line = serde_json::to_string(log).map_err(|e| file_err(dir, e))?;
     writeln!(w, "{line}").map_err(|e| file_err(&dir.join("log.jsonl"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CheckpointManifest;
+
+    fn scales(json: &str) -> Option<Vec<f32>> {
+        serde_json::from_str::<CheckpointManifest>(json)
+            .unwrap()
+            .scales()
+    }
+
+    #[test]
+    fn row_scales_come_from_bits_then_decimals_then_an_old_input_scale() {
+        let head = r#""step":1,"rows_seen":8,"source_position":null"#;
+        // An SAE sweep's checkpoint before row scales.
+        assert_eq!(
+            scales(&format!("{{{head},\"input_scale\":0.5}}")),
+            Some(vec![0.5])
+        );
+        // A transcoder or crosscoder run's, and today's: the bits win.
+        let c = 1.0f32 / 3.0;
+        assert_eq!(
+            scales(&format!(
+                "{{{head},\"row_scales\":[9.0],\"row_scales_bits\":[{}]}}",
+                c.to_bits()
+            )),
+            Some(vec![c])
+        );
+        assert_eq!(
+            scales(&format!("{{{head},\"row_scales\":[2.0]}}")),
+            Some(vec![2.0])
+        );
+        assert_eq!(scales(&format!("{{{head}}}")), None);
+    }
 }

@@ -26,12 +26,13 @@ mod checkpoint;
 mod config;
 mod optim;
 pub mod presets;
+mod trainable;
 
 pub use checkpoint::truncate_log;
 pub use config::{AdamConfig, PAnneal, TrainConfig, TrainFlags};
 pub use optim::{DictTrainer, StepLog, StepReport, adam_step, batch_fvu};
+pub use trainable::Trainable;
 
-use crate::error::ConfigError;
 use crate::ops::from_host;
 use crate::sae::Sae;
 use burn::tensor::Device;
@@ -110,8 +111,9 @@ pub enum TrainError {
     Member {
         /// Member name.
         name: String,
-        /// The field at fault.
-        source: ConfigError,
+        /// What is wrong: the [`ConfigError`](crate::ConfigError) naming the field, or the
+        /// dictionary's own error for its shapes.
+        source: BoxError,
     },
     /// The loss became NaN or infinite.
     #[error(
@@ -138,11 +140,11 @@ pub(crate) fn file_err(path: &Path, cause: impl Into<BoxError>) -> TrainError {
 
 /// One dictionary of a sweep.
 #[derive(Clone, Debug)]
-pub struct SweepMember {
+pub struct SweepMember<D: Trainable = Sae> {
     /// Name, also its sub-directory of the output (letters, digits, `-`, `_`, `.`).
     pub name: String,
     /// Its trainer.
-    pub trainer: DictTrainer,
+    pub trainer: DictTrainer<D>,
 }
 
 /// How a sweep runs.
@@ -174,58 +176,69 @@ impl RunOptions {
     }
 }
 
-/// Several dictionaries trained from one pass over the activations.
+/// Several dictionaries trained from one pass over the activations: SAEs
+/// (the default), or any other [`Trainable`] shape (kibitzer-xcoder's
+/// transcoders and crosscoders, whose single runs are one-member sweeps).
+///
+/// Every member reads the same training rows, made of the same blocks
+/// ([`Trainable::row_widths`]: one block of `d_in` for an SAE). With
+/// `normalize_activations`, each block `i` is multiplied by `c_i =
+/// sqrt(d_i) / mean_b ||x_bi||`, estimated on the first batch (per block,
+/// so that every layer or model weighs the same in a crosscoder's loss);
+/// the saved dictionaries work on raw activations
+/// ([`Trainable::for_raw_activations`]).
 #[derive(Clone, Debug)]
-pub struct Sweep {
+pub struct Sweep<D: Trainable = Sae> {
     /// The dictionaries.
-    pub members: Vec<SweepMember>,
-    /// Factor applied to every activation row during training
-    /// (`sqrt(d_in) / mean ||x||`, estimated from the first batch), or 1.
-    pub input_scale: Option<f32>,
+    pub members: Vec<SweepMember<D>>,
+    /// The factor applied to each block of every training row (estimated
+    /// from the first batch, or fixed by [`Sweep::with_row_scales`]), once
+    /// known.
+    pub row_scales: Option<Vec<f32>>,
     /// Rows read so far.
     pub rows_seen: u64,
     /// Steps taken so far (all members step together).
     pub step: usize,
+    /// Scales fixed when the sweep was made (fine-tuning), for the manifest.
+    fixed_scales: Option<Vec<f32>>,
     device: Device,
 }
 
-impl Sweep {
-    /// A sweep over `members`, which must agree on `d_in` and batch size and
-    /// have distinct, file-system-safe names.
-    pub fn new(members: Vec<SweepMember>, device: &Device) -> Result<Self, TrainError> {
+impl<D: Trainable> Sweep<D> {
+    /// A sweep over `members` (moved to `device`), which must agree on the
+    /// blocks of a training row and the batch size and have distinct,
+    /// file-system-safe names.
+    pub fn new(members: Vec<SweepMember<D>>, device: &Device) -> Result<Self, TrainError> {
         let Some(first) = members.first() else {
             return Err(TrainError::Config(
                 "a sweep needs at least one dictionary".into(),
             ));
         };
-        let (d_in, batch) = (
-            first.trainer.sae.config.d_in,
+        let (widths, batch) = (
+            first.trainer.dict.row_widths(),
             first.trainer.config.batch_size,
         );
         let mut names = std::collections::HashSet::new();
         for m in &members {
-            if m.name.is_empty()
-                || !m
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                || m.name.starts_with('.')
-            {
-                return Err(TrainError::Config(format!(
-                    "dictionary name {:?}: use letters, digits, '-', '_' and '.' only",
-                    m.name
-                )));
-            }
+            check_member_name(&m.name)?;
             if !names.insert(m.name.clone()) {
                 return Err(TrainError::Config(format!(
                     "two dictionaries are named {:?}",
                     m.name
                 )));
             }
-            if m.trainer.sae.config.d_in != d_in {
+            let w = m.trainer.dict.row_widths();
+            if w != widths {
+                let what = |w: &[usize]| match w {
+                    [d_in] => format!("d_in {d_in}"),
+                    blocks => format!("row blocks of widths {blocks:?}"),
+                };
                 return Err(TrainError::Config(format!(
-                    "dictionary {} has d_in {}, but {} has {d_in}: a sweep reads one activation stream",
-                    m.name, m.trainer.sae.config.d_in, first.name
+                    "dictionary {} has {}, but {} has {}: a sweep reads one activation stream",
+                    m.name,
+                    what(&w),
+                    first.name,
+                    what(&widths)
                 )));
             }
             if m.trainer.config.batch_size != batch {
@@ -238,20 +251,33 @@ impl Sweep {
         let members = members
             .into_iter()
             .map(|m| SweepMember {
-                trainer: DictTrainer {
-                    sae: m.trainer.sae.to_device(device),
-                    ..m.trainer
-                },
+                trainer: m.trainer.to_device(device),
                 name: m.name,
             })
             .collect();
         Ok(Self {
             members,
-            input_scale: None,
+            row_scales: None,
             rows_seen: 0,
             step: 0,
+            fixed_scales: None,
             device: device.clone(),
         })
+    }
+
+    /// Fixes the scale of each row block instead of estimating it: for
+    /// fine-tuning dictionaries whose weights were trained under these
+    /// scales (a loaded crosscoder's block scales, say).
+    pub fn with_row_scales(mut self, scales: Vec<f32>) -> Result<Self, TrainError> {
+        let n = self.row_widths().len();
+        if scales.len() != n || scales.iter().any(|c| !(c.is_finite() && *c > 0.0)) {
+            return Err(TrainError::Config(format!(
+                "row scales {scales:?}: expected {n} finite positive numbers, one per row block"
+            )));
+        }
+        self.row_scales = Some(scales.clone());
+        self.fixed_scales = Some(scales);
+        Ok(self)
     }
 
     /// The longest member's step count: the sweep runs until every member is done.
@@ -263,18 +289,31 @@ impl Sweep {
             .unwrap_or(0)
     }
 
-    /// Width of the activations.
-    pub fn d_in(&self) -> usize {
-        self.members[0].trainer.sae.config.d_in
+    /// Widths of the blocks of a training row (one, `d_in`, for SAEs).
+    pub fn row_widths(&self) -> Vec<usize> {
+        self.members[0].trainer.dict.row_widths()
+    }
+
+    /// Width of a training row.
+    pub fn row_width(&self) -> usize {
+        self.row_widths().iter().sum()
     }
 
     fn batch_size(&self) -> usize {
         self.members[0].trainer.config.batch_size
     }
 
+    /// The row scales in force, ones before they are known.
+    fn scales_or_ones(&self) -> Vec<f32> {
+        self.row_scales
+            .clone()
+            .unwrap_or_else(|| vec![1.0; self.row_widths().len()])
+    }
+
     /// Trains until every member has taken its steps (or `stop_after`),
     /// checkpointing and logging as `options` say, then saves every
-    /// dictionary in SAELens's layout, folded to work on raw activations.
+    /// dictionary for raw activations ([`Trainable::save`]: SAELens's
+    /// layout for SAEs). Returns each member's last logged step.
     ///
     /// A run that fails leaves resumable state or nothing: once a
     /// checkpoint is complete, [`Sweep::resume`] continues from it; a run
@@ -307,11 +346,12 @@ impl Sweep {
     where
         S: ActivationSource + SourcePosition,
     {
-        let d_in = self.d_in();
-        if source.d_in() != d_in {
+        let widths = self.row_widths();
+        let width = self.row_width();
+        if source.d_in() != width {
             return Err(TrainError::Width {
                 name: self.members[0].name.clone(),
-                expected: d_in,
+                expected: width,
                 found: source.d_in(),
             });
         }
@@ -330,13 +370,16 @@ impl Sweep {
         let bar =
             kibitzer_io::progress::bar(options.progress, total as u64, self.step as u64, "steps");
         let batch = self.batch_size();
-        let mut host = Vec::with_capacity(batch * d_in);
+        let mut host = Vec::with_capacity(batch * width);
         let mut last: Vec<Option<StepLog>> = vec![None; self.members.len()];
         let started = Instant::now();
         let mut taken = 0usize;
         while self.step < total {
             if options.stop_after.is_some_and(|n| taken >= n) {
                 bar.abandon();
+                for l in logs.iter_mut() {
+                    l.flush().map_err(|e| file_err(&options.out_dir, e))?;
+                }
                 return Ok(last.into_iter().flatten().collect());
             }
             let rows = source
@@ -349,19 +392,24 @@ impl Sweep {
                 });
             }
             self.rows_seen += rows as u64;
-            let scale = *self.input_scale.get_or_insert_with(|| {
-                if self
+            if self.row_scales.is_none() {
+                let normalize = self
                     .members
                     .iter()
-                    .any(|m| m.trainer.config.normalize_activations)
-                {
-                    estimate_input_scale(&host, d_in)
+                    .any(|m| m.trainer.config.normalize_activations);
+                self.row_scales = Some(if normalize {
+                    (0..widths.len())
+                        .map(|i| estimate_input_scale(&host_block(&host, &widths, i), widths[i]))
+                        .collect()
                 } else {
-                    1.0
-                }
-            });
-            let x =
-                from_host(std::mem::take(&mut host), rows, d_in, &self.device).mul_scalar(scale);
+                    vec![1.0; widths.len()]
+                });
+            }
+            let scales = self.scales_or_ones();
+            if scales.iter().any(|&c| c != 1.0) {
+                scale_blocks(&mut host, &widths, &scales);
+            }
+            let x = from_host(std::mem::take(&mut host), rows, width, &self.device);
             let log_now = (self.step + 1) % options.log_every.max(1) == 0 || self.step + 1 == total;
             for (i, m) in self.members.iter_mut().enumerate() {
                 if m.trainer.finished() {
@@ -381,23 +429,17 @@ impl Sweep {
                     last[i] = Some(log);
                 }
             }
-            host = Vec::with_capacity(batch * d_in);
+            host = Vec::with_capacity(batch * width);
             self.step += 1;
             taken += 1;
             kibitzer_store::fault::point("train.step");
             if log_now {
                 if let Some(l) = last.iter().flatten().next() {
-                    bar.set_message(format!(
-                        "{}loss {:.4}  L0 {:.1}  FVU {:.4}  {:.1} steps/s",
-                        if self.members.len() > 1 {
-                            format!("[{} of {}] ", self.members[0].name, self.members.len())
-                        } else {
-                            String::new()
-                        },
-                        l.loss.loss,
-                        l.l0,
-                        l.fvu,
-                        taken as f64 / started.elapsed().as_secs_f64().max(1e-9)
+                    bar.set_message(progress_message(
+                        &self.members[0].name,
+                        self.members.len(),
+                        l,
+                        taken as f64 / started.elapsed().as_secs_f64().max(1e-9),
                     ));
                 }
             }
@@ -422,45 +464,64 @@ impl Sweep {
     }
 
     /// Every member's dictionary as used at inference on raw activations
-    /// (input scale folded in, BatchTopK threshold set).
-    pub fn inference_saes(&self) -> Vec<(String, Sae)> {
-        let c = self.input_scale.unwrap_or(1.0);
+    /// (row scales folded in or recorded, BatchTopK threshold set).
+    pub fn inference_dictionaries(&self) -> Result<Vec<(String, D)>, TrainError> {
+        let scales = self.scales_or_ones();
         self.members
             .iter()
             .map(|m| {
-                (
-                    m.name.clone(),
-                    m.trainer.inference_sae().fold_activation_scale(c, c),
-                )
+                let dict =
+                    m.trainer
+                        .inference()
+                        .for_raw_activations(&scales)
+                        .map_err(|source| {
+                            TrainError::Config(format!("dictionary {}: {source}", m.name))
+                        })?;
+                Ok((m.name.clone(), dict))
             })
             .collect()
     }
 
     fn save_dictionaries(&self, out: &Path, last: &[Option<StepLog>]) -> Result<(), TrainError> {
-        for ((name, sae), (m, log)) in self
-            .inference_saes()
+        // SAELens's own name for an SAE's single scale, kept beside the
+        // per-block list.
+        let input_scale = match self.row_scales.as_deref() {
+            Some([c]) => Some(*c),
+            _ => None,
+        };
+        for ((name, dict), (m, log)) in self
+            .inference_dictionaries()?
             .into_iter()
             .zip(self.members.iter().zip(last))
         {
             let dir = out.join(&name);
-            let options = crate::saelens::SaveOptions {
-                metadata: serde_json::json!({
-                    "training_config": m.trainer.config,
-                    "input_scale": self.input_scale,
-                }),
-                ..Default::default()
-            };
-            crate::saelens::save(&sae, &dir, &options).map_err(|e| file_err(&dir, e))?;
-            let summary = serde_json::json!({
-                "name": name,
-                "architecture": m.trainer.sae.config.architecture,
-                "d_in": sae.config.d_in,
-                "d_sae": sae.config.d_sae,
+            let metadata = serde_json::json!({
                 "training_config": m.trainer.config,
-                "input_scale": self.input_scale,
+                "input_scale": input_scale,
+                "row_scales": self.row_scales,
                 "rows_seen": self.rows_seen,
-                "last_step": log,
             });
+            dict.save(&dir, metadata).map_err(|e| file_err(&dir, e))?;
+            let mut summary = serde_json::Map::new();
+            summary.insert("name".into(), name.clone().into());
+            summary.insert(
+                D::CONFIG_KEY.into(),
+                serde_json::to_value(m.trainer.dict.config()).map_err(|e| file_err(&dir, e))?,
+            );
+            let model = m.trainer.dict.step_model();
+            summary.insert(
+                "architecture".into(),
+                serde_json::to_value(model.architecture).map_err(|e| file_err(&dir, e))?,
+            );
+            summary.insert("d_sae".into(), dict.d_sae().into());
+            summary.insert(
+                "training_config".into(),
+                serde_json::to_value(&m.trainer.config).map_err(|e| file_err(&dir, e))?,
+            );
+            summary.insert("input_scale".into(), serde_json::json!(input_scale));
+            summary.insert("row_scales".into(), serde_json::json!(self.row_scales));
+            summary.insert("rows_seen".into(), self.rows_seen.into());
+            summary.insert("last_step".into(), serde_json::json!(log));
             let path = dir.join("training.json");
             let text = serde_json::to_string_pretty(&summary).map_err(|e| file_err(&path, e))?;
             crate::io::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
@@ -468,14 +529,122 @@ impl Sweep {
         Ok(())
     }
 
-    /// Reloads a sweep from the last checkpoint in `out_dir`, with the source
-    /// position saved there (give it to the source before calling
+    /// Reloads a sweep of `D` dictionaries from the last checkpoint in
+    /// `out_dir`, with the source position saved there (give it to the
+    /// source before calling [`Sweep::run`] again). For SAEs,
+    /// [`Sweep::resume`] says the same without naming the type.
+    pub fn resume_from(
+        out_dir: &Path,
+        device: &Device,
+    ) -> Result<(Sweep<D>, serde_json::Value), TrainError> {
+        checkpoint::load(out_dir, device, None)
+    }
+
+    /// [`Sweep::resume`] for an output directory whose manifest is not
+    /// `sweep.json` (an older layout, read by the caller): the members'
+    /// names, configs and training configs, and the scales fixed when the
+    /// run was made. The checkpoints are read as [`Sweep::resume`] reads
+    /// them.
+    pub fn resume_members(
+        out_dir: &Path,
+        device: &Device,
+        members: Vec<MemberSpec<D>>,
+        fixed_scales: Option<Vec<f32>>,
+    ) -> Result<(Sweep<D>, serde_json::Value), TrainError> {
+        checkpoint::load(out_dir, device, Some((members, fixed_scales)))
+    }
+}
+
+impl Sweep<Sae> {
+    /// Reloads an SAE sweep from the last checkpoint in `out_dir`, with the
+    /// source position saved there (give it to the source before calling
     /// [`Sweep::run`] again).
     pub fn resume(
         out_dir: &Path,
         device: &Device,
     ) -> Result<(Sweep, serde_json::Value), TrainError> {
-        checkpoint::load(out_dir, device)
+        Self::resume_from(out_dir, device)
+    }
+
+    /// Width of the activations.
+    pub fn d_in(&self) -> usize {
+        self.row_width()
+    }
+
+    /// The training-time scale of an SAE sweep's rows (its one block).
+    pub fn input_scale(&self) -> Option<f32> {
+        self.row_scales.as_ref().map(|s| s[0])
+    }
+}
+
+/// What a checkpoint's manifest records of a member: enough to rebuild its
+/// trainer before the weights are read.
+#[derive(Clone, Debug)]
+pub struct MemberSpec<D: Trainable> {
+    /// The member's name (its sub-directory).
+    pub name: String,
+    /// The dictionary's configuration.
+    pub config: D::Config,
+    /// Its training settings.
+    pub training: TrainConfig,
+}
+
+/// Letters, digits, `-`, `_`, `.`, not starting with `.`: a name that is
+/// one plain directory.
+fn check_member_name(name: &str) -> Result<(), TrainError> {
+    if name.is_empty()
+        || name.starts_with('.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(TrainError::Config(format!(
+            "dictionary name {name:?}: use letters, digits, '-', '_' and '.' only (not starting with '.')"
+        )));
+    }
+    Ok(())
+}
+
+/// The progress bar's message: the first member's last logged step.
+fn progress_message(first: &str, members: usize, l: &StepLog, steps_per_second: f64) -> String {
+    let who = if members > 1 {
+        format!("[{first} of {members}] ")
+    } else {
+        String::new()
+    };
+    let blocks = match (l.fvu_per_block.len(), l.fvu_mean_of_blocks) {
+        (n, Some(mean)) if n > 1 => format!(" (mean of blocks {mean:.4})"),
+        _ => String::new(),
+    };
+    format!(
+        "{who}loss {:.4}  L0 {:.1}  FVU {:.4}{blocks}  {steps_per_second:.1} steps/s",
+        l.loss.loss, l.l0, l.fvu
+    )
+}
+
+/// Copies block `i` of host rows (`rows x sum(widths)`, row-major) into a
+/// new `rows x widths[i]` buffer.
+pub fn host_block(rows: &[f32], widths: &[usize], i: usize) -> Vec<f32> {
+    let total: usize = widths.iter().sum();
+    let start: usize = widths[..i].iter().sum();
+    let w = widths[i];
+    let n = rows.len() / total.max(1);
+    let mut out = Vec::with_capacity(n * w);
+    for r in rows.chunks_exact(total) {
+        out.extend_from_slice(&r[start..start + w]);
+    }
+    out
+}
+
+/// Multiplies block `i` of every row by `scales[i]`, in place.
+fn scale_blocks(rows: &mut [f32], widths: &[usize], scales: &[f32]) {
+    let total: usize = widths.iter().sum();
+    for row in rows.chunks_exact_mut(total) {
+        let mut start = 0;
+        for (&w, &c) in widths.iter().zip(scales) {
+            row[start..start + w].iter_mut().for_each(|v| *v *= c);
+            start += w;
+        }
     }
 }
 

@@ -1,14 +1,17 @@
-//! The optimisation of one dictionary: Adam, gradient clipping, the unit-norm
-//! decoder constraint, dead-feature tracking, the BatchTopK threshold and
-//! p-annealing. [`DictTrainer::step`] is one training step on one batch;
-//! [`super::Sweep`] drives several of them from one pass over the data.
+//! The optimisation of one dictionary of any shape (an SAE, a transcoder, a
+//! crosscoder: anything [`Trainable`]): Adam, gradient clipping, the
+//! unit-norm decoder constraint, dead-feature tracking, AuxK, the BatchTopK
+//! threshold, p-annealing and resampling. [`DictTrainer::step`] is one
+//! training step on one batch; [`super::Sweep`] drives several of them from
+//! one pass over the data.
 
 use super::config::{AdamConfig, TrainConfig};
+use super::trainable::Trainable;
 use crate::arch::{self, Architecture, LossParts, LossTensors, StepInputs};
 use crate::error::ConfigError;
 use crate::ops::{from_host, row_from_host, row_norms, scalar, to_host};
 use crate::sae::{Params, Sae};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -24,6 +27,9 @@ pub struct StepReport {
     pub l0: Tensor<1>,
     /// Fraction of variance unexplained on this batch (a device scalar).
     pub fvu: Tensor<1>,
+    /// FVU of each output block on this batch (one for an SAE or a
+    /// transcoder, one per block of a crosscoder).
+    pub fvu_per_block: Vec<Tensor<1>>,
     /// Learning rate used.
     pub lr: f64,
     /// Exponent of the Lp penalty used.
@@ -42,8 +48,17 @@ pub struct StepLog {
     pub loss: LossParts,
     /// Mean active features per row.
     pub l0: f64,
-    /// Fraction of variance unexplained on the batch.
+    /// Fraction of variance unexplained on the batch (over all output
+    /// blocks together).
     pub fvu: f64,
+    /// FVU of each output block (absent in logs written before it was
+    /// added, and then empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fvu_per_block: Vec<f64>,
+    /// Mean of `fvu_per_block`: every block weighs the same, whatever its
+    /// variance (absent with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fvu_mean_of_blocks: Option<f64>,
     /// Learning rate.
     pub lr: f64,
     /// Sparsity coefficient in force (after warm-up and p-annealing rescaling).
@@ -58,11 +73,16 @@ impl StepReport {
     /// Reads every term back to the host.
     pub fn read(self) -> StepLog {
         let coefficient = self.loss.coefficient;
+        let fvu_per_block: Vec<f64> = self.fvu_per_block.into_iter().map(scalar).collect();
+        let fvu_mean_of_blocks = (!fvu_per_block.is_empty())
+            .then(|| fvu_per_block.iter().sum::<f64>() / fvu_per_block.len() as f64);
         StepLog {
             step: self.step,
             loss: self.loss.read(),
             l0: scalar(self.l0),
             fvu: scalar(self.fvu),
+            fvu_per_block,
+            fvu_mean_of_blocks,
             lr: self.lr,
             coefficient,
             p: self.p,
@@ -72,11 +92,13 @@ impl StepReport {
 }
 
 /// The optimiser state of one dictionary, everything a checkpoint must hold
-/// for a resumed run to end with the same weights.
+/// for a resumed run to end with the same weights. `D` is the dictionary:
+/// an [`Sae`] by default, or any other [`Trainable`] shape (kibitzer-xcoder's
+/// transcoders and crosscoders).
 #[derive(Clone, Debug)]
-pub struct DictTrainer {
+pub struct DictTrainer<D: Trainable = Sae> {
     /// The dictionary being trained (on normalised activations).
-    pub sae: Sae,
+    pub dict: D,
     /// Its training settings.
     pub config: TrainConfig,
     /// Adam's first moments.
@@ -95,51 +117,101 @@ pub struct DictTrainer {
     pub(crate) rows_since_fired: Vec<u64>,
 }
 
-/// Scalar state of a [`DictTrainer`], saved as JSON in checkpoints.
+/// Scalar state of a [`DictTrainer`], saved as JSON in checkpoints. The
+/// floats are written twice: as decimals for people, and as bit patterns
+/// (`*_bits`), which are what resuming reads, since JSON decimal text does
+/// not parse back to the same `f64` in every case and a resumed run must
+/// continue from the exact value. Readers of older checkpoints: an SAE
+/// sweep's held only the decimals, a transcoder or crosscoder run's only
+/// `step` and `threshold_bits` (its coefficient scale and `p` were 1).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ScalarState {
     pub step: usize,
+    #[serde(default = "one")]
     pub coefficient_scale: f64,
+    #[serde(default = "one")]
     pub p: f64,
+    #[serde(default)]
     pub threshold: Option<f64>,
+    #[serde(default)]
+    pub coefficient_scale_bits: Option<u64>,
+    #[serde(default)]
+    pub p_bits: Option<u64>,
+    #[serde(default)]
+    pub threshold_bits: Option<u64>,
 }
 
-impl DictTrainer {
+fn one() -> f64 {
+    1.0
+}
+
+impl ScalarState {
+    /// The exact values: the bit patterns where present, else the decimals.
+    fn exact(&self) -> (f64, f64, Option<f64>) {
+        (
+            self.coefficient_scale_bits
+                .map_or(self.coefficient_scale, f64::from_bits),
+            self.p_bits.map_or(self.p, f64::from_bits),
+            self.threshold_bits.map(f64::from_bits).or(self.threshold),
+        )
+    }
+}
+
+impl<D: Trainable> DictTrainer<D> {
     /// A trainer for a freshly initialised or loaded dictionary. Refuses a
-    /// dictionary or config that [`SaeConfig::validate`](crate::SaeConfig::validate)
-    /// or [`TrainConfig::validate`] refuses, and p-annealing for an
-    /// architecture other than the standard and gated SAEs, with the
-    /// [`ConfigError`] that names the field.
-    pub fn new(sae: Sae, config: TrainConfig) -> Result<Self, ConfigError> {
+    /// dictionary that [`Trainable::check`] refuses, a config that
+    /// [`TrainConfig::validate`] refuses, and settings the dictionary cannot
+    /// use (p-annealing for architectures other than the standard and
+    /// gated ones, resampling for a standard dictionary whose target is not
+    /// its input, the JumpReLU fields for other architectures), with the
+    /// error that names the field. A BatchTopK dictionary that holds a
+    /// threshold (one being fine-tuned) starts its threshold estimate from
+    /// it.
+    pub fn new(dict: D, config: TrainConfig) -> Result<Self, D::Error> {
         // The shape first: a zero d_sae would otherwise surface as the
         // infinite default learning rate it implies.
-        sae.config.validate()?;
+        dict.check()?;
         config.validate()?;
+        let model = dict.step_model();
+        let architecture = model.architecture;
+        let d_sae = dict.d_sae();
         if config.p_anneal.is_some()
-            && !matches!(
-                sae.config.architecture,
-                Architecture::Standard | Architecture::Gated
-            )
+            && !matches!(architecture, Architecture::Standard | Architecture::Gated)
         {
             return Err(ConfigError::NotForArchitecture {
                 field: "p_anneal",
-                applies_to: "the standard and gated SAEs",
-                architecture: sae.config.architecture.name(),
-            });
+                applies_to: "the standard and gated dictionaries",
+                architecture: architecture.name(),
+            }
+            .into());
         }
-        config.check_jumprelu_fields(&sae.config.architecture)?;
+        if config.resample_every.is_some() && !dict.reconstructs_input() {
+            return Err(ConfigError::Training {
+                field: "resample_every",
+                reason: "applies to dictionaries that reconstruct their input (SAEs, \
+                         crosscoders): a resampled feature takes an input row's direction, \
+                         which is not a direction of a transcoder's output"
+                    .into(),
+            }
+            .into());
+        }
+        config.check_jumprelu_fields(architecture)?;
         if let Some(l0) = config.jumprelu_init_l0
-            && l0 >= sae.config.d_sae as f64
+            && l0 >= d_sae as f64
         {
             return Err(ConfigError::Training {
                 field: "jumprelu_init_l0",
                 reason: format!(
-                    "must be below d_sae ({}): every feature would fire on every row",
-                    sae.config.d_sae
+                    "must be below d_sae ({d_sae}): every feature would fire on every row"
                 ),
-            });
+            }
+            .into());
         }
-        let zeros = sae.params.zeros_like();
+        let threshold = match (architecture, &model.params.threshold) {
+            (Architecture::BatchTopK { .. }, Some(t)) => Some(scalar(t.clone().max())),
+            _ => None,
+        };
+        let zeros = model.params.zeros_like();
         let p = config.p_anneal.map_or(1.0, |pa| pa.p_start);
         Ok(Self {
             m: zeros.clone(),
@@ -147,11 +219,31 @@ impl DictTrainer {
             step: 0,
             coefficient_scale: 1.0,
             p,
-            threshold: None,
-            rows_since_fired: vec![0; sae.config.d_sae],
+            threshold,
+            rows_since_fired: vec![0; d_sae],
             config,
-            sae,
+            dict,
         })
+    }
+
+    /// The same trainer with the dictionary and Adam's moments on `device`.
+    pub fn to_device(&self, device: &Device) -> Self {
+        Self {
+            dict: self.dict.to_device(device),
+            m: self.m.map(|t| t.clone().to_device(device)),
+            v: self.v.map(|t| t.clone().to_device(device)),
+            ..self.clone()
+        }
+    }
+
+    /// Adam's first and second moments, as a checkpoint saves them.
+    pub fn adam_moments(&self) -> (&Params, &Params) {
+        (&self.m, &self.v)
+    }
+
+    /// BatchTopK: the inference threshold estimated so far.
+    pub fn threshold_estimate(&self) -> Option<f64> {
+        self.threshold
     }
 
     /// Steps taken so far.
@@ -170,14 +262,82 @@ impl DictTrainer {
             coefficient_scale: self.coefficient_scale,
             p: self.p,
             threshold: self.threshold,
+            coefficient_scale_bits: Some(self.coefficient_scale.to_bits()),
+            p_bits: Some(self.p.to_bits()),
+            threshold_bits: self.threshold.map(f64::to_bits),
         }
     }
 
     pub(crate) fn set_scalar_state(&mut self, s: ScalarState) {
+        let (coefficient_scale, p, threshold) = s.exact();
         self.step = s.step;
-        self.coefficient_scale = s.coefficient_scale;
-        self.p = s.p;
-        self.threshold = s.threshold;
+        self.coefficient_scale = coefficient_scale;
+        self.p = p;
+        self.threshold = threshold;
+    }
+
+    /// The checkpoint form of the optimiser state: the scalar state (JSON)
+    /// and the rows since each feature fired (JSON), for
+    /// [`DictTrainer::restore`].
+    pub fn checkpoint_metadata(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "state".to_string(),
+                serde_json::to_string(&self.scalar_state()).expect("plain struct serialises"),
+            ),
+            (
+                "rows_since_fired".to_string(),
+                serde_json::to_string(&self.rows_since_fired).expect("a Vec<u64> serialises"),
+            ),
+        ]
+    }
+
+    /// Adam's moments and the metadata of [`DictTrainer::checkpoint_metadata`]
+    /// put back, as a checkpoint holds them; `get` looks a metadata key up.
+    /// The error names the key at fault and what was expected.
+    pub fn restore(
+        &mut self,
+        m: Params,
+        v: Params,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), String> {
+        let read =
+            |key: &str| get(key).ok_or_else(|| format!("checkpoint metadata has no `{key}`"));
+        let state: ScalarState = serde_json::from_str(&read("state")?)
+            .map_err(|e| format!("checkpoint metadata `state`: {e}"))?;
+        let rows_since_fired: Vec<u64> = serde_json::from_str(&read("rows_since_fired")?)
+            .map_err(|e| format!("checkpoint metadata `rows_since_fired`: {e}"))?;
+        let d_sae = self.dict.d_sae();
+        if rows_since_fired.len() != d_sae {
+            return Err(format!(
+                "rows_since_fired has {} entries, expected d_sae = {d_sae}",
+                rows_since_fired.len()
+            ));
+        }
+        for (what, moments) in [("adam_m", &m), ("adam_v", &v)] {
+            for ((name, a), (_, b)) in moments.named().into_iter().zip(self.m.named()) {
+                if a.dims() != b.dims() {
+                    return Err(format!(
+                        "{what}.{name} has shape {:?}, expected {:?} (the parameter's)",
+                        a.dims(),
+                        b.dims()
+                    ));
+                }
+            }
+            if moments.named().len() != self.m.named().len() {
+                return Err(format!(
+                    "{what} holds {} tensors, the parameters {}",
+                    moments.named().len(),
+                    self.m.named().len()
+                ));
+            }
+        }
+        let device = self.dict.device();
+        self.m = m.map(|t| t.clone().to_device(&device));
+        self.v = v.map(|t| t.clone().to_device(&device));
+        self.rows_since_fired = rows_since_fired;
+        self.set_scalar_state(state);
+        Ok(())
     }
 
     /// Dead features as a 0/1 row, and their count.
@@ -194,18 +354,19 @@ impl DictTrainer {
 
     /// Fraction of features that have not fired for `dead_after_rows` rows.
     pub fn dead_fraction(&self) -> f64 {
-        self.dead_mask().1 as f64 / self.sae.config.d_sae.max(1) as f64
+        self.dead_mask().1 as f64 / self.dict.d_sae().max(1) as f64
     }
 
-    /// Before the first step: `b_dec` := geometric median of `x` (when the
-    /// config asks for it and the dictionary is an autoencoder).
-    fn init_b_dec(&mut self, x: &Tensor<2>) {
-        let c = &self.sae.config;
-        if self.step != 0 || !self.config.init_b_dec_geometric_median || c.d_out != c.d_in {
+    /// Before the first step: `b_dec` := geometric median of the targets
+    /// `y` (when the config asks for it).
+    fn init_b_dec(&mut self, y: &Tensor<2>) {
+        if self.step != 0 || !self.config.init_b_dec_geometric_median {
             return;
         }
-        let median = crate::ops::geometric_median(&to_host(x.clone()), c.d_in, 100, 1e-6);
-        self.sae.params.b_dec = row_from_host(median, &self.sae.device());
+        let d_out = y.dims()[1];
+        let median = crate::ops::geometric_median(&to_host(y.clone()), d_out, 100, 1e-6);
+        let device = self.dict.device();
+        self.dict.params_mut().b_dec = row_from_host(median, &device);
     }
 
     /// Before the first step, with `jumprelu_init_l0`: with `q_j` the
@@ -218,12 +379,12 @@ impl DictTrainer {
         let Some(l0) = self.config.jumprelu_init_l0 else {
             return;
         };
-        if self.step != 0 || self.sae.params.threshold.is_none() {
+        if self.step != 0 || self.dict.params().threshold.is_none() {
             return;
         }
-        let d_sae = self.sae.config.d_sae;
+        let d_sae = self.dict.d_sae();
         let rate = (l0 / d_sae as f64).clamp(0.0, 1.0);
-        let model = self.sae.step_model();
+        let model = self.dict.step_model();
         let pre = to_host(model.pre_acts(model.encoder_input(x)));
         let quantiles = crate::ops::column_quantiles(&pre, d_sae, 1.0 - rate);
         // A constant feature gets a small positive threshold all the same.
@@ -232,18 +393,26 @@ impl DictTrainer {
             .map(|sd| sd.max(1e-3))
             .collect();
         let shift: Vec<f32> = theta.iter().zip(&quantiles).map(|(t, q)| t - q).collect();
-        let device = self.sae.device();
-        let b_enc = self.sae.params.b_enc.clone() + row_from_host(shift, &device);
-        self.sae.params.b_enc = b_enc;
-        self.sae.params.threshold = Some(row_from_host(theta, &device));
+        let device = self.dict.device();
+        let params = self.dict.params_mut();
+        params.b_enc = params.b_enc.clone() + row_from_host(shift, &device);
+        params.threshold = Some(row_from_host(theta, &device));
     }
 
-    /// One training step on a batch `[batch, d_in]` of (normalised)
-    /// activations.
-    pub fn step(&mut self, x: Tensor<2>) -> StepReport {
-        self.init_b_dec(&x);
+    /// One training step on a batch of (normalised) training rows `[batch,
+    /// row width]`, which the dictionary [splits](Trainable::split) into
+    /// its input and target (an SAE's rows are its input and its target).
+    pub fn step(&mut self, rows: Tensor<2>) -> StepReport {
+        let (x, y) = self.dict.split(rows);
+        self.step_on(x, y)
+    }
+
+    /// One training step on input `x [batch, d_in]` and target `y [batch,
+    /// d_out]` (normalised as the weights expect).
+    pub fn step_on(&mut self, x: Tensor<2>, y: Tensor<2>) -> StepReport {
+        self.init_b_dec(&y);
         self.init_threshold_for_l0(&x);
-        let arch = self.sae.config.architecture.clone();
+        let arch = self.dict.step_model().architecture.clone();
         let step = self.step;
         let cfg = self.config.clone();
         let batch = x.dims()[0];
@@ -258,13 +427,14 @@ impl DictTrainer {
         let inputs = StepInputs {
             sparsity_coefficient: coefficient,
             p: self.p,
-            dead_mask: (uses_auxk && n_dead > 0).then(|| row_from_host(dead, &self.sae.device())),
+            dead_mask: (uses_auxk && n_dead > 0).then(|| row_from_host(dead, &x.device())),
             n_dead: if uses_auxk { n_dead } else { 0 },
-            k_aux: cfg.k_aux.unwrap_or(self.sae.config.d_in / 2).max(1),
+            // Half the target's width (an SAE's d_in / 2).
+            k_aux: cfg.k_aux.unwrap_or(y.dims()[1] / 2).max(1),
             auxk_alpha: cfg.auxk_alpha,
             l0: cfg.l0_penalty(),
         };
-        let out = arch::step(&self.sae.step_model(), x.clone(), x.clone(), &inputs);
+        let out = arch::step(&self.dict.step_model(), x.clone(), y.clone(), &inputs);
 
         // Dead-feature bookkeeping: one [d_sae] read-back per step.
         let active = out.features.clone().greater_elem(0.0).float();
@@ -296,7 +466,13 @@ impl DictTrainer {
         if let Some(pa) = cfg.p_anneal {
             let next_p = pa.p_at(step + 1, cfg.steps);
             if (next_p - self.p).abs() > 1e-12 {
-                let norms = row_norms(self.sae.params.w_dec.clone()).transpose();
+                // A feature's decoder weight, as the penalty has it.
+                let model = self.dict.step_model();
+                let norms = arch::norm_sum(&arch::block_row_norms(
+                    &model.params.w_dec,
+                    &model.out_blocks,
+                ))
+                .transpose();
                 let a = out.features.clone() * norms;
                 let lp = |p: f64| scalar(a.clone().clamp_min(0.0).powf_scalar(p as f32).sum());
                 let (old, new) = (lp(self.p), lp(next_p));
@@ -308,24 +484,40 @@ impl DictTrainer {
         }
 
         let l0 = active.sum().div_scalar(batch as f32);
-        let fvu = batch_fvu(&x, &out.reconstruction);
+        let fvu = batch_fvu(&y, &out.reconstruction);
+        let fvu_per_block = {
+            let widths = self.dict.step_model().out_blocks.to_vec();
+            if widths.len() == 1 {
+                vec![fvu.clone()]
+            } else {
+                (0..widths.len())
+                    .map(|i| {
+                        batch_fvu(
+                            &arch::column_block(y.clone(), &widths, i),
+                            &arch::column_block(out.reconstruction.clone(), &widths, i),
+                        )
+                    })
+                    .collect()
+            }
+        };
         let lr = cfg.lr_at(step);
         let mut grads = out.grads;
         if let Some(max_norm) = cfg.grad_clip_norm {
             grads = clip_global_norm(grads, max_norm);
         }
-        let unit_norm = arch.unit_norm_decoder();
+        let unit_norm = self.dict.unit_norm_decoder();
         if unit_norm {
-            grads.w_dec = remove_radial_component(grads.w_dec, &self.sae.params.w_dec);
+            grads.w_dec = remove_radial_component(grads.w_dec, &self.dict.params().w_dec);
         }
         self.adam_update(&grads, lr);
+        let params = self.dict.params_mut();
         if unit_norm {
-            let w = self.sae.params.w_dec.clone();
-            self.sae.params.w_dec = w.clone() / row_norms(w).clamp_min(1e-12);
+            let w = params.w_dec.clone();
+            params.w_dec = w.clone() / row_norms(w).clamp_min(1e-12);
         }
-        if let Some(theta) = self.sae.params.threshold.take() {
+        if let Some(theta) = params.threshold.take() {
             // JumpReLU thresholds must stay positive for the kernel to make sense.
-            self.sae.params.threshold = Some(theta.clamp_min(0.0));
+            params.threshold = Some(theta.clamp_min(0.0));
         }
         if let Some(every) = cfg.resample_every {
             if matches!(arch, Architecture::Standard) && (step + 1) % every == 0 {
@@ -339,6 +531,7 @@ impl DictTrainer {
             loss: out.loss,
             l0,
             fvu,
+            fvu_per_block,
             lr,
             p: self.p,
             dead_fraction,
@@ -346,15 +539,16 @@ impl DictTrainer {
     }
 
     fn adam_update(&mut self, grads: &Params, lr: f64) {
-        self.sae.params = adam_step(
+        let stepped = adam_step(
             &self.config.adam,
-            &self.sae.params,
+            self.dict.params(),
             &mut self.m,
             &mut self.v,
             grads,
             self.step,
             lr,
         );
+        *self.dict.params_mut() = stepped;
     }
 
     /// Anthropic's resampling (2023, "Towards monosemanticity"): every dead
@@ -364,15 +558,18 @@ impl DictTrainer {
     /// 0.2 x the mean norm of the live encoder columns, its bias 0, and its
     /// Adam moments are reset. Deterministic for a given seed and step.
     fn resample_dead(&mut self, x: &Tensor<2>, window_rows: u64) {
-        let d_sae = self.sae.config.d_sae;
-        let d_in = self.sae.config.d_in;
+        let d_sae = self.dict.d_sae();
+        let d_in = x.dims()[1];
         let dead: Vec<usize> = (0..d_sae)
             .filter(|&j| self.rows_since_fired[j] >= window_rows)
             .collect();
-        if dead.is_empty() || self.sae.config.d_out != d_in {
+        if dead.is_empty() || !self.dict.reconstructs_input() {
             return;
         }
-        let recon = crate::dictionary::Dictionary::forward(&self.sae, x.clone()).reconstruction;
+        let model = self.dict.step_model();
+        let s = model.encoder_input(x);
+        let f = model.pre_acts(s).clamp_min(0.0);
+        let recon = model.predict(x, f);
         let err = to_host((recon - x.clone()).square().sum_dim(1));
         let xs = to_host(x.clone());
         let total: f64 = err.iter().map(|&e| e as f64).sum();
@@ -382,9 +579,10 @@ impl DictTrainer {
         let mut rng = ChaCha8Rng::seed_from_u64(
             self.config.seed ^ 0x5eed_5eed ^ (self.step as u64).wrapping_mul(0x9e37_79b9),
         );
-        let mut w_enc = to_host(self.sae.params.w_enc.clone());
-        let mut w_dec = to_host(self.sae.params.w_dec.clone());
-        let mut b_enc = to_host(self.sae.params.b_enc.clone());
+        let params = self.dict.params();
+        let mut w_enc = to_host(params.w_enc.clone());
+        let mut w_dec = to_host(params.w_dec.clone());
+        let mut b_enc = to_host(params.b_enc.clone());
         let live: Vec<usize> = (0..d_sae).filter(|j| !dead.contains(j)).collect();
         let mean_live_norm = if live.is_empty() {
             1.0
@@ -418,10 +616,11 @@ impl DictTrainer {
             b_enc[j] = 0.0;
             self.rows_since_fired[j] = 0;
         }
-        let device = self.sae.device();
-        self.sae.params.w_enc = from_host(w_enc, d_in, d_sae, &device);
-        self.sae.params.w_dec = from_host(w_dec, d_sae, d_in, &device);
-        self.sae.params.b_enc = row_from_host(b_enc, &device);
+        let device = self.dict.device();
+        let params = self.dict.params_mut();
+        params.w_enc = from_host(w_enc, d_in, d_sae, &device);
+        params.w_dec = from_host(w_dec, d_sae, d_in, &device);
+        params.b_enc = row_from_host(b_enc, &device);
         // Reset the moments of every resampled feature.
         let keep_row: Vec<f32> = (0..d_sae)
             .map(|j| if dead.contains(&j) { 0.0 } else { 1.0 })
@@ -434,17 +633,20 @@ impl DictTrainer {
         }
     }
 
-    /// The dictionary as it should be used at inference: BatchTopK gets its
-    /// estimated global threshold.
-    pub fn inference_sae(&self) -> Sae {
-        let mut sae = self.sae.clone();
-        if let (Architecture::BatchTopK { .. }, Some(t)) =
-            (&sae.config.architecture, self.threshold)
-        {
-            let d_sae = sae.config.d_sae;
-            sae.params.threshold = Some(row_from_host(vec![t as f32; d_sae], &sae.device()));
+    /// The dictionary as it should be used at inference (still in the
+    /// units it was trained in): BatchTopK gets its estimated global
+    /// threshold.
+    pub fn inference(&self) -> D {
+        let mut dict = self.dict.clone();
+        let batch_topk = matches!(
+            dict.step_model().architecture,
+            Architecture::BatchTopK { .. }
+        );
+        if let (true, Some(t)) = (batch_topk, self.threshold) {
+            let (d_sae, device) = (dict.d_sae(), dict.device());
+            dict.params_mut().threshold = Some(row_from_host(vec![t as f32; d_sae], &device));
         }
-        sae
+        dict
     }
 }
 
@@ -520,4 +722,41 @@ fn remove_radial_component(grad: Tensor<2>, w_dec: &Tensor<2>) -> Tensor<2> {
     let along =
         (grad.clone() * w.clone()).sum_dim(1) / w.clone().square().sum_dim(1).clamp_min(1e-12);
     grad - w * along
+}
+
+#[cfg(test)]
+mod scalar_state_tests {
+    use super::ScalarState;
+
+    fn exact(json: &str) -> (f64, f64, Option<f64>) {
+        serde_json::from_str::<ScalarState>(json).unwrap().exact()
+    }
+
+    #[test]
+    fn checkpoints_of_both_old_trainers_and_the_new_one_read_back() {
+        // An SAE sweep's checkpoint before the trainers were one: decimals.
+        assert_eq!(
+            exact(r#"{"step":3,"coefficient_scale":0.5,"p":0.75,"threshold":0.25}"#),
+            (0.5, 0.75, Some(0.25))
+        );
+        // A transcoder or crosscoder run's: the threshold's bits only.
+        let t = 0.1f64 + 0.2;
+        assert_eq!(
+            exact(&format!(r#"{{"step":3,"threshold_bits":{}}}"#, t.to_bits())),
+            (1.0, 1.0, Some(t))
+        );
+        assert_eq!(
+            exact(r#"{"step":3,"threshold_bits":null}"#),
+            (1.0, 1.0, None)
+        );
+        // Now: both, and the bits win where they disagree with the decimals.
+        let (c, p) = (1.0f64 / 3.0, 0.2f64 + 0.1);
+        let json = format!(
+            r#"{{"step":3,"coefficient_scale":9.0,"p":9.0,"threshold":9.0,"coefficient_scale_bits":{},"p_bits":{},"threshold_bits":{}}}"#,
+            c.to_bits(),
+            p.to_bits(),
+            t.to_bits()
+        );
+        assert_eq!(exact(&json), (c, p, Some(t)));
+    }
 }

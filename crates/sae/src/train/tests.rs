@@ -95,13 +95,58 @@ fn weights(sweep: &Sweep) -> Vec<Vec<f32>> {
         .iter()
         .flat_map(|m| {
             m.trainer
-                .sae
+                .dict
                 .params
                 .named()
                 .into_iter()
                 .map(|(_, t)| to_host(t))
         })
         .collect()
+}
+
+/// A sweep directory written before the trainer was one
+/// (`tests/fixtures/legacy_sweep_v1`: one decimal `input_scale`, scalar
+/// state as decimals; made by kibitzer at 8dd9285 from `all_members(37)`,
+/// killed at step 24 with its checkpoint at 20) resumes with today's
+/// trainer and ends with the weights of a run that was never interrupted.
+#[test]
+fn a_sweep_directory_of_the_old_layout_resumes_to_the_same_weights() {
+    let dev = Device::flex();
+    let d = data(12, 200, 9);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy_sweep_v1");
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["standard", "gated", "topk", "batchtopk", "jumprelu"];
+    for f in ["sweep.json", "checkpoint.json"] {
+        std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+    }
+    for name in names {
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        for f in ["checkpoint-00000020.safetensors", "log.jsonl"] {
+            std::fs::copy(fixture.join(name).join(f), dir.path().join(name).join(f)).unwrap();
+        }
+    }
+    let (mut resumed, pos) = Sweep::resume(dir.path(), &dev).unwrap();
+    assert_eq!((resumed.step, resumed.rows_seen), (20, 640));
+    let cursor: u64 = serde_json::from_value(pos).unwrap();
+    resumed
+        .run(&mut cycling(&d, 12, cursor), &options(dir.path()))
+        .unwrap();
+
+    let whole_dir = tempfile::tempdir().unwrap();
+    let mut whole = Sweep::new(all_members(37), &dev).unwrap();
+    whole
+        .run(&mut cycling(&d, 12, 0), &options(whole_dir.path()))
+        .unwrap();
+    assert_eq!(weights(&resumed), weights(&whole));
+    assert_eq!(resumed.input_scale(), whole.input_scale());
+    for (a, b) in resumed.members.iter().zip(&whole.members) {
+        assert_eq!(
+            (a.trainer.threshold_estimate(), a.trainer.p),
+            (b.trainer.threshold_estimate(), b.trainer.p),
+            "{}",
+            a.name
+        );
+    }
 }
 
 #[test]
@@ -231,8 +276,8 @@ fn training_lowers_the_loss_and_keeps_constraints() {
             "{}: FVU went from {first} to {last}",
             m.name
         );
-        if m.trainer.sae.config.architecture.unit_norm_decoder() {
-            for n in to_host(m.trainer.sae.decoder_norms()) {
+        if m.trainer.dict.config.architecture.unit_norm_decoder() {
+            for n in to_host(m.trainer.dict.decoder_norms()) {
                 assert!((n - 1.0).abs() < 1e-4, "{}: decoder row norm {n}", m.name);
             }
         }
@@ -250,7 +295,7 @@ fn training_lowers_the_loss_and_keeps_constraints() {
     assert_eq!(cfg["architecture"], "jumprelu");
     // Folded dictionaries work on raw activations: FVU on raw rows matches
     // the last logged FVU on scaled rows up to batch noise.
-    let scale = sweep.input_scale.unwrap();
+    let scale = sweep.input_scale().unwrap();
     assert!(scale > 0.0 && scale != 1.0);
 }
 

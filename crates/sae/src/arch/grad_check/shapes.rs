@@ -87,7 +87,7 @@ fn lp_transcoder_with_skip_and_lp_crosscoder_match_autodiff() {
             let model = StepModel {
                 params: &params,
                 architecture: &arch,
-                out_blocks: &blocks,
+                out_blocks: (&blocks[..]).into(),
                 select_by_norm: crosscoder,
                 apply_b_dec_to_input: false,
             };
@@ -186,7 +186,7 @@ fn topk_transcoder_and_norm_selected_crosscoder_with_auxk_match_autodiff() {
         let model = StepModel {
             params: &params,
             architecture: &arch,
-            out_blocks: &blocks,
+            out_blocks: (&blocks[..]).into(),
             select_by_norm: by_norm,
             apply_b_dec_to_input: false,
         };
@@ -254,7 +254,7 @@ fn batchtopk_crosscoder_matches_autodiff_and_reports_min_kept_value() {
     let model = StepModel {
         params: &params,
         architecture: &arch,
-        out_blocks: &blocks,
+        out_blocks: (&blocks[..]).into(),
         select_by_norm: true,
         apply_b_dec_to_input: false,
     };
@@ -304,7 +304,7 @@ fn jumprelu_skip_transcoder_matches_autodiff() {
     let model = StepModel {
         params: &params,
         architecture: &arch,
-        out_blocks: &blocks,
+        out_blocks: (&blocks[..]).into(),
         select_by_norm: false,
         apply_b_dec_to_input: false,
     };
