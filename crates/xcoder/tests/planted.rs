@@ -692,3 +692,64 @@ fn jumprelu_transcoder_is_held_to_its_target_l0() {
     assert!((6.0..=10.0).contains(&with), "L0 {with} at step 0, init 8");
     assert!(without > 16.0, "L0 {without} at step 0 without the init");
 }
+
+/// What the shared trainer brought to transcoders and crosscoders:
+/// p-annealing (the penalty's exponent lowered during training, the
+/// coefficient rescaled at each change) and dead-feature resampling where
+/// the target is the input.
+#[test]
+fn p_annealed_transcoders_and_resampled_crosscoders_train() {
+    let arch = Architecture::Standard;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut source = Planted::new(transcoder_data(0.0)).unwrap();
+    let mut c = training(&arch, 64, 1000, 1e-3);
+    c.sparsity_coefficient = 1.0;
+    c.p_anneal = Some(kibitzer_sae::train::PAnneal {
+        p_start: 1.0,
+        p_end: 0.5,
+        start_fraction: 0.3,
+        updates: 5,
+    });
+    let xcoder = transcoder(arch.clone(), 24, 16, 64, false)
+        .init(c.seed, &dev())
+        .unwrap();
+    let mut run = XRun::new("dict", XTrainer::new(xcoder, c).unwrap(), &dev()).unwrap();
+    let last = run.run(&mut source, &options(tmp.path())).unwrap().unwrap();
+    assert_eq!(last.p, 0.5);
+    assert!(last.coefficient != 1.0, "coefficient {}", last.coefficient);
+    let t = run.inference_xcoder().unwrap();
+    let (truth, d) = source.target_directions();
+    let score = mmcs(truth, 32, &to_host(t.decoder_directions()), 64, d).unwrap();
+    let eval = evaluate(&t, &mut source, 4096, 1024, &dev()).unwrap();
+    assert!(score > 0.9, "MMCS {score}");
+    assert!(eval.fvu.concatenated < 0.15, "{:?}", eval.fvu);
+
+    // A crosscoder with too many features for its data: resampling gives
+    // the dead ones new directions, and they fire again.
+    let dead_at_end = |resample: bool| {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = training(&arch, 256, 600, 2e-3);
+        c.sparsity_coefficient = 5.0;
+        c.dead_after_rows = 25_600;
+        c.resample_every = resample.then_some(100);
+        let x = crosscoder(arch.clone(), &[16, 16, 16], 256)
+            .init(c.seed, &dev())
+            .unwrap();
+        let mut run = XRun::new("cc", XTrainer::new(x, c).unwrap(), &dev()).unwrap();
+        let last = run
+            .run(
+                &mut Planted::new(layered_data(2)).unwrap(),
+                &options(tmp.path()),
+            )
+            .unwrap()
+            .unwrap();
+        assert!(last.fvu < 0.5, "FVU {}", last.fvu);
+        last.dead_fraction
+    };
+    let (with, without) = (dead_at_end(true), dead_at_end(false));
+    assert!(without > 0.1, "dead fraction {without} without resampling");
+    assert!(
+        with < without / 2.0,
+        "dead {with} with resampling, {without} without"
+    );
+}
