@@ -119,12 +119,8 @@ impl XRun {
     /// The dictionary for raw activations as it stands (BatchTopK threshold
     /// set, scales applied).
     pub fn inference_xcoder(&self) -> Result<Xcoder, XcoderError> {
-        let scales = self
-            .sweep
-            .row_scales
-            .clone()
-            .unwrap_or_else(|| vec![1.0; self.trainer().dict.row_blocks().len()]);
-        self.trainer().inference().for_raw_activations(&scales)
+        let mut dictionaries = self.sweep.inference_dictionaries()?;
+        Ok(dictionaries.remove(0).1) // a run is a one-member sweep
     }
 
     /// Trains until the configured number of steps (or `options.stop_after`

@@ -924,7 +924,7 @@ fn diff(a: &DiffArgs) -> CliResult {
             run.name(),
             run.step(),
             out.join(format!("stage-{}", run.name()))
-                .join(&run.name())
+                .join(run.name())
                 .display()
         );
     }

@@ -405,9 +405,10 @@ impl<D: Trainable> Sweep<D> {
                     vec![1.0; widths.len()]
                 });
             }
-            let scales = self.scales_or_ones();
-            if scales.iter().any(|&c| c != 1.0) {
-                scale_blocks(&mut host, &widths, &scales);
+            if let Some(scales) = &self.row_scales
+                && scales.iter().any(|&c| c != 1.0)
+            {
+                scale_blocks(&mut host, &widths, scales);
             }
             let x = from_host(std::mem::take(&mut host), rows, width, &self.device);
             let log_now = (self.step + 1) % options.log_every.max(1) == 0 || self.step + 1 == total;
@@ -502,27 +503,20 @@ impl<D: Trainable> Sweep<D> {
                 "rows_seen": self.rows_seen,
             });
             dict.save(&dir, metadata).map_err(|e| file_err(&dir, e))?;
-            let mut summary = serde_json::Map::new();
-            summary.insert("name".into(), name.clone().into());
-            summary.insert(
-                D::CONFIG_KEY.into(),
-                serde_json::to_value(m.trainer.dict.config()).map_err(|e| file_err(&dir, e))?,
-            );
-            let model = m.trainer.dict.step_model();
-            summary.insert(
-                "architecture".into(),
-                serde_json::to_value(model.architecture).map_err(|e| file_err(&dir, e))?,
-            );
-            summary.insert("d_sae".into(), dict.d_sae().into());
-            summary.insert(
-                "training_config".into(),
-                serde_json::to_value(&m.trainer.config).map_err(|e| file_err(&dir, e))?,
-            );
-            summary.insert("input_scale".into(), serde_json::json!(input_scale));
-            summary.insert("row_scales".into(), serde_json::json!(self.row_scales));
-            summary.insert("rows_seen".into(), self.rows_seen.into());
-            summary.insert("last_step".into(), serde_json::json!(log));
             let path = dir.join("training.json");
+            let mut summary = serde_json::json!({
+                "name": name,
+                "architecture": dict.step_model().architecture,
+                "d_in": dict.params().w_enc.dims()[0],
+                "d_sae": dict.d_sae(),
+                "training_config": m.trainer.config,
+                "input_scale": input_scale,
+                "row_scales": self.row_scales,
+                "rows_seen": self.rows_seen,
+                "last_step": log,
+            });
+            summary[D::CONFIG_KEY] =
+                serde_json::to_value(m.trainer.dict.config()).map_err(|e| file_err(&path, e))?;
             let text = serde_json::to_string_pretty(&summary).map_err(|e| file_err(&path, e))?;
             crate::io::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
         }
