@@ -45,6 +45,7 @@ ARCHS = [
     ("topk k=64", "topk", 64),
     ("batchtopk k=32", "batchtopk", 32),
     ("jumprelu", "jumprelu", None),
+    ("matryoshka k=32", "matryoshka", 32),
 ]
 
 # Issue 3's targets: kibitzer / PyTorch steps/s.
@@ -82,6 +83,7 @@ def step_config(arch: str, k: int, d_in: int, d_sae: int, batch: int) -> StepCon
         "gated": (5e-5, 1.0, 1.0, True, True),
         "topk": (topk_lr, 0.0, None, True, True),
         "batchtopk": (topk_lr, 0.0, None, True, True),
+        "matryoshka": (topk_lr, 0.0, None, True, True),
         "jumprelu": (7e-5, 1.0, 1.0, True, False),
     }
     if arch not in table:
@@ -219,7 +221,7 @@ def torch_trainer(cfg: StepConfig, adam: str, seed: int = 0):
             x_hat = torch.addmm(p["b_dec"], f, p["w_dec"])
             l0 = Step.apply(f, p["threshold"], cfg.bandwidth).sum(dim=-1).mean()
             return recon_loss(x, x_hat) + cfg.sparsity_coefficient * l0
-        if cfg.arch in ("topk", "batchtopk"):
+        if cfg.arch in ("topk", "batchtopk", "matryoshka"):
             # dictionary_learning AutoEncoderTopK / BatchTopKSAE and trainers.
             post_relu = F.relu(torch.addmm(p["b_enc"], encoder_input(x), p["w_enc"]))
             if cfg.arch == "topk":
@@ -240,9 +242,22 @@ def torch_trainer(cfg: StepConfig, adam: str, seed: int = 0):
                     state["threshold"] = m if t < 0 else 0.999 * t + 0.001 * m
             with torch.no_grad():
                 track_fired(fired, rows)
-            x_hat = torch.addmm(p["b_dec"], f, p["w_dec"])
+            if cfg.arch == "matryoshka":
+                # SAELens's MatryoshkaBatchTopKTrainingSAE: each nested
+                # prefix decodes on its own (_iterable_decode), every
+                # level's MSE summed; kibitzer's default widths.
+                widths = sorted({cfg.d_sae // q for q in (64, 16, 4) if cfg.d_sae // q >= 4})
+                decoded, prev, loss = p["b_dec"], 0, 0.0
+                for width in widths:
+                    decoded = f[:, prev:width] @ p["w_dec"][prev:width] + decoded
+                    loss = loss + recon_loss(x, decoded)
+                    prev = width
+                x_hat = f[:, prev:] @ p["w_dec"][prev:] + decoded
+            else:
+                x_hat = torch.addmm(p["b_dec"], f, p["w_dec"])
+                loss = 0.0
             e = x - x_hat
-            loss = e.pow(2).sum(dim=-1).mean()
+            loss = loss + e.pow(2).sum(dim=-1).mean()
             aux = auxk_loss(e.detach(), post_relu)
             if aux is not None:
                 loss = loss + cfg.auxk_alpha * aux
@@ -485,7 +500,7 @@ def main() -> None:
 
     c = sub.add_parser("compare", help="time kibitzer and PyTorch, print the table")
     c.add_argument("--kibitzer", required=True, help="kibitzer bench command, e.g. 'target/release/kibitzer bench sae'")
-    c.add_argument("--archs", nargs="*", help="subset: standard gated topk batchtopk jumprelu")
+    c.add_argument("--archs", nargs="*", help="subset: standard gated topk batchtopk jumprelu matryoshka")
     c.add_argument("--rounds", type=int, default=3)
     c.add_argument("--json-out", default="target/compare_torch.json")
     c.add_argument("--glibc-tunables", default="glibc.malloc.mmap_max=0")

@@ -56,6 +56,7 @@ fn sae_training(family: Family, d_sae: usize, steps: usize) -> (Architecture, Tr
             updates: 2,
         });
     }
+    family.apply_training_options(&mut c, d_sae);
     (arch, c)
 }
 

@@ -11,9 +11,10 @@
 //! are not timed. `RAYON_NUM_THREADS` sets the thread count, reported as
 //! `threads`.
 
+use kibitzer_sae::arch::UnknownFamily;
 use kibitzer_sae::ops::{from_host, scalar};
 use kibitzer_sae::train::{DictTrainer, TrainConfig};
-use kibitzer_sae::{Architecture, DeviceChoice, Sae, SaeConfig};
+use kibitzer_sae::{DeviceChoice, Family, Sae, SaeConfig};
 use rand::{RngExt, SeedableRng};
 use std::time::Instant;
 
@@ -33,7 +34,7 @@ struct Args {
     json: bool,
 }
 
-const USAGE: &str = "usage: bench_step [--arch standard|gated|topk|batchtopk|jumprelu] [--d-in N] \
+const USAGE: &str = "usage: bench_step [--arch standard|panneal|gated|topk|batchtopk|jumprelu|matryoshka] [--d-in N] \
 [--d-sae N] [--batch N] [--k K] [--steps N] [--device cpu|cuda|wgpu] [--json]";
 
 fn parse_args() -> Result<Args, String> {
@@ -76,28 +77,15 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn architecture(name: &str, k: usize) -> Result<Architecture, String> {
-    Ok(match name {
-        "standard" => Architecture::Standard,
-        "gated" => Architecture::Gated,
-        "topk" => Architecture::TopK { k },
-        "batchtopk" => Architecture::BatchTopK { k },
-        "jumprelu" => Architecture::JumpRelu { bandwidth: 0.001 },
-        other => {
-            return Err(format!(
-                "unknown architecture {other:?}: expected standard, gated, topk, batchtopk or jumprelu"
-            ));
-        }
-    })
-}
-
 fn run(a: &Args) -> Result<(), String> {
-    let arch = architecture(&a.arch, a.k)?;
+    let family: Family = a.arch.parse().map_err(|e: UnknownFamily| e.to_string())?;
+    let arch = family.architecture(a.k, 0.001);
     let device = a.device.device().map_err(|e| e.to_string())?;
     let sae = Sae::init(SaeConfig::new(arch.clone(), a.d_in, a.d_sae), 0, &device);
     let mut config = TrainConfig::for_architecture(&arch, a.d_sae, a.steps + WARMUP_STEPS);
     config.batch_size = a.batch;
     config.lr_warmup_steps = 0;
+    family.apply_training_options(&mut config, a.d_sae);
     let mut trainer = DictTrainer::new(sae, config).map_err(|e| e.to_string())?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let rows = (0..a.batch * a.d_in)

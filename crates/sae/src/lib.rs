@@ -2,14 +2,15 @@
 //!
 //! Sparse autoencoders on burn 0.22: the [`Dictionary`] trait, one [`Sae`]
 //! type whose [`Architecture`] is a value (standard L1, p-annealing, gated,
-//! TopK, BatchTopK, JumpReLU), hand-written gradients checked against burn's
-//! autodiff, and a shared trainer.
+//! TopK, BatchTopK, JumpReLU, Matryoshka BatchTopK), hand-written gradients
+//! checked against burn's autodiff, and a shared trainer.
 #![warn(missing_docs)]
 
 pub mod arch;
 pub mod device;
 pub mod dictionary;
 pub mod error;
+pub mod hierarchy;
 pub mod io;
 pub mod metrics;
 pub mod ops;

@@ -11,7 +11,7 @@
 //! | `Gated` | `gated` | `W_enc`, `b_gate` (our `b_enc`), `b_mag`, `r_mag`, `W_dec`, `b_dec` |
 //! | `TopK { k }` | `topk` (+ `k`, `rescale_acts_by_decoder_norm`) | standard four |
 //! | `JumpRelu` | `jumprelu` | standard four + `threshold` |
-//! | `BatchTopK { k }` with its global threshold | `jumprelu`, `metadata.training_architecture = "batchtopk"` | standard four + `threshold` |
+//! | `BatchTopK { k }` with its global threshold | `jumprelu`, `metadata.training_architecture = "batchtopk"` (`"matryoshka_batchtopk"` with `matryoshka_widths` when the recorded training config has them) | standard four + `threshold` |
 //! | `Standard`, transcoder | `transcoder` / `skip_transcoder` (+ `d_out`) | `W_dec [d_sae, d_out]`, `b_dec [d_out]` (+ `W_skip [d_out, d_in]`) |
 //! | `JumpRelu` or `BatchTopK`, transcoder | `jumprelu_transcoder` / `jumprelu_skip_transcoder` | as above + `threshold` |
 //!
@@ -571,11 +571,35 @@ fn cfg_json(
             "jumprelu",
             json!({ "jumprelu_bandwidth": bandwidth }),
         ),
-        Architecture::BatchTopK { k } => training_details(
-            &mut metadata,
-            "batchtopk",
-            json!({ "k": k, "rescale_acts_by_decoder_norm": c.rescale_acts_by_decoder_norm }),
-        ),
+        Architecture::BatchTopK { k } => {
+            // A Matryoshka BatchTopK saves the same way under its own
+            // training name, with SAELens's `matryoshka_widths` (the
+            // levels, d_sae last), read from the training config the
+            // caller records (kibitzer's sweeps: `training_config`).
+            let widths = metadata
+                .get("training_config")
+                .and_then(|t| t.get("matryoshka_widths"))
+                .and_then(Value::as_array)
+                .map(|w| {
+                    let mut levels: Vec<u64> = w
+                        .iter()
+                        .filter_map(Value::as_u64)
+                        .filter(|&x| x < c.d_sae as u64)
+                        .collect();
+                    levels.push(c.d_sae as u64);
+                    levels
+                });
+            let mut details =
+                json!({ "k": k, "rescale_acts_by_decoder_norm": c.rescale_acts_by_decoder_norm });
+            let name = match widths {
+                Some(levels) => {
+                    details["matryoshka_widths"] = json!(levels);
+                    "matryoshka_batchtopk"
+                }
+                None => "batchtopk",
+            };
+            training_details(&mut metadata, name, details)
+        }
         _ => {}
     }
     let mut cfg = json!({
@@ -1010,14 +1034,16 @@ fn parse_cfg(raw: &Value, path: &Path) -> Result<ParsedCfg, SaeLensError> {
                 path,
                 prefix: "metadata.training_architecture_details.",
             });
+            // A Matryoshka BatchTopK is a BatchTopK at inference: its
+            // nested widths only shaped training.
             match (training, detail_keys) {
-                (Some("batchtopk"), Some(d)) => {
+                (Some("batchtopk" | "matryoshka_batchtopk"), Some(d)) => {
                     rescale_acts_by_decoder_norm = d.bool("rescale_acts_by_decoder_norm", false)?;
                     Architecture::BatchTopK {
                         k: d.positive("k", None)?,
                     }
                 }
-                (Some("batchtopk"), None) => {
+                (Some("batchtopk" | "matryoshka_batchtopk"), None) => {
                     return Err(SaeLensError::MissingKey {
                         path: path.to_path_buf(),
                         key: "metadata.training_architecture_details.k".into(),

@@ -74,7 +74,7 @@ impl Default for MagnitudeDistribution {
 }
 
 impl MagnitudeDistribution {
-    fn sample(&self, rng: &mut ChaCha8Rng) -> f32 {
+    pub(crate) fn sample(&self, rng: &mut ChaCha8Rng) -> f32 {
         match *self {
             MagnitudeDistribution::Uniform { low, high } => {
                 (low + (high - low) * rng.random::<f64>()) as f32

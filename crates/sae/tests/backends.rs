@@ -87,6 +87,9 @@ fn every_architecture_steps_like_the_cpu() {
             k_aux: 8,
             auxk_alpha: 1.0 / 32.0,
             l0: Default::default(),
+            // BatchTopK trains as a Matryoshka dictionary here: the CPU's
+            // fused nested step against the dense one on the device.
+            levels: matches!(arch, Architecture::BatchTopK { .. }).then(|| vec![8, 32, d_sae]),
         };
         let on = |sae: &Sae, device: &Device| {
             let rows = from_host(x.clone(), batch, d_in, device);

@@ -485,6 +485,30 @@ fn cfg_json_has_saelens_types_and_keeps_caller_metadata() {
         to_host(batch.params.threshold.clone().unwrap())
     );
 
+    // A Matryoshka BatchTopK saves the same way under SAELens's training
+    // name, its widths ending at d_sae, and loads back as the BatchTopK it
+    // is at inference.
+    let nested = tempfile::tempdir().unwrap();
+    let options = SaveOptions {
+        metadata: json!({ "training_config": { "matryoshka_widths": [2, 5] } }),
+        ..Default::default()
+    };
+    saelens::save(&batch, nested.path(), &options).unwrap();
+    let cfg = read_json(&nested.path().join("cfg.json"));
+    assert_eq!(cfg["architecture"], "jumprelu");
+    assert_eq!(
+        cfg["metadata"]["training_architecture"],
+        "matryoshka_batchtopk"
+    );
+    let details = &cfg["metadata"]["training_architecture_details"];
+    assert_eq!(details["k"], 3);
+    assert_eq!(
+        details["matryoshka_widths"],
+        json!([2, 5, batch.config.d_sae])
+    );
+    let back = saelens::load(nested.path(), &Device::flex()).unwrap();
+    assert_eq!(back.config.architecture, Architecture::BatchTopK { k: 3 });
+
     // A transcoder of equal widths is recognised by its output hook.
     let tc = random_sae(
         &Case {

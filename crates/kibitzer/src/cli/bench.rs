@@ -9,7 +9,7 @@ use kibitzer_hooks::{HookedModel, Hooks};
 use kibitzer_models::gpt::othello::othello_gpt_config;
 use kibitzer_models::{Gpt, GptTrainConfig, GptTrainer, TokenDataset};
 use kibitzer_sae::ops::{from_host, scalar};
-use kibitzer_sae::train::{DictTrainer, PAnneal, TrainConfig};
+use kibitzer_sae::train::{DictTrainer, TrainConfig};
 use kibitzer_sae::{DeviceChoice, Family, Sae, SaeConfig};
 use kibitzer_xcoder::train::XTrainer;
 use kibitzer_xcoder::{TranscoderConfig, XcoderConfig};
@@ -57,7 +57,7 @@ pub struct BenchSaeArgs {
     /// Rows per batch.
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
-    /// TopK/BatchTopK: active features per row.
+    /// TopK/BatchTopK/Matryoshka: active features per row.
     #[arg(long, default_value_t = 32)]
     pub k: usize,
     #[command(flatten)]
@@ -66,7 +66,7 @@ pub struct BenchSaeArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchTranscoderArgs {
-    /// Architecture (standard, topk, batchtopk, jumprelu).
+    /// Architecture (standard, topk, batchtopk, jumprelu, matryoshka).
     #[arg(long, default_value = "topk", value_parser = super::family_parser(&TRANSCODER_FAMILIES))]
     pub arch: Family,
     /// Input width.
@@ -89,11 +89,12 @@ pub struct BenchTranscoderArgs {
 }
 
 /// The architectures a transcoder can have.
-const TRANSCODER_FAMILIES: [Family; 4] = [
+const TRANSCODER_FAMILIES: [Family; 5] = [
     Family::Standard,
     Family::Topk,
     Family::Batchtopk,
     Family::Jumprelu,
+    Family::Matryoshka,
 ];
 
 #[derive(Args, Debug)]
@@ -134,9 +135,7 @@ fn bench_training(family: Family, d_sae: usize, k: usize, steps: usize) -> Train
     let arch = family.architecture(k, 0.001);
     let mut config = TrainConfig::for_architecture(&arch, d_sae, steps + 2);
     config.lr_warmup_steps = 0;
-    if family == Family::Panneal {
-        config.p_anneal = Some(PAnneal::default());
-    }
+    family.apply_training_options(&mut config, d_sae);
     config
 }
 

@@ -146,9 +146,15 @@ pub struct TrainArgs {
     /// Number of features (comma-separated for a grid).
     #[arg(long, value_delimiter = ',', required = true)]
     pub d_sae: Vec<usize>,
-    /// TopK/BatchTopK: active features per row (comma-separated for a grid).
+    /// TopK/BatchTopK/Matryoshka: active features per row (comma-separated
+    /// for a grid).
     #[arg(long, value_delimiter = ',')]
     pub k: Vec<usize>,
+    /// Matryoshka: the nested prefix widths that each reconstruct on their
+    /// own, ascending (comma-separated; d_sae is always the last level)
+    /// [default: d_sae/64, d_sae/16, d_sae/4].
+    #[arg(long, value_delimiter = ',')]
+    pub matryoshka_widths: Vec<usize>,
     /// Sparsity coefficient: L1/Lp for standard, gated and panneal, L0 for
     /// JumpReLU (comma-separated for a grid).
     #[arg(long, value_delimiter = ',')]
@@ -244,10 +250,16 @@ pub fn members(
     };
     let uses_k = a.arch.uses_k();
     if !uses_k && !a.k.is_empty() {
-        return Err(format!("--k applies to topk and batchtopk, not {:?}", a.arch).into());
+        return Err(format!(
+            "--k applies to topk, batchtopk and matryoshka, not {}",
+            a.arch
+        )
+        .into());
     }
     if uses_k && !a.l1.is_empty() {
-        return Err("--l1 does not apply to topk and batchtopk (their sparsity is k)".into());
+        return Err(
+            "--l1 does not apply to topk, batchtopk and matryoshka (their sparsity is k)".into(),
+        );
     }
     let mut planned = Vec::new();
     let mut index = 0u64;
@@ -259,6 +271,10 @@ pub fn members(
                 if let Some(c) = l1 {
                     config.sparsity_coefficient = c;
                 }
+                if !a.matryoshka_widths.is_empty() {
+                    config.matryoshka_widths = Some(a.matryoshka_widths.clone());
+                }
+                a.arch.apply_training_options(&mut config, d_sae);
                 config.seed = a.seed.wrapping_add(index);
                 let mut name = format!("{}-d{d_sae}", a.arch.name());
                 if let Some(k) = k {
@@ -330,6 +346,26 @@ fn check_train_flags(a: &TrainArgs) -> Result<(), String> {
         if k > min_d_sae {
             return Err(format!(
                 "--k {k} is larger than --d-sae {min_d_sae}: a row cannot have more active features than the dictionary has"
+            ));
+        }
+    }
+    if !a.matryoshka_widths.is_empty() {
+        if a.arch != Family::Matryoshka {
+            return Err(format!(
+                "--matryoshka-widths applies to --arch matryoshka, not {}",
+                a.arch
+            ));
+        }
+        let w = &a.matryoshka_widths;
+        if w[0] == 0 || w.windows(2).any(|p| p[0] >= p[1]) {
+            return Err(format!(
+                "--matryoshka-widths {}: must be strictly increasing widths of at least 1",
+                join_sizes(w)
+            ));
+        }
+        if let Some(&big) = w.iter().find(|&&x| x > min_d_sae) {
+            return Err(format!(
+                "--matryoshka-widths: {big} is larger than --d-sae {min_d_sae}"
             ));
         }
     }
@@ -621,6 +657,36 @@ mod tests {
         let c = base_config(&a, &arch, 64, 100).unwrap();
         assert_eq!(c.lr, 0.001);
         assert_eq!(c.grad_clip_norm, None);
+    }
+
+    #[test]
+    fn matryoshka_takes_default_or_given_widths_and_refuses_bad_ones() {
+        let widths = |extra: &[&str]| {
+            let mut argv = vec!["--arch", "matryoshka", "--k", "4"];
+            argv.extend_from_slice(extra);
+            let mut a = args(&argv);
+            a.d_sae = vec![256];
+            check_train_flags(&a)?;
+            let m = members(&a, 8, 10).map_err(|e| e.to_string())?;
+            let t = &m[0].trainer;
+            assert_eq!(
+                Family::of(&t.dict.config.architecture, &t.config),
+                Family::Matryoshka
+            );
+            Ok::<_, String>(t.config.matryoshka_widths.clone())
+        };
+        assert_eq!(widths(&[]).unwrap(), Some(vec![4, 16, 64]));
+        assert_eq!(
+            widths(&["--matryoshka-widths", "8,32"]).unwrap(),
+            Some(vec![8, 32])
+        );
+        let e = widths(&["--matryoshka-widths", "32,8"]).unwrap_err();
+        assert!(e.contains("strictly increasing"), "{e}");
+        let e = widths(&["--matryoshka-widths", "300"]).unwrap_err();
+        assert!(e.contains("larger than --d-sae 256"), "{e}");
+        let a = args(&["--arch", "batchtopk", "--matryoshka-widths", "8"]);
+        let e = check_train_flags(&a).unwrap_err();
+        assert!(e.contains("applies to --arch matryoshka"), "{e}");
     }
 
     #[test]

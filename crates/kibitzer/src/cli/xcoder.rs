@@ -75,12 +75,13 @@ impl From<KindArg> for Kind {
 }
 
 /// The architectures transcoders and crosscoders support (crosscoders:
-/// standard, topk, batchtopk).
-const XCODER_FAMILIES: [Family; 4] = [
+/// standard, topk, batchtopk, matryoshka).
+const XCODER_FAMILIES: [Family; 5] = [
     Family::Standard,
     Family::Topk,
     Family::Batchtopk,
     Family::Jumprelu,
+    Family::Matryoshka,
 ];
 
 /// Feature rankings of `xcoder diff`.
@@ -546,20 +547,22 @@ fn one_pass(store: &Path, batch: usize) -> Result<usize, AnyError> {
 fn architecture(d: &DictionaryArgs) -> Result<Architecture, AnyError> {
     let arch = d
         .arch
-        .ok_or("--arch is required: standard, topk, batchtopk or jumprelu")?;
+        .ok_or("--arch is required: standard, topk, batchtopk, jumprelu or matryoshka")?;
     if !XCODER_FAMILIES.contains(&arch) {
         return Err(format!(
-            "--arch {arch}: transcoders and crosscoders are standard, topk, batchtopk or jumprelu"
+            "--arch {arch}: transcoders and crosscoders are standard, topk, batchtopk, jumprelu or matryoshka"
         )
         .into());
     }
     let uses_k = arch.uses_k();
     let name = arch.name();
     if !uses_k && d.k.is_some() {
-        return Err(format!("--k applies to topk and batchtopk, not {name}").into());
+        return Err(format!("--k applies to topk, batchtopk and matryoshka, not {name}").into());
     }
     if uses_k && d.l1.is_some() {
-        return Err("--l1 does not apply to topk and batchtopk (their sparsity is k)".into());
+        return Err(
+            "--l1 does not apply to topk, batchtopk and matryoshka (their sparsity is k)".into(),
+        );
     }
     if arch != Family::Jumprelu && d.bandwidth.is_some() {
         return Err(format!("--bandwidth applies to jumprelu, not {name}").into());
@@ -646,7 +649,12 @@ fn training_config(
         sparsity_coefficient: d.l1,
         p_anneal: None,
     };
-    super::training_config(&spec.architecture, spec.d_sae, t.config.as_deref(), &flags)
+    let mut config =
+        super::training_config(&spec.architecture, spec.d_sae, t.config.as_deref(), &flags)?;
+    if let Some(family) = d.arch {
+        family.apply_training_options(&mut config, spec.d_sae);
+    }
+    Ok(config)
 }
 
 fn train(a: &TrainArgs) -> CliResult {
@@ -971,7 +979,9 @@ mod tests {
             assert_eq!(cli.dictionary.arch, Some(f));
             let spec = dictionary_spec(Kind::Crosscoder, &cli.dictionary, &[]).unwrap();
             let c = training_config(&cli.training, &cli.dictionary, &spec, 100, None).unwrap();
-            let defaults = TrainConfig::for_architecture(&spec.architecture, 64, 100);
+            let mut defaults = TrainConfig::for_architecture(&spec.architecture, 64, 100);
+            // Matryoshka's nested widths are a training option of BatchTopK.
+            f.apply_training_options(&mut defaults, 64);
             assert_eq!(
                 c,
                 TrainConfig {

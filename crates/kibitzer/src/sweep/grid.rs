@@ -169,7 +169,7 @@ impl SweepGrid {
                 .find(|g| g.family == family)
                 .cloned()
                 .unwrap_or_else(|| FamilyGrid {
-                    // BatchTopK has no preset values: TopK's k.
+                    // BatchTopK and Matryoshka have no preset values: TopK's k.
                     family,
                     values: vec![4.0, 8.0, 16.0, 32.0, 64.0],
                 });
@@ -323,6 +323,7 @@ impl SweepGrid {
                             ..PAnneal::default()
                         });
                     }
+                    g.family.apply_training_options(&mut config, d_sae);
                     let sae = Sae::init(
                         SaeConfig::new(architecture, d_in, d_sae),
                         config.seed,

@@ -5,9 +5,10 @@ use super::Architecture;
 use crate::train::TrainConfig;
 
 /// An architecture family, by the name users type. p-annealing is the
-/// standard SAE with its Lp exponent annealed, so it is a family of its own
-/// here while [`Architecture`] counts it as a training option
-/// ([`crate::train::PAnneal`]).
+/// standard SAE with its Lp exponent annealed, and Matryoshka a BatchTopK
+/// SAE trained on nested prefixes, so each is a family of its own here
+/// while [`Architecture`] counts it as a training option
+/// ([`crate::train::PAnneal`], [`TrainConfig::matryoshka_widths`]).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -25,6 +26,9 @@ pub enum Family {
     Batchtopk,
     /// JumpReLU SAE, L0 penalty.
     Jumprelu,
+    /// Matryoshka BatchTopK SAE: BatchTopK whose nested prefixes each
+    /// reconstruct on their own.
+    Matryoshka,
 }
 
 /// A name that is not a [`Family`].
@@ -39,13 +43,14 @@ pub struct UnknownFamily {
 
 impl Family {
     /// Every family, in table order.
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Standard,
         Family::Panneal,
         Family::Gated,
         Family::Topk,
         Family::Batchtopk,
         Family::Jumprelu,
+        Family::Matryoshka,
     ];
 
     /// The name on the command line and in run names.
@@ -57,6 +62,7 @@ impl Family {
             Family::Topk => "topk",
             Family::Batchtopk => "batchtopk",
             Family::Jumprelu => "jumprelu",
+            Family::Matryoshka => "matryoshka",
         }
     }
 
@@ -66,7 +72,7 @@ impl Family {
     pub fn sparsity_kind(self) -> &'static str {
         match self {
             Family::Standard | Family::Panneal | Family::Gated => "l1",
-            Family::Topk | Family::Batchtopk => "k",
+            Family::Topk | Family::Batchtopk | Family::Matryoshka => "k",
             Family::Jumprelu => "l0",
         }
     }
@@ -77,15 +83,34 @@ impl Family {
     }
 
     /// The architecture of this family with `k` active features
-    /// (TopK/BatchTopK) and the JumpReLU `bandwidth`; the other families
-    /// ignore both.
+    /// (TopK/BatchTopK/Matryoshka) and the JumpReLU `bandwidth`; the other
+    /// families ignore both.
     pub fn architecture(self, k: usize, bandwidth: f64) -> Architecture {
         match self {
             Family::Standard | Family::Panneal => Architecture::Standard,
             Family::Gated => Architecture::Gated,
             Family::Topk => Architecture::TopK { k },
-            Family::Batchtopk => Architecture::BatchTopK { k },
+            Family::Batchtopk | Family::Matryoshka => Architecture::BatchTopK { k },
             Family::Jumprelu => Architecture::JumpRelu { bandwidth },
+        }
+    }
+
+    /// The training options that make this family out of its
+    /// [`Self::architecture`] for a dictionary of `d_sae` features: p-annealing's
+    /// defaults for [`Family::Panneal`], the default nested widths
+    /// ([`TrainConfig::default_matryoshka_widths`]) for
+    /// [`Family::Matryoshka`]; nothing for the others.
+    pub fn apply_training_options(self, training: &mut TrainConfig, d_sae: usize) {
+        match self {
+            Family::Panneal => {
+                training.p_anneal.get_or_insert_with(Default::default);
+            }
+            Family::Matryoshka => {
+                training
+                    .matryoshka_widths
+                    .get_or_insert_with(|| TrainConfig::default_matryoshka_widths(d_sae));
+            }
+            _ => {}
         }
     }
 
@@ -97,6 +122,9 @@ impl Family {
             Architecture::Standard => Family::Standard,
             Architecture::Gated => Family::Gated,
             Architecture::TopK { .. } => Family::Topk,
+            Architecture::BatchTopK { .. } if training.matryoshka_widths.is_some() => {
+                Family::Matryoshka
+            }
             Architecture::BatchTopK { .. } => Family::Batchtopk,
             Architecture::JumpRelu { .. } => Family::Jumprelu,
         }
@@ -149,9 +177,7 @@ mod tests {
             );
             let arch = f.architecture(8, 0.001);
             let mut training = TrainConfig::for_architecture(&arch, 64, 100);
-            if f == Family::Panneal {
-                training.p_anneal = Some(Default::default());
-            }
+            f.apply_training_options(&mut training, 64);
             assert_eq!(Family::of(&arch, &training), f);
         }
         let e = "relu".parse::<Family>().unwrap_err();

@@ -132,6 +132,11 @@ pub struct StepInputs {
     pub auxk_alpha: f64,
     /// JumpReLU: the form of the L0 penalty.
     pub l0: L0Penalty,
+    /// TopK/BatchTopK trained as a Matryoshka dictionary: the ascending
+    /// prefix widths whose reconstructions are each part of the loss, the
+    /// last one `d_sae` ([`crate::train::TrainConfig::matryoshka_levels`]).
+    /// `None`: the whole dictionary only.
+    pub levels: Option<Vec<usize>>,
 }
 
 /// JumpReLU's L0 penalty beyond the paper's (`lambda * L0`, gradient to the
@@ -156,7 +161,8 @@ pub struct LossParts {
     pub mse: f64,
     /// Sparsity term, before multiplying by the coefficient.
     pub sparsity: f64,
-    /// Auxiliary term (gated aux reconstruction, AuxK), weighted.
+    /// Auxiliary terms, weighted: the gated aux reconstruction, AuxK, the
+    /// inner levels' reconstructions of a Matryoshka dictionary.
     pub aux: f64,
 }
 
@@ -181,7 +187,7 @@ pub struct LossTensors {
     pub mse: Tensor<1>,
     /// Sparsity term (unweighted).
     pub sparsity: Tensor<1>,
-    /// Weighted auxiliary term.
+    /// Weighted auxiliary terms (see [`LossParts::aux`]).
     pub aux: Tensor<1>,
     /// Sparsity coefficient used.
     pub coefficient: f64,
@@ -265,9 +271,24 @@ impl StepModel<'_> {
         g: Tensor<2>,
         dpre: Tensor<2>,
     ) -> Params {
+        let w_dec = f.transpose().matmul(g.clone());
+        self.linear_grads_with_decoder(s, x, w_dec, g, dpre)
+    }
+
+    /// [`Self::linear_grads`] with the decoder's gradient computed by the
+    /// caller (a Matryoshka step, whose levels each see their own `g`);
+    /// `g` is then the sum of the levels' `dL/dŷ`, what `b_dec` and the skip
+    /// path see.
+    pub(crate) fn linear_grads_with_decoder(
+        &self,
+        s: Tensor<2>,
+        x: &Tensor<2>,
+        w_dec: Tensor<2>,
+        g: Tensor<2>,
+        dpre: Tensor<2>,
+    ) -> Params {
         let p = self.params;
         let (w_enc, b_enc) = linear_backward(s, dpre);
-        let w_dec = f.transpose().matmul(g.clone());
         let mut b_dec = g.clone().sum_dim(0);
         if self.apply_b_dec_to_input {
             b_dec = b_dec + input_bias_grad(&p.w_enc, &b_enc);
@@ -346,6 +367,98 @@ pub(crate) fn reconstruction_grad(y_hat: Tensor<2>, y: Tensor<2>) -> (Tensor<1>,
     let e = y_hat - y;
     let loss = e.clone().square().sum().div_scalar(b);
     (loss, e.mul_scalar(2.0 / b))
+}
+
+/// The reconstructions of a Matryoshka dictionary's nested levels, their
+/// losses and gradients ([`nested_reconstruction`]).
+pub(crate) struct Nested {
+    /// The whole dictionary's reconstruction.
+    pub y_hat: Tensor<2>,
+    /// The whole dictionary's reconstruction loss.
+    pub mse: Tensor<1>,
+    /// The sum of the inner levels' reconstruction losses.
+    pub inner: Tensor<1>,
+    /// `sum_l dL_l/dŷ_l`: what `b_dec` and the skip path see.
+    pub g_sum: Tensor<2>,
+    /// `dL/df`, `[B, d_sae]`: feature `j` of level group `m` sees
+    /// `G_m W_dec_j` with `G_m = sum_{l >= m} dL_l/dŷ_l`.
+    pub df: Tensor<2>,
+    /// `dL/dW_dec` of the reconstruction terms: `f_m^T G_m` for each group.
+    pub dw_dec: Tensor<2>,
+}
+
+/// The nested reconstructions `ŷ_l = b_dec (+ x W_skip^T) + f[:, ..w_l]
+/// W_dec[..w_l]` for the ascending `levels` `w_l` (the last one `d_sae`),
+/// each scored against `y` with [`reconstruction_grad`], and the gradients
+/// of their sum.
+pub(crate) fn nested_reconstruction(
+    model: &StepModel<'_>,
+    x: &Tensor<2>,
+    f: &Tensor<2>,
+    y: &Tensor<2>,
+    levels: &[usize],
+) -> Nested {
+    let p = model.params;
+    let [batch, d_out] = y.dims();
+    let mut y_hat: Tensor<2> = Tensor::zeros([batch, d_out], &y.device()) + p.b_dec.clone();
+    if let Some(w) = &p.w_skip {
+        y_hat = y_hat + x.clone().matmul(w.clone().transpose());
+    }
+    let groups: Vec<(usize, usize)> = levels
+        .iter()
+        .scan(0, |start, &end| {
+            let group = (*start, end - *start);
+            *start = end;
+            Some(group)
+        })
+        .collect();
+    let mut gs = Vec::with_capacity(groups.len());
+    let mut inner = zero_scalar(y);
+    let mut mse = zero_scalar(y);
+    for (i, &(start, width)) in groups.iter().enumerate() {
+        if width > 0 {
+            y_hat = y_hat
+                + f.clone()
+                    .narrow(1, start, width)
+                    .matmul(p.w_dec.clone().narrow(0, start, width));
+        }
+        let (loss, g) = reconstruction_grad(y_hat.clone(), y.clone());
+        if i + 1 < groups.len() {
+            inner = inner + loss;
+        } else {
+            mse = loss;
+        }
+        gs.push(g);
+    }
+    let (mut df, mut dw_dec) = (Vec::new(), Vec::new());
+    let mut suffix: Option<Tensor<2>> = None;
+    for (&(start, width), g) in groups.iter().zip(gs).rev() {
+        let big_g = match suffix {
+            Some(s) => s + g,
+            None => g,
+        };
+        if width > 0 {
+            let w = p.w_dec.clone().narrow(0, start, width);
+            df.push(big_g.clone().matmul(w.transpose()));
+            dw_dec.push(
+                f.clone()
+                    .narrow(1, start, width)
+                    .transpose()
+                    .matmul(big_g.clone()),
+            );
+        }
+        suffix = Some(big_g);
+    }
+    df.reverse();
+    dw_dec.reverse();
+    Nested {
+        y_hat,
+        mse,
+        inner,
+        g_sum: suffix.expect("a dictionary has at least one level"),
+        df: Tensor::cat(df, 1),
+        dw_dec: Tensor::cat(dw_dec, 0),
+    }
 }
 
 /// Gradients of `pre = s W + b` given `dpre`: `(dW, db)`.

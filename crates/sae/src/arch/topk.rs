@@ -8,9 +8,16 @@
 //! reconstructed from the `k_aux` largest activations among dead latents,
 //! `L_aux = alpha * mean_b ||e_hat - e||^2 / mean_b ||e - mean(e)||^2`
 //! (defaults alpha = 1/32, k_aux = d_in / 2, as in dictionary_learning).
+//!
+//! Either trains as a Matryoshka dictionary ([`StepInputs::levels`]): the
+//! selection is unchanged, and every nested prefix of features also
+//! reconstructs the target, its loss added to the whole dictionary's (the
+//! inner levels' losses are reported with the auxiliary terms). AuxK
+//! reconstructs the whole dictionary's residual, as SAELens's default does.
 
 use super::{
-    LossTensors, StepInputs, StepModel, StepOutput, norm_sum, reconstruction_grad, zero_scalar,
+    LossTensors, StepInputs, StepModel, StepOutput, nested_reconstruction, norm_sum,
+    reconstruction_grad, zero_scalar,
 };
 use crate::ops::{batch_topk_mask, row_topk_mask};
 use burn::tensor::Tensor;
@@ -53,14 +60,25 @@ pub fn step(
         Selection::Batch(k) => batch_topk_mask(kept_value.clone(), k * batch),
     };
     let f = relu.clone() * keep.clone();
-    let y_hat = model.predict(&x, f.clone());
-
-    let (mse, g) = reconstruction_grad(y_hat.clone(), y.clone());
-    let df = g.clone().matmul(p.w_dec.clone().transpose());
+    // A Matryoshka dictionary scores every nested prefix's reconstruction;
+    // a plain one is the single level `d_sae`.
+    let nested = match inputs.levels.as_deref() {
+        Some(levels) if levels.len() > 1 => Some(nested_reconstruction(model, &x, &f, &y, levels)),
+        _ => None,
+    };
+    let (y_hat, mse, g, df, dw_dec, inner) = match nested {
+        Some(n) => (n.y_hat, n.mse, n.g_sum, n.df, Some(n.dw_dec), Some(n.inner)),
+        None => {
+            let y_hat = model.predict(&x, f.clone());
+            let (mse, g) = reconstruction_grad(y_hat.clone(), y.clone());
+            let df = g.clone().matmul(p.w_dec.clone().transpose());
+            (y_hat, mse, g, df, None, None)
+        }
+    };
     let mut dpre = df * keep.clone();
     let mut aux_dw_dec = None;
 
-    let mut aux = zero_scalar(&f);
+    let mut aux = inner.unwrap_or_else(|| zero_scalar(&f));
     if let (Some(dead), true) = (&inputs.dead_mask, inputs.n_dead > 0) {
         let b = batch as f32;
         let e = y - y_hat.clone();
@@ -77,20 +95,24 @@ pub fn step(
         let diff = e_hat - e;
         let denom = var.clamp_min(1e-12);
         let alpha = inputs.auxk_alpha as f32;
-        aux = diff
-            .clone()
-            .square()
-            .sum()
-            .div_scalar(b)
-            .div(denom.clone())
-            .mul_scalar(alpha);
+        aux = aux
+            + diff
+                .clone()
+                .square()
+                .sum()
+                .div_scalar(b)
+                .div(denom.clone())
+                .mul_scalar(alpha);
         // h = dL_aux / de_hat
         let h = diff.div(denom.reshape([1, 1])).mul_scalar(2.0 * alpha / b);
         aux_dw_dec = Some(a.transpose().matmul(h.clone()));
         dpre = dpre + h.matmul(p.w_dec.clone().transpose()) * aux_keep;
     }
 
-    let mut grads = model.linear_grads(s, &x, f.clone(), g, dpre);
+    let mut grads = match dw_dec {
+        Some(dw_dec) => model.linear_grads_with_decoder(s, &x, dw_dec, g, dpre),
+        None => model.linear_grads(s, &x, f.clone(), g, dpre),
+    };
     if let Some(extra) = aux_dw_dec {
         grads.w_dec = grads.w_dec + extra;
     }

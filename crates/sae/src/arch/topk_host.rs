@@ -117,14 +117,25 @@ pub fn step(
     }
 
     // Decode, reconstruction gradient g = 2 (ŷ - y) / B, and dpre at the
-    // active entries, one row at a time.
+    // active entries, one row at a time. A Matryoshka dictionary's rows
+    // decode level by level (a row's entries are in ascending feature
+    // order, so each level's prefix is a prefix of the entries): `gl` holds
+    // each row's `G_m = sum_{l >= m} dL_l/dŷ_l`, one `[d_out]` vector per
+    // level, and feature `j` of level group `m` sees `G_m`. One level is
+    // the plain step (`G_0 = g`).
+    let one_level = [d_sae];
+    let levels: &[usize] = match inputs.levels.as_deref() {
+        Some(levels) if levels.len() > 1 => levels,
+        _ => &one_level,
+    };
+    let n_levels = levels.len();
     let scale = 2.0 / batch as f32;
     let mut y_hat = vec![0f32; batch * d_out];
-    let mut g = vec![0f32; batch * d_out];
+    let mut gl = vec![0f32; batch * n_levels * d_out];
     let mut main_dpre = vec![0f32; main.idx.len()];
-    let mse_rows: Vec<f64> = y_hat
+    let sq_rows: Vec<Vec<f64>> = y_hat
         .par_chunks_mut(d_out)
-        .zip(g.par_chunks_mut(d_out))
+        .zip(gl.par_chunks_mut(n_levels * d_out))
         .zip(split_rows_mut(&mut main_dpre, &main.offsets).into_par_iter())
         .enumerate()
         .map(|(b, ((yh, gb), dpre))| {
@@ -136,22 +147,52 @@ pub fn step(
                 }
             }
             let (idx, val) = main.row(b);
-            for (&j, &f) in idx.iter().zip(val) {
-                kernels::axpy(yh, f, dec_row(&w_dec, j, d_out));
+            let mut sq = vec![0f64; n_levels];
+            let mut next = 0;
+            for ((&end, g_level), sq) in levels.iter().zip(gb.chunks_exact_mut(d_out)).zip(&mut sq)
+            {
+                while next < idx.len() && (idx[next] as usize) < end {
+                    kernels::axpy(yh, val[next], dec_row(&w_dec, idx[next], d_out));
+                    next += 1;
+                }
+                for ((gv, &h), &yv) in g_level.iter_mut().zip(yh.iter()).zip(&y[row.clone()]) {
+                    let e = h - yv;
+                    *sq += (e as f64) * (e as f64);
+                    *gv = e * scale;
+                }
             }
-            let mut sq = 0f64;
-            for ((gv, &h), &yv) in gb.iter_mut().zip(yh.iter()).zip(&y[row]) {
-                let e = h - yv;
-                sq += (e as f64) * (e as f64);
-                *gv = e * scale;
+            // Suffix sums: level m's vector becomes G_m.
+            for m in (0..n_levels - 1).rev() {
+                let (inner, outer) = gb.split_at_mut((m + 1) * d_out);
+                for (a, &o) in inner[m * d_out..].iter_mut().zip(&outer[..d_out]) {
+                    *a += o;
+                }
             }
+            let mut level = 0;
             for (d, &j) in dpre.iter_mut().zip(idx) {
-                *d = kernels::dot(gb, dec_row(&w_dec, j, d_out));
+                while j as usize >= levels[level] {
+                    level += 1;
+                }
+                *d = kernels::dot(
+                    &gb[level * d_out..(level + 1) * d_out],
+                    dec_row(&w_dec, j, d_out),
+                );
             }
             sq
         })
         .collect();
-    let mse = mse_rows.iter().sum::<f64>() / batch as f64;
+    let level_mse = |l: usize| sq_rows.iter().map(|sq| sq[l]).sum::<f64>() / batch as f64;
+    let mse = level_mse(n_levels - 1);
+    let inner_mse: f64 = (0..n_levels - 1).map(level_mse).sum();
+    // `G_0`, the sum over levels of dL/dŷ: what b_dec and the skip path see.
+    let g: Vec<f32> = if n_levels == 1 {
+        std::mem::take(&mut gl)
+    } else {
+        gl.chunks_exact(n_levels * d_out)
+            .flat_map(|r| r[..d_out].iter().copied())
+            .collect()
+    };
+    let main_rows: &[f32] = if n_levels == 1 { &g } else { &gl };
 
     let aux = match (&inputs.dead_mask, inputs.n_dead > 0) {
         (Some(dead), true) => Some(auxk(
@@ -172,13 +213,15 @@ pub fn step(
     let mut sources: Vec<Source> = vec![Source {
         sparse: &main,
         dpre: &main_dpre,
-        rows: &g,
+        rows: main_rows,
+        levels,
     }];
     if let Some(a) = &aux {
         sources.push(Source {
             sparse: &a.sparse,
             dpre: &a.dpre,
             rows: &a.h,
+            levels: &one_level,
         });
     }
     let cols = Transposed::new(&sources, d_sae);
@@ -195,11 +238,8 @@ pub fn step(
             for e in cols.offsets[j]..cols.offsets[j + 1] {
                 let (src, row) = (cols.source[e] as usize, cols.row[e] as usize);
                 let source = &sources[src];
-                kernels::axpy(
-                    wd,
-                    cols.coef[e],
-                    &source.rows[row * d_out..(row + 1) * d_out],
-                );
+                let at = row * source.levels.len() + source.level_of(j);
+                kernels::axpy(wd, cols.coef[e], &source.rows[at * d_out..(at + 1) * d_out]);
                 kernels::axpy(we, cols.dpre[e], &s[row * d_in..(row + 1) * d_in]);
                 sum += cols.dpre[e];
             }
@@ -259,7 +299,7 @@ pub fn step(
         loss: LossTensors {
             mse: one(mse),
             sparsity: one(kept as f64 / batch as f64),
-            aux: one(aux.as_ref().map_or(0.0, |a| a.loss)),
+            aux: one(inner_mse + aux.as_ref().map_or(0.0, |a| a.loss)),
             coefficient: 0.0,
         },
         min_kept_activation: min_kept.map(|m| one(m as f64)),
@@ -749,8 +789,22 @@ fn auxk(
 struct Source<'a> {
     sparse: &'a SparseRows,
     dpre: &'a [f32],
-    /// `g` (reconstruction) or `h` (AuxK), `[B, d_out]`.
+    /// `g` (reconstruction) or `h` (AuxK), `[B, d_out]`; a Matryoshka
+    /// reconstruction's `G_m` of every level, `[B, levels, d_out]`.
     rows: &'a [f32],
+    /// The ascending level widths `rows` has a vector for (`[d_sae]`: one).
+    levels: &'a [usize],
+}
+
+impl Source<'_> {
+    /// The level group of feature `j`: its `rows` vector within a row.
+    fn level_of(&self, j: usize) -> usize {
+        if self.levels.len() == 1 {
+            0
+        } else {
+            self.levels.partition_point(|&w| w <= j)
+        }
+    }
 }
 
 /// Every source's entries grouped by feature (counting sort; within a
@@ -1003,6 +1057,7 @@ mod tests {
             k_aux,
             auxk_alpha: 1.0 / 32.0,
             l0: Default::default(),
+            levels: None,
         }
     }
 
@@ -1161,6 +1216,7 @@ mod tests {
             batch_wide in proptest::bool::ANY,
             skip in proptest::bool::ANY,
             n_dead in 0usize..17,
+            nested in proptest::collection::btree_set(1usize..M, 0..4),
         ) {
             let d_out: usize = widths.iter().sum();
             let by_norm = widths.len() > 1;
@@ -1180,7 +1236,98 @@ mod tests {
                 select_by_norm: by_norm,
                 apply_b_dec_to_input: false,
             };
-            compare_model(&model, &x, &y, &inputs(n_dead, 1 + (seed as usize % 5)), selection);
+            let mut inp = inputs(n_dead, 1 + (seed as usize % 5));
+            // Matryoshka levels: random inner widths, then M.
+            if !nested.is_empty() {
+                inp.levels = Some(nested.into_iter().chain([M]).collect());
+            }
+            compare_model(&model, &x, &y, &inp, selection);
+        }
+    }
+
+    /// A Matryoshka dictionary's nested levels: the fused step against the
+    /// dense one, for TopK and BatchTopK, with dead latents, a skip
+    /// transcoder and a crosscoder; and the inner levels' losses are there
+    /// (the auxiliary term grows by them).
+    #[test]
+    fn matryoshka_levels_match_the_dense_step() {
+        let levels = vec![5, 20, 50, M];
+        for (seed, (d_in, blocks, skip, by_norm)) in [
+            (D, vec![D], false, false),
+            (12, vec![9], true, false),
+            (10, vec![4, 6], false, true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seed = seed as u64 + 40;
+            let d_out: usize = blocks.iter().sum();
+            let params = shaped_params(seed, d_in, d_out, skip, false);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let x = random(&mut rng, B, d_in, 1.5);
+            let y = if d_in == d_out {
+                x.clone()
+            } else {
+                random(&mut rng, B, d_out, 1.0)
+            };
+            for (arch, selection) in [
+                (Architecture::TopK { k: 6 }, Selection::PerRow(6)),
+                (Architecture::BatchTopK { k: 6 }, Selection::Batch(6)),
+            ] {
+                let model = StepModel {
+                    params: &params,
+                    architecture: &arch,
+                    out_blocks: (&blocks[..]).into(),
+                    select_by_norm: by_norm,
+                    apply_b_dec_to_input: d_in == d_out,
+                };
+                for n_dead in [0, 9] {
+                    let plain = inputs(n_dead, 4);
+                    let nested = StepInputs {
+                        levels: Some(levels.clone()),
+                        ..plain.clone()
+                    };
+                    let (fused, _) = compare_model(&model, &x, &y, &nested, selection);
+                    let (flat, _) = compare_model(&model, &x, &y, &plain, selection);
+                    let (n, f) = (fused.loss.clone_read(), flat.loss.clone_read());
+                    // The whole dictionary's reconstruction is the same; the
+                    // three inner levels add their losses, recomputed here
+                    // from the features: ŷ_w = b_dec (+ skip) + f[:, ..w] W_dec[..w].
+                    assert!((n.mse - f.mse).abs() <= 1e-6 * f.mse.max(1e-6));
+                    let feats = to_host(fused.features.clone());
+                    let (wd, bd) = (to_host(params.w_dec.clone()), to_host(params.b_dec.clone()));
+                    let skip_out = params
+                        .w_skip
+                        .as_ref()
+                        .map(|w| to_host(x.clone().matmul(w.clone().transpose())));
+                    let ys = to_host(y.clone());
+                    let mut inner = 0f64;
+                    for &w in &levels[..levels.len() - 1] {
+                        for b in 0..B {
+                            for o in 0..d_out {
+                                let mut v =
+                                    bd[o] + skip_out.as_ref().map_or(0.0, |s| s[b * d_out + o]);
+                                for j in 0..w {
+                                    v += feats[b * M + j] * wd[j * d_out + o];
+                                }
+                                inner += ((v - ys[b * d_out + o]) as f64).powi(2);
+                            }
+                        }
+                    }
+                    inner /= B as f64;
+                    assert!(
+                        (n.aux - f.aux - inner).abs() <= 1e-4 * inner.max(1e-6),
+                        "inner levels: {} vs {inner}",
+                        n.aux - f.aux
+                    );
+                    // The decoder gradient differs: the inner levels pull.
+                    let differs = to_host(fused.grads.w_dec.clone())
+                        .iter()
+                        .zip(to_host(flat.grads.w_dec.clone()))
+                        .any(|(a, b)| (a - b).abs() > 1e-4);
+                    assert!(differs, "the nested loss changed nothing");
+                }
+            }
         }
     }
 

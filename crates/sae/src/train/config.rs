@@ -146,6 +146,20 @@ pub struct TrainConfig {
     /// the threshold can move both ways. `None`: the architecture's initial
     /// threshold and a zero bias.
     pub jumprelu_init_l0: Option<f64>,
+    /// TopK/BatchTopK: train a Matryoshka dictionary (Bussmann, Nabeshima,
+    /// Karvonen & Nanda 2025, "Learning multi-level features with
+    /// Matryoshka sparse autoencoders"): besides the whole dictionary, each
+    /// prefix of features `0..w` for `w` in this list reconstructs the
+    /// target on its own, and the loss is the sum of every level's
+    /// reconstruction loss (SAELens's `MatryoshkaBatchTopKTrainingSAE`, whose
+    /// `matryoshka_widths` these are; dictionary_learning's trainer averages
+    /// weighted levels instead, the same gradient up to a constant per level).
+    /// Ascending widths of at least 1; `d_sae` itself may be given and is
+    /// implied when absent. The selection (TopK per row, BatchTopK per
+    /// batch) is over the whole dictionary, as in both libraries, so
+    /// inference is unchanged: a Matryoshka BatchTopK is a BatchTopK SAE
+    /// whose first features are trained to stand alone. `None`: one level.
+    pub matryoshka_widths: Option<Vec<usize>>,
     /// Seed of everything random in training (initialisation, resampling).
     pub seed: u64,
 }
@@ -193,6 +207,7 @@ impl Default for TrainConfig {
             jumprelu_target_l0: None,
             jumprelu_l0_to_encoder: false,
             jumprelu_init_l0: None,
+            matryoshka_widths: None,
             seed: 0,
         }
     }
@@ -333,6 +348,62 @@ impl TrainConfig {
         }
     }
 
+    /// The nested levels a Matryoshka dictionary of `d_sae` features trains
+    /// ([`Self::matryoshka_widths`] with `d_sae` last), or `None` for a plain
+    /// one.
+    pub fn matryoshka_levels(&self, d_sae: usize) -> Option<Vec<usize>> {
+        self.matryoshka_widths.as_ref().map(|widths| {
+            let mut levels: Vec<usize> = widths.iter().copied().filter(|&w| w < d_sae).collect();
+            levels.push(d_sae);
+            levels
+        })
+    }
+
+    /// kibitzer's default nested widths for a Matryoshka dictionary of
+    /// `d_sae` features when none are given: three inner levels, each a
+    /// quarter of the next (`d_sae/64, d_sae/16, d_sae/4`; smaller
+    /// dictionaries keep the levels of at least 4 features). SAELens asks
+    /// for the widths and dictionary_learning for group fractions; this is
+    /// our choice, a geometric progression like the paper's nested sizes.
+    pub fn default_matryoshka_widths(d_sae: usize) -> Vec<usize> {
+        let mut widths: Vec<usize> = [64, 16, 4]
+            .iter()
+            .map(|div| d_sae / div)
+            .filter(|&w| w >= 4)
+            .collect();
+        widths.dedup();
+        widths
+    }
+
+    /// Refuses the Matryoshka widths for a dictionary that is not TopK or
+    /// BatchTopK, or widths beyond its `d_sae`, naming the field.
+    pub fn check_matryoshka_fields(
+        &self,
+        architecture: &Architecture,
+        d_sae: usize,
+    ) -> Result<(), ConfigError> {
+        let Some(widths) = &self.matryoshka_widths else {
+            return Ok(());
+        };
+        if !matches!(
+            architecture,
+            Architecture::TopK { .. } | Architecture::BatchTopK { .. }
+        ) {
+            return Err(ConfigError::NotForArchitecture {
+                field: "matryoshka_widths",
+                applies_to: "TopK and BatchTopK dictionaries",
+                architecture: architecture.name(),
+            });
+        }
+        if let Some(&w) = widths.iter().find(|&&w| w > d_sae) {
+            return Err(ConfigError::Training {
+                field: "matryoshka_widths",
+                reason: format!("width {w} is larger than the dictionary (d_sae = {d_sae})"),
+            });
+        }
+        Ok(())
+    }
+
     /// Refuses the JumpReLU settings for a dictionary of another
     /// architecture, naming the field.
     pub fn check_jumprelu_fields(&self, architecture: &Architecture) -> Result<(), ConfigError> {
@@ -390,6 +461,20 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.threshold_beta) {
             return bad("threshold_beta", "must be in [0, 1)");
+        }
+        if let Some(widths) = &self.matryoshka_widths {
+            if widths.is_empty() {
+                return bad(
+                    "matryoshka_widths",
+                    "needs at least one nested width (leave it out for a plain dictionary)",
+                );
+            }
+            if widths[0] == 0 || widths.windows(2).any(|w| w[0] >= w[1]) {
+                return bad(
+                    "matryoshka_widths",
+                    &format!("must be strictly increasing widths of at least 1, got {widths:?}"),
+                );
+            }
         }
         for (field, value) in [
             ("jumprelu_target_l0", self.jumprelu_target_l0),

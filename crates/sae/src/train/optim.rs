@@ -196,6 +196,7 @@ impl<D: Trainable> DictTrainer<D> {
             .into());
         }
         config.check_jumprelu_fields(architecture)?;
+        config.check_matryoshka_fields(architecture, d_sae)?;
         if let Some(l0) = config.jumprelu_init_l0
             && l0 >= d_sae as f64
         {
@@ -433,6 +434,7 @@ impl<D: Trainable> DictTrainer<D> {
             k_aux: cfg.k_aux.unwrap_or(y.dims()[1] / 2).max(1),
             auxk_alpha: cfg.auxk_alpha,
             l0: cfg.l0_penalty(),
+            levels: cfg.matryoshka_levels(self.dict.d_sae()),
         };
         let out = arch::step(&self.dict.step_model(), x.clone(), y.clone(), &inputs);
 

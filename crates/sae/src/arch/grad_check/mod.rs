@@ -127,6 +127,7 @@ fn inputs(p: f64) -> StepInputs {
         k_aux: 4,
         auxk_alpha: 1.0 / 32.0,
         l0: Default::default(),
+        levels: None,
     }
 }
 
@@ -352,6 +353,87 @@ fn batchtopk_matches_autodiff() {
     check(&out, &a.params, loss);
     let got = crate::ops::scalar(out.min_kept_activation.unwrap()) as f32;
     assert!((got - kept_min).abs() < 1e-5, "{got} vs {kept_min}");
+}
+
+/// A Matryoshka BatchTopK (Bussmann et al. 2025): the loss is the sum of
+/// every nested prefix's reconstruction loss, written here as the paper
+/// states it, with AuxK on dead latents beside it.
+#[test]
+fn matryoshka_batchtopk_matches_autodiff() {
+    let cpu = Device::flex();
+    let ad = Device::flex().autodiff();
+    let sae = random_sae(Architecture::BatchTopK { k: 3 }, 6, &cpu);
+    let levels = vec![2, 5, 9, M];
+    let dead: Vec<f32> = (0..M).map(|j| if j % 4 == 1 { 1.0 } else { 0.0 }).collect();
+    let mut inp = inputs(1.0);
+    inp.levels = Some(levels.clone());
+    inp.dead_mask = Some(from_host(dead.clone(), 1, M, &cpu));
+    inp.n_dead = 3;
+    inp.k_aux = 2;
+    let x = batch(6, &cpu);
+    let out = topk::step(
+        &sae.step_model(),
+        x.clone(),
+        x.clone(),
+        &inp,
+        topk::Selection::Batch(3),
+    );
+    let pre = to_host(sae.pre_acts(sae.encoder_input(x)));
+    let mut order: Vec<usize> = (0..B * M).collect();
+    order.sort_by(|&i, &j| pre[j].total_cmp(&pre[i]));
+    let mut keep = vec![0f32; B * M];
+    for &i in order.iter().take(3 * B) {
+        if pre[i] > 0.0 {
+            keep[i] = 1.0;
+        }
+    }
+    let mut aux_keep = vec![0f32; B * M];
+    for b in 0..B {
+        let row = &pre[b * M..(b + 1) * M];
+        let mut dead_order: Vec<usize> = (0..M).filter(|&j| dead[j] == 1.0).collect();
+        dead_order.sort_by(|&i, &j| row[j].total_cmp(&row[i]));
+        for &j in dead_order.iter().take(2) {
+            if row[j] > 0.0 {
+                aux_keep[b * M + j] = 1.0;
+            }
+        }
+    }
+    let a = tracked(&sae, &ad);
+    let xa = batch(6, &ad);
+    let keep = from_host(keep, B, M, &ad);
+    // The whole dictionary's loss with AuxK, as plain BatchTopK's, plus each
+    // inner level's reconstruction from its prefix alone, through a 0/1 mask
+    // over the features (no slicing, unlike the step).
+    let mut loss = topk_loss(
+        &a,
+        xa.clone(),
+        keep.clone(),
+        Some(from_host(aux_keep, B, M, &ad)),
+    );
+    let pr = &a.params;
+    let f = (xa.clone() - pr.b_dec.clone())
+        .matmul(pr.w_enc.clone())
+        .add(pr.b_enc.clone())
+        .clamp_min(0.0)
+        * keep;
+    for &w in &levels[..levels.len() - 1] {
+        let prefix: Vec<f32> = (0..M).map(|j| if j < w { 1.0 } else { 0.0 }).collect();
+        let x_hat =
+            (f.clone() * from_host(prefix, 1, M, &ad)).matmul(pr.w_dec.clone()) + pr.b_dec.clone();
+        loss = loss + mse(x_hat, xa.clone());
+    }
+    let total = scalar_of(&loss);
+    check(&out, &a.params, loss);
+    let parts = out.loss.read();
+    assert!(
+        (parts.loss - total).abs() <= 1e-4 * total.abs(),
+        "reported loss {} vs autodiff's {total}",
+        parts.loss
+    );
+}
+
+fn scalar_of(t: &Tensor<1>) -> f64 {
+    to_host(t.clone().reshape([1, 1]))[0] as f64
 }
 
 /// JumpReLU against autodiff on the straight-through form of its loss, with
