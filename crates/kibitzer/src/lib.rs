@@ -32,6 +32,7 @@
 pub mod alphazero;
 pub mod board_eval;
 pub mod gpt;
+pub mod leaderboard;
 pub mod quiz;
 #[cfg(feature = "chess")]
 pub mod skill;

@@ -46,6 +46,19 @@ pub struct ReaderConfig {
     pub cycle: bool,
 }
 
+impl ReaderConfig {
+    /// Every row once, in store order, under a 1 GiB ceiling: how a store is
+    /// read for evaluation, row `i` after row `i - 1`.
+    pub fn in_order() -> Self {
+        Self {
+            seed: 0,
+            memory_ceiling_bytes: 1 << 30,
+            shuffle: false,
+            cycle: false,
+        }
+    }
+}
+
 impl Default for ReaderConfig {
     /// Seed 0, a 2 GiB ceiling, shuffled, cycling.
     fn default() -> Self {

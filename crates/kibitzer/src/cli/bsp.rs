@@ -200,12 +200,7 @@ fn catalog_of(a: &EvalBspArgs) -> Result<Arc<Catalog>, Box<dyn std::error::Error
 fn open_reader(
     store: &Store,
 ) -> Result<kibitzer_store::ShuffledReader, Box<dyn std::error::Error>> {
-    Ok(store.reader(ReaderConfig {
-        seed: 0,
-        memory_ceiling_bytes: 1 << 30,
-        shuffle: false,
-        cycle: false,
-    })?)
+    Ok(store.reader(ReaderConfig::in_order())?)
 }
 
 pub fn eval_bsp(a: &EvalBspArgs) -> CliResult {

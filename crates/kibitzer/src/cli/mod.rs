@@ -8,6 +8,7 @@ mod demo;
 mod games;
 mod games_support;
 mod gpt;
+mod leaderboard;
 mod planted;
 mod quiz;
 mod sae;
@@ -98,6 +99,10 @@ enum Command {
     /// plays itself, a small sweep of SAEs on its layer-2 residual stream is
     /// judged on the board, and the feature viewer is built.
     Demo(demo::DemoArgs),
+    /// Every architecture at matched L0 on the shipped AlphaZero network's
+    /// activations, ranked on board-state coverage, board reconstruction
+    /// (also relative to a probe), FVU, loss recovered and dead features.
+    Leaderboard(leaderboard::LeaderboardArgs),
     /// Sparse autoencoders: make activations, train, evaluate.
     #[command(subcommand)]
     Sae(sae::SaeCommand),
@@ -152,6 +157,7 @@ enum Command {
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Leaderboard(args) => leaderboard::run(args),
         Command::Sae(cmd) => sae::run(cmd),
         Command::Games(cmd) => games::run(cmd),
         Command::Gpt(cmd) => gpt::run(cmd),

@@ -588,12 +588,7 @@ pub fn evaluate(
         needed,
     )?;
     let store = Store::open(activations)?;
-    let mut reader = store.reader(ReaderConfig {
-        seed: 0,
-        memory_ceiling_bytes: 1 << 30,
-        shuffle: false,
-        cycle: false,
-    })?;
+    let mut reader = store.reader(ReaderConfig::in_order())?;
     let max_rows = rows.unwrap_or(store.rows() as usize);
     let evaluation = kibitzer_sae::metrics::evaluate(&sae, &mut reader, max_rows, batch, &device)?;
     let mut json = serde_json::to_value(&evaluation.metrics)?;

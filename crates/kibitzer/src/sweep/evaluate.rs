@@ -48,12 +48,7 @@ pub fn evaluate_member(
         }
         .into());
     }
-    let mut reader = store.reader(ReaderConfig {
-        seed: 0,
-        memory_ceiling_bytes: 1 << 30,
-        shuffle: false,
-        cycle: false,
-    })?;
+    let mut reader = store.reader(ReaderConfig::in_order())?;
     let metrics_err = |source| SweepError::Metrics {
         run: name.to_string(),
         source,

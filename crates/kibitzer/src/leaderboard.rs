@@ -1,0 +1,1144 @@
+//! `kibitzer leaderboard`: every SAE architecture kibitzer trains, at
+//! matched sparsity, on one subject model's activations, ranked on what only
+//! a game can give (board-state coverage, board reconstruction, board
+//! reconstruction relative to a supervised probe) beside FVU, loss recovered
+//! and the dead fraction. SAEBench's idea, with a ground truth.
+//!
+//! Sparsity is matched by L0. TopK, BatchTopK and Matryoshka take k = the
+//! target; JumpReLU is trained towards the target L0 (kibitzer-sae's
+//! `jumprelu_target_l0`, one small sweep per target since the target is a
+//! setting of the whole grid); the L1 families (standard, p-annealing,
+//! gated) have no knob that sets L0, so each trains a ladder of
+//! coefficients and the rung whose L0 is nearest the target (in log L0)
+//! stands for it, its real L0 shown beside it. The dictionaries of a sweep
+//! train together, each batch read once for all of them.
+//!
+//! The work is resumable at every stage: the harvest is kept once finished,
+//! each sweep resumes from its checkpoint and keeps evaluated runs, and a
+//! second call with the same settings only rebuilds the table.
+
+use crate::alphazero::{AlphaZeroError, HarvestConfig, NetSource, harvest, harvest_files};
+use crate::board_eval::{Baselines, BoardEvalError, evaluate_against_board, raw_activations};
+use crate::sweep::{
+    EvalConfig, Family, FamilyGrid, RunResult, ScalingReport, SweepConfig, SweepError, SweepGrid,
+    run_sweep,
+};
+use burn::tensor::{Device, Tensor};
+use kibitzer_bsp::labelling::{othello_at_moves, read_labels_jsonl};
+use kibitzer_bsp::{MetricsConfig, ProbeConfig};
+use kibitzer_games::dataset::OthelloDataset;
+use kibitzer_hooks::{HookError, HookSite, HookedModel, LossRecovered, SharedDictionary};
+use kibitzer_models::AlphaZeroNet;
+use kibitzer_store::{ReaderConfig, Store};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// File and directory names inside a leaderboard's output directory.
+pub mod files {
+    /// The settings the leaderboard was started with.
+    pub const SETTINGS: &str = "leaderboard-settings.json";
+    /// The harvest (games, labels, activations).
+    pub const HARVEST: &str = "harvest";
+    /// One directory per sweep.
+    pub const SWEEPS: &str = "sweeps";
+    /// The sweep of the L1 ladders and the k families.
+    pub const MAIN_SWEEP: &str = "main";
+    /// Every entry with its numbers.
+    pub const JSON: &str = "leaderboard.json";
+    /// The tables.
+    pub const MARKDOWN: &str = "leaderboard.md";
+    /// The tables as a page.
+    pub const HTML: &str = "leaderboard.html";
+}
+
+/// What a leaderboard is made from; a second call must give the same.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaderboardSettings {
+    /// The subject network: `shipped` or a weights file.
+    pub net: String,
+    /// Activation rows to harvest (whole games are played until there are
+    /// at least this many).
+    pub positions: usize,
+    /// Games whose positions are labelled; every dictionary is judged on them.
+    pub label_games: usize,
+    /// The hook site the dictionaries read.
+    pub site: String,
+    /// Features of every dictionary.
+    pub d_sae: usize,
+    /// The L0 targets, ascending.
+    pub targets: Vec<usize>,
+    /// The coefficients each L1 family (standard, p-annealing, gated) trains.
+    pub ladder: Vec<f64>,
+    /// The architectures.
+    pub families: Vec<Family>,
+    /// Rows per batch.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Optimiser steps, `None` for one pass over the store.
+    pub steps: Option<usize>,
+    /// JumpReLU's coefficient on `(L0 / target - 1)^2`.
+    pub jumprelu_coefficient: f64,
+    /// Labelled positions the network runs on for loss recovered.
+    pub splice_positions: usize,
+    /// Passes of the linear probes over their train rows.
+    pub probe_epochs: usize,
+    /// Fraction of labelled games held out for board reconstruction and
+    /// the probes.
+    pub test_fraction: f64,
+    /// Seed of the games, the dictionaries, the data order and the split.
+    pub seed: u64,
+}
+
+impl Default for LeaderboardSettings {
+    /// The shipped 6x6 AlphaZero network at `blocks.1.hook_resid_post`
+    /// (reference 001's site), 300,000 positions with the first 1,000 games
+    /// labelled, 512 features, L0 10, 20 and 40, the L1 ladder 1..16, 600
+    /// steps of batch 2048 (four passes over the store) at lr 1e-3 (the
+    /// demo's), every architecture: 27 dictionaries, about 10 minutes on 2
+    /// CPU cores.
+    fn default() -> Self {
+        LeaderboardSettings {
+            net: "shipped".into(),
+            positions: 300_000,
+            label_games: 1000,
+            site: "blocks.1.hook_resid_post".into(),
+            d_sae: 512,
+            targets: vec![10, 20, 40],
+            ladder: vec![1.0, 2.0, 4.0, 8.0, 16.0],
+            families: Family::ALL.to_vec(),
+            batch_size: 2048,
+            lr: 1e-3,
+            steps: Some(600),
+            jumprelu_coefficient: 3.0,
+            splice_positions: 4096,
+            probe_epochs: 5,
+            test_fraction: 0.2,
+            seed: 0,
+        }
+    }
+}
+
+impl LeaderboardSettings {
+    /// Checks the settings, naming the one that is wrong.
+    pub fn validate(&self) -> Result<(), LeaderboardError> {
+        let bad = |what: &str, message: String| {
+            Err(LeaderboardError::Config(format!("{what}: {message}")))
+        };
+        if self.families.is_empty() {
+            return bad("families", "no architecture".into());
+        }
+        if self.targets.is_empty() || self.targets.contains(&0) {
+            return bad(
+                "targets",
+                format!("{:?}: give at least one L0, each at least 1", self.targets),
+            );
+        }
+        if self.targets.windows(2).any(|w| w[0] >= w[1]) {
+            return bad(
+                "targets",
+                format!("{:?}: expected strictly increasing", self.targets),
+            );
+        }
+        if let Some(&big) = self.targets.iter().find(|&&t| t > self.d_sae) {
+            return bad(
+                "targets",
+                format!("L0 {big} is more than the {} features", self.d_sae),
+            );
+        }
+        let ladder_used = self.families.iter().any(|f| is_ladder_family(*f));
+        if ladder_used && self.ladder.is_empty() {
+            return bad(
+                "ladder",
+                "empty, but standard, panneal or gated is ranked: give coefficients".into(),
+            );
+        }
+        if self.splice_positions == 0 {
+            return bad("splice_positions", "0; expected at least 1".into());
+        }
+        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
+            return bad(
+                "test_fraction",
+                format!("{}: expected between 0 and 1", self.test_fraction),
+            );
+        }
+        if !(self.jumprelu_coefficient.is_finite() && self.jumprelu_coefficient > 0.0) {
+            return bad(
+                "jumprelu_coefficient",
+                format!("{}: expected a positive number", self.jumprelu_coefficient),
+            );
+        }
+        self.site
+            .parse::<HookSite>()
+            .map_err(|e| LeaderboardError::Config(format!("site {:?}: {e}", self.site)))?;
+        // The grids check the rest (batch size, learning rate, steps,
+        // coefficients) before anything trains.
+        for (_, grid) in self.grids() {
+            grid.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The sweeps: (directory name, grid). The main sweep holds the L1
+    /// ladders and the k families; JumpReLU gets one sweep per target.
+    pub fn grids(&self) -> Vec<(String, SweepGrid)> {
+        let grid = |families: Vec<FamilyGrid>, target: Option<f64>| SweepGrid {
+            preset: "leaderboard".into(),
+            features: vec![self.d_sae],
+            families,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            steps: self.steps,
+            jumprelu_bandwidth: 0.05,
+            jumprelu_target_l0: target,
+            panneal_p_end: 0.2,
+            dead_after_rows: 200_000,
+        };
+        let mut out = Vec::new();
+        let main: Vec<FamilyGrid> = self
+            .families
+            .iter()
+            .filter(|f| **f != Family::Jumprelu)
+            .map(|&family| FamilyGrid {
+                family,
+                values: if family.uses_k() {
+                    self.targets.iter().map(|&t| t as f64).collect()
+                } else {
+                    self.ladder.clone()
+                },
+            })
+            .collect();
+        if !main.is_empty() {
+            out.push((files::MAIN_SWEEP.to_string(), grid(main, None)));
+        }
+        if self.families.contains(&Family::Jumprelu) {
+            for &t in &self.targets {
+                let family = FamilyGrid {
+                    family: Family::Jumprelu,
+                    values: vec![self.jumprelu_coefficient],
+                };
+                out.push((jumprelu_sweep(t), grid(vec![family], Some(t as f64))));
+            }
+        }
+        out
+    }
+}
+
+/// The sweep directory of JumpReLU trained towards L0 `target`.
+fn jumprelu_sweep(target: usize) -> String {
+    format!("jumprelu-l0-{target}")
+}
+
+/// Whether a family's sparsity is a coefficient with no L0 target: it trains
+/// the ladder.
+fn is_ladder_family(family: Family) -> bool {
+    !family.uses_k() && family != Family::Jumprelu
+}
+
+/// Everything [`run_leaderboard`] needs.
+#[derive(Clone, Debug)]
+pub struct LeaderboardConfig {
+    /// What to train and judge.
+    pub settings: LeaderboardSettings,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Device of the network and the dictionaries.
+    pub device: Device,
+    /// Progress bars on stderr.
+    pub progress: bool,
+}
+
+/// One architecture at one target L0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The L0 it stands for.
+    pub target_l0: usize,
+    /// The architecture.
+    pub family: Family,
+    /// 1 = best board reconstruction among the entries of this target.
+    pub rank: usize,
+    /// The sweep directory the run is in.
+    pub sweep: String,
+    /// Its numbers (the run's `evaluation.json`).
+    pub result: RunResult,
+    /// Board reconstruction F1 (board category) over the probes' F1 on the
+    /// same held-out games: how much of what a supervised linear probe reads
+    /// off the activations the dictionary's single features recover.
+    pub probe_relative: f64,
+    /// The network's policy with the dictionary spliced in at the site.
+    pub loss_recovered: LossRecovered,
+}
+
+/// An architecture's mean rank over the targets, on each metric.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeanRanks {
+    /// The architecture.
+    pub family: Family,
+    /// Board reconstruction (board category), higher is better.
+    pub reconstruction: f64,
+    /// Coverage (board category), higher is better.
+    pub coverage: f64,
+    /// FVU, lower is better.
+    pub fvu: f64,
+    /// Loss recovered, higher is better.
+    pub loss_recovered: f64,
+    /// Dead fraction, lower is better.
+    pub dead: f64,
+}
+
+/// `leaderboard.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Leaderboard {
+    /// `kibitzer-leaderboard`.
+    pub format: String,
+    /// Format version.
+    pub version: u32,
+    /// What it was made from.
+    pub settings: LeaderboardSettings,
+    /// Labelled positions the dictionaries were judged on.
+    pub labelled_rows: usize,
+    /// Width of the activations.
+    pub d_in: usize,
+    /// The probes' held-out F1 per category (`board`, ..., `all`).
+    pub probe_f1: BTreeMap<String, f64>,
+    /// Every entry, by target, then rank.
+    pub entries: Vec<Entry>,
+    /// Each architecture's mean ranks, best mean board-reconstruction rank
+    /// first.
+    pub mean_ranks: Vec<MeanRanks>,
+}
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderboardError {
+    /// Settings that cannot work.
+    #[error("leaderboard: {0}")]
+    Config(String),
+    /// The harvest.
+    #[error(transparent)]
+    Harvest(#[from] AlphaZeroError),
+    /// A sweep.
+    #[error(transparent)]
+    Sweep(#[from] SweepError),
+    /// The probes.
+    #[error(transparent)]
+    BoardEval(#[from] BoardEvalError),
+    /// Labels and positions.
+    #[error(transparent)]
+    Bsp(#[from] kibitzer_bsp::BspError),
+    /// The network with a dictionary spliced in.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// The network.
+    #[error(transparent)]
+    Model(#[from] kibitzer_models::ModelError),
+    /// The activation store.
+    #[error(transparent)]
+    Store(#[from] kibitzer_store::StoreError),
+    /// A file.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn file_err(path: &Path, message: impl ToString) -> LeaderboardError {
+    LeaderboardError::File {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+/// Harvests (or reuses the harvest), trains and judges every sweep (or
+/// resumes them), scores the chosen dictionaries spliced into the network,
+/// and writes `leaderboard.json`, `.md` and `.html` to `config.out`.
+pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, LeaderboardError> {
+    let s = &config.settings;
+    s.validate()?;
+    let out = &config.out;
+    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    check_settings(out, s)?;
+    let say = |text: String| {
+        if config.progress {
+            eprintln!("{text}");
+        }
+    };
+    let site: HookSite = s
+        .site
+        .parse()
+        .map_err(|e| LeaderboardError::Config(format!("site {:?}: {e}", s.site)))?;
+    let net_source: NetSource = s.net.parse().unwrap_or(NetSource::Shipped);
+
+    // 1. The harvest, kept once its report is written (its last file).
+    let harvest_dir = out.join(files::HARVEST);
+    if harvest_dir.join(harvest_files::REPORT).exists() {
+        say(format!(
+            "1/4 reusing the harvest in {}",
+            harvest_dir.display()
+        ));
+    } else {
+        say(format!(
+            "1/4 the network plays itself: {} positions, the first {} games labelled; harvesting {site}",
+            s.positions, s.label_games
+        ));
+        harvest(&HarvestConfig {
+            net: net_source.clone(),
+            random_init: None,
+            positions: s.positions,
+            label_games: s.label_games,
+            site,
+            temperature: 1.0,
+            seed: s.seed,
+            out: harvest_dir.clone(),
+            device: config.device.clone(),
+            progress: config.progress,
+        })?;
+    }
+    let activations = harvest_dir.join(harvest_files::ACTIVATIONS);
+    let labels_file = harvest_dir.join(harvest_files::LABELS);
+
+    // 2. The sweeps.
+    let grids = s.grids();
+    let sweeps = grids.len();
+    let mut reports: Vec<(String, ScalingReport)> = Vec::new();
+    for (i, (name, grid)) in grids.into_iter().enumerate() {
+        let dir = out.join(files::SWEEPS).join(&name);
+        say(format!(
+            "2/4 sweep {} of {}: {name} ({} dictionaries)",
+            i + 1,
+            sweeps,
+            grid.len()
+        ));
+        let report = run_sweep(
+            &SweepConfig {
+                activations: activations.clone(),
+                labels: labels_file.clone(),
+                board_size: board_size(&harvest_dir)?,
+                out: dir.clone(),
+                grid,
+                seed: s.seed,
+                resume: dir.join("checkpoint.json").exists(),
+                eval: EvalConfig {
+                    test_fraction: s.test_fraction,
+                    ..EvalConfig::default()
+                },
+                checkpoint_every: 200,
+                shuffle_memory_bytes: 1 << 30,
+                progress: config.progress,
+            },
+            &config.device,
+        )?;
+        reports.push((name, report));
+    }
+
+    // 3. The probes: the upper baseline of board reconstruction.
+    say("3/4 linear probes on the raw activations (the supervised baseline)".into());
+    let set = kibitzer_bsp::othello::othello_bsps(board_size(&harvest_dir)?, Default::default())?;
+    let (refs, labels) = read_labels_jsonl(&labels_file, set.catalog().clone())?;
+    let store = Store::open(&activations)?;
+    let mut reader = store.reader(ReaderConfig::in_order())?;
+    let raw = raw_activations(&mut reader, labels.rows())?;
+    drop(reader);
+    let probes = evaluate_against_board(
+        "probes",
+        None,
+        Some(&raw),
+        &labels,
+        &refs,
+        s.test_fraction,
+        s.seed,
+        &MetricsConfig::default(),
+        &Baselines {
+            neurons: false,
+            probes: Some(ProbeConfig {
+                epochs: s.probe_epochs,
+                seed: s.seed,
+                ..ProbeConfig::default()
+            }),
+        },
+    )?
+    .probes
+    .expect("probes were asked for");
+    drop(raw);
+    let probe_f1: BTreeMap<String, f64> = probes
+        .aggregates
+        .iter()
+        .map(|a| (a.name.clone(), a.f1))
+        .collect();
+
+    // 4. The chosen dictionaries, spliced into the network.
+    say(format!(
+        "4/4 loss recovered: each chosen dictionary spliced in at {site} on {} positions",
+        s.splice_positions
+    ));
+    let net = net_source.load(&config.device)?;
+    let boards = splice_inputs(&net, &harvest_dir, s.splice_positions)?;
+    let chosen = choose(s, &reports)?;
+    let mut spliced: BTreeMap<(String, String), LossRecovered> = BTreeMap::new();
+    let mut entries = Vec::with_capacity(chosen.len());
+    for (target_l0, family, sweep, result) in chosen {
+        let key = (sweep.clone(), result.spec.name.clone());
+        let loss_recovered = match spliced.get(&key) {
+            Some(l) => *l,
+            None => {
+                let dir = out.join(files::SWEEPS).join(&sweep).join(&result.spec.name);
+                let sae = kibitzer_sae::saelens::load(&dir, &config.device)
+                    .map_err(|e| file_err(&dir, e))?;
+                let l = policy_loss_recovered(&net, &boards, site, Arc::new(sae))?;
+                spliced.insert(key, l);
+                l
+            }
+        };
+        let probe_board = board(&probe_f1);
+        entries.push(Entry {
+            target_l0,
+            family,
+            rank: 0,
+            sweep,
+            probe_relative: if probe_board > 0.0 {
+                board(&result.reconstruction) / probe_board
+            } else {
+                0.0
+            },
+            result,
+            loss_recovered,
+        });
+    }
+    rank_entries(&mut entries);
+    let leaderboard = Leaderboard {
+        format: "kibitzer-leaderboard".into(),
+        version: 1,
+        settings: s.clone(),
+        labelled_rows: labels.rows(),
+        d_in: store.d_in(),
+        probe_f1,
+        mean_ranks: mean_ranks(&entries),
+        entries,
+    };
+    write(out, &leaderboard)?;
+    Ok(leaderboard)
+}
+
+/// Writes the settings on a first call; on a later one, refuses settings
+/// that differ from those the directory was started with.
+fn check_settings(out: &Path, s: &LeaderboardSettings) -> Result<(), LeaderboardError> {
+    let path = out.join(files::SETTINGS);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+        let before: LeaderboardSettings =
+            serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;
+        if &before != s {
+            let (a, b) = (
+                serde_json::to_value(&before).expect("settings serialise"),
+                serde_json::to_value(s).expect("settings serialise"),
+            );
+            let changed: Vec<String> = a
+                .as_object()
+                .expect("settings are an object")
+                .iter()
+                .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+                .map(|(k, v)| format!("{k} (was {v}, now {})", b[k.as_str()]))
+                .collect();
+            return Err(file_err(
+                &path,
+                format!(
+                    "this directory holds a leaderboard made with other settings: {}; choose another --out",
+                    changed.join(", ")
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    let text = serde_json::to_string_pretty(s).expect("settings serialise");
+    kibitzer_store::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
+}
+
+/// The board side of a harvest, from its games file.
+fn board_size(harvest_dir: &Path) -> Result<usize, LeaderboardError> {
+    let path = harvest_dir.join(harvest_files::GAMES);
+    let games = OthelloDataset::open(&path).map_err(|e| file_err(&path, e))?;
+    Ok(games.board_size())
+}
+
+/// The boards of the first `n` positions of the harvest (its labelled ones
+/// first), encoded for `net`, in batches of 512.
+fn splice_inputs(
+    net: &AlphaZeroNet,
+    harvest_dir: &Path,
+    n: usize,
+) -> Result<Vec<Tensor<2>>, LeaderboardError> {
+    let path = harvest_dir.join(harvest_files::GAMES);
+    let games = OthelloDataset::open(&path).map_err(|e| file_err(&path, e))?;
+    let mut moves = Vec::new();
+    let mut positions = 0;
+    for g in 0..games.len() {
+        if positions >= n {
+            break;
+        }
+        let game = games
+            .game(g)
+            .ok_or_else(|| file_err(&path, format!("game {g} is unreadable")))?;
+        positions += game.len();
+        moves.push(game);
+    }
+    let all = othello_at_moves(games.board_size(), &moves)?;
+    let take = n.min(all.positions.len());
+    all.positions[..take]
+        .chunks(512)
+        .map(|chunk| Ok(net.encode(chunk)?))
+        .collect()
+}
+
+/// Loss recovered with `dictionary` spliced in at `site`, the loss being the
+/// cross-entropy of the network's policy against its own clean policy (a
+/// self-play network has no other target at every position): clean scores
+/// the policy's entropy, so the fraction is `1 - KL(spliced) /
+/// KL(zero-ablated)`, SAEBench's KL score.
+fn policy_loss_recovered(
+    net: &AlphaZeroNet,
+    boards: &[Tensor<2>],
+    site: HookSite,
+    dictionary: SharedDictionary,
+) -> Result<LossRecovered, HookError> {
+    kibitzer_hooks::loss_recovered(net, boards, site, dictionary, |input, out| {
+        let clean = net.forward(input)?.log_policy.exp();
+        let ce = (clean * out.log_policy).sum_dim(1).mean().neg();
+        Ok(kibitzer_sae::ops::scalar(ce))
+    })
+}
+
+/// `log |ln a - ln b|`: how far apart two L0s are, as ratios.
+fn log_distance(a: f64, b: f64) -> f64 {
+    (a.max(1e-9).ln() - b.max(1e-9).ln()).abs()
+}
+
+/// The run of each family at each target: (target, family, sweep, result).
+fn choose(
+    s: &LeaderboardSettings,
+    reports: &[(String, ScalingReport)],
+) -> Result<Vec<(usize, Family, String, RunResult)>, LeaderboardError> {
+    let missing = |what: String| {
+        LeaderboardError::Config(format!(
+            "{what} is missing from its sweep's results (a sweep directory edited by hand?)"
+        ))
+    };
+    let runs_of = |sweep: &str| {
+        reports
+            .iter()
+            .find(|(name, _)| name == sweep)
+            .map(|(_, r)| r.runs.as_slice())
+            .unwrap_or(&[])
+    };
+    let mut out = Vec::new();
+    for &target in &s.targets {
+        for &family in &s.families {
+            let (sweep, run) = if family == Family::Jumprelu {
+                let sweep = jumprelu_sweep(target);
+                let run = runs_of(&sweep).first().cloned();
+                (sweep, run)
+            } else if family.uses_k() {
+                let run = runs_of(files::MAIN_SWEEP)
+                    .iter()
+                    .find(|r| r.spec.family == family && r.spec.sparsity == target as f64)
+                    .cloned();
+                (files::MAIN_SWEEP.to_string(), run)
+            } else {
+                let run = nearest_by_l0(
+                    runs_of(files::MAIN_SWEEP)
+                        .iter()
+                        .filter(|r| r.spec.family == family),
+                    target as f64,
+                )
+                .cloned();
+                (files::MAIN_SWEEP.to_string(), run)
+            };
+            let run = run.ok_or_else(|| missing(format!("{} at L0 {target}", family.name())))?;
+            out.push((target, family, sweep, run));
+        }
+    }
+    Ok(out)
+}
+
+/// The run whose L0 is nearest `target` as a ratio (10 is as far from 20 as
+/// 40 is); the earlier one on a tie.
+pub fn nearest_by_l0<'a>(
+    runs: impl IntoIterator<Item = &'a RunResult>,
+    target: f64,
+) -> Option<&'a RunResult> {
+    runs.into_iter()
+        .fold(None, |best: Option<&RunResult>, r| match best {
+            Some(b) if log_distance(b.l0, target) <= log_distance(r.l0, target) => Some(b),
+            _ => Some(r),
+        })
+}
+
+fn board(m: &BTreeMap<String, f64>) -> f64 {
+    m.get("board").copied().unwrap_or(0.0)
+}
+
+/// Orders each target's entries by board reconstruction (board category),
+/// best first, ties broken by FVU, and numbers them from 1.
+fn rank_entries(entries: &mut [Entry]) {
+    entries.sort_by(|a, b| {
+        a.target_l0.cmp(&b.target_l0).then(
+            board(&b.result.reconstruction)
+                .total_cmp(&board(&a.result.reconstruction))
+                .then(a.result.fvu.total_cmp(&b.result.fvu)),
+        )
+    });
+    let mut previous = None;
+    let mut rank = 0;
+    for e in entries.iter_mut() {
+        if previous != Some(e.target_l0) {
+            previous = Some(e.target_l0);
+            rank = 0;
+        }
+        rank += 1;
+        e.rank = rank;
+    }
+}
+
+/// Each family's rank within its target on one metric (`better` orders two
+/// entries, best first), averaged over the targets.
+fn mean_rank_on(
+    entries: &[Entry],
+    better: impl Fn(&Entry, &Entry) -> std::cmp::Ordering,
+) -> BTreeMap<Family, f64> {
+    let mut sums: BTreeMap<Family, (f64, usize)> = BTreeMap::new();
+    let mut targets: Vec<usize> = entries.iter().map(|e| e.target_l0).collect();
+    targets.dedup();
+    for t in targets {
+        let mut of_target: Vec<&Entry> = entries.iter().filter(|e| e.target_l0 == t).collect();
+        of_target.sort_by(|a, b| better(a, b));
+        for (i, e) in of_target.iter().enumerate() {
+            let s = sums.entry(e.family).or_default();
+            s.0 += (i + 1) as f64;
+            s.1 += 1;
+        }
+    }
+    sums.into_iter()
+        .map(|(f, (sum, n))| (f, sum / n as f64))
+        .collect()
+}
+
+fn mean_ranks(entries: &[Entry]) -> Vec<MeanRanks> {
+    let reconstruction = mean_rank_on(entries, |a, b| {
+        board(&b.result.reconstruction).total_cmp(&board(&a.result.reconstruction))
+    });
+    let coverage = mean_rank_on(entries, |a, b| {
+        board(&b.result.coverage).total_cmp(&board(&a.result.coverage))
+    });
+    let fvu = mean_rank_on(entries, |a, b| a.result.fvu.total_cmp(&b.result.fvu));
+    let loss = mean_rank_on(entries, |a, b| {
+        b.loss_recovered
+            .fraction
+            .total_cmp(&a.loss_recovered.fraction)
+    });
+    let dead = mean_rank_on(entries, |a, b| {
+        a.result.dead_fraction.total_cmp(&b.result.dead_fraction)
+    });
+    let mut out: Vec<MeanRanks> = reconstruction
+        .iter()
+        .map(|(&family, &r)| MeanRanks {
+            family,
+            reconstruction: r,
+            coverage: coverage[&family],
+            fvu: fvu[&family],
+            loss_recovered: loss[&family],
+            dead: dead[&family],
+        })
+        .collect();
+    out.sort_by(|a, b| a.reconstruction.total_cmp(&b.reconstruction));
+    out
+}
+
+/// A table as a header and rows of cells, rendered to Markdown or HTML.
+struct Table {
+    title: String,
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Leaderboard {
+    fn tables(&self) -> Vec<Table> {
+        let mut tables = Vec::new();
+        let mut targets: Vec<usize> = self.entries.iter().map(|e| e.target_l0).collect();
+        targets.dedup();
+        for t in targets {
+            let rows = self
+                .entries
+                .iter()
+                .filter(|e| e.target_l0 == t)
+                .map(|e| {
+                    let r = &e.result;
+                    vec![
+                        e.rank.to_string(),
+                        e.family.name().to_string(),
+                        match e.family {
+                            // Its coefficient weighs the distance to the target.
+                            Family::Jumprelu => format!("to L0 {t}"),
+                            _ => r.spec.sparsity_label(),
+                        },
+                        format!("{:.1}", r.l0),
+                        format!("{:.3}", r.fvu),
+                        format!("{:.1}", 100.0 * r.dead_fraction),
+                        format!("{:.3}", board(&r.coverage)),
+                        format!("{:.3}", board(&r.reconstruction)),
+                        format!("{:.3}", e.probe_relative),
+                        format!("{:.3}", e.loss_recovered.fraction),
+                    ]
+                })
+                .collect();
+            tables.push(Table {
+                title: format!("L0 {t}"),
+                header: vec![
+                    "rank",
+                    "architecture",
+                    "sparsity",
+                    "L0",
+                    "FVU",
+                    "dead %",
+                    "coverage (board)",
+                    "board reconstruction",
+                    "vs probe",
+                    "loss recovered",
+                ],
+                rows,
+            });
+        }
+        tables.push(Table {
+            title: "Mean rank over the targets (1 = best)".into(),
+            header: vec![
+                "architecture",
+                "board reconstruction",
+                "coverage",
+                "FVU",
+                "loss recovered",
+                "dead %",
+            ],
+            rows: self
+                .mean_ranks
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.family.name().to_string(),
+                        format!("{:.2}", m.reconstruction),
+                        format!("{:.2}", m.coverage),
+                        format!("{:.2}", m.fvu),
+                        format!("{:.2}", m.loss_recovered),
+                        format!("{:.2}", m.dead),
+                    ]
+                })
+                .collect(),
+        });
+        tables
+    }
+
+    fn summary(&self) -> String {
+        let s = &self.settings;
+        format!(
+            "{} features per dictionary on `{}` of the `{}` AlphaZero network ({} labelled positions, width {}); {:.0}% of labelled games held out. \
+             The probes' board F1 is {:.3}. Ranked by board reconstruction (board category) within each target. \
+             TopK, BatchTopK and Matryoshka use k = the target, JumpReLU is trained towards it, \
+             and standard, p-annealing and gated show the rung of the coefficient ladder {:?} nearest it in L0.",
+            s.d_sae,
+            s.site,
+            s.net,
+            self.labelled_rows,
+            self.d_in,
+            100.0 * s.test_fraction,
+            board(&self.probe_f1),
+            s.ladder
+        )
+    }
+
+    /// The tables as Markdown.
+    pub fn markdown(&self) -> String {
+        let mut md = format!("# Leaderboard\n\n{}\n", self.summary());
+        for t in self.tables() {
+            md.push_str(&format!(
+                "\n## {}\n\n| {} |\n|",
+                t.title,
+                t.header.join(" | ")
+            ));
+            md.push_str(&"---|".repeat(t.header.len()));
+            md.push('\n');
+            for row in &t.rows {
+                md.push_str(&format!("| {} |\n", row.join(" | ")));
+            }
+        }
+        md
+    }
+
+    /// The tables as a self-contained HTML page.
+    pub fn html(&self) -> String {
+        let esc = kibitzer_charts::escape_xml;
+        let mut h = String::from(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>kibitzer leaderboard</title>\n\
+             <style>body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin-bottom:2em}\
+             th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f0f0f0}\
+             td:nth-child(2),th:nth-child(2){text-align:left}</style></head><body>\n<h1>Leaderboard</h1>\n",
+        );
+        h.push_str(&format!("<p>{}</p>\n", esc(&self.summary())));
+        for t in self.tables() {
+            h.push_str(&format!("<h2>{}</h2>\n<table>\n<tr>", esc(&t.title)));
+            for c in &t.header {
+                h.push_str(&format!("<th>{}</th>", esc(c)));
+            }
+            h.push_str("</tr>\n");
+            for row in &t.rows {
+                h.push_str("<tr>");
+                for c in row {
+                    h.push_str(&format!("<td>{}</td>", esc(c)));
+                }
+                h.push_str("</tr>\n");
+            }
+            h.push_str("</table>\n");
+        }
+        h.push_str("</body></html>\n");
+        h
+    }
+}
+
+fn write(out: &Path, leaderboard: &Leaderboard) -> Result<(), LeaderboardError> {
+    let put = |name: &str, text: &str| {
+        let path = out.join(name);
+        kibitzer_store::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
+    };
+    put(files::MARKDOWN, &leaderboard.markdown())?;
+    put(files::HTML, &leaderboard.html())?;
+    put(
+        files::JSON,
+        &serde_json::to_string_pretty(leaderboard).expect("the leaderboard serialises"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::RunSpec;
+
+    fn run(family: Family, name: &str, l0: f64, reconstruction: f64, fvu: f64) -> RunResult {
+        RunResult {
+            spec: RunSpec {
+                name: name.into(),
+                family,
+                d_sae: 64,
+                sparsity_kind: family.sparsity_kind().into(),
+                sparsity: 1.0,
+                steps: 10,
+            },
+            step: 10,
+            rows: 100,
+            mse: fvu,
+            l0,
+            dead_fraction: 0.0,
+            dense_fraction: 0.0,
+            fvu,
+            explained_variance: 1.0 - fvu,
+            cosine_similarity: 0.9,
+            alive_features: 64,
+            coverage: BTreeMap::from([("board".to_string(), reconstruction / 2.0)]),
+            reconstruction: BTreeMap::from([("board".to_string(), reconstruction)]),
+            eval_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_nearest_rung_is_nearest_as_a_ratio() {
+        let ladder = [
+            run(Family::Standard, "a", 80.0, 0.5, 0.1),
+            run(Family::Standard, "b", 33.0, 0.5, 0.1),
+            run(Family::Standard, "c", 14.0, 0.5, 0.1),
+            run(Family::Standard, "d", 6.0, 0.5, 0.1),
+        ];
+        let pick = |t: f64| nearest_by_l0(&ladder, t).unwrap().spec.name.clone();
+        // 20: 14 is 1.43x away, 33 1.65x; 10: 14 is 1.4x away, 6 1.67x;
+        // 40: 33 is 1.21x away, 80 2x.
+        assert_eq!(pick(20.0), "c");
+        assert_eq!(pick(10.0), "c");
+        assert_eq!(pick(40.0), "b");
+        // Where ratio and difference disagree: 7 is 1.43x from 10 and 14 is
+        // 1.4x, but 14 is 4 away and 7 only 3.
+        let pair = [
+            run(Family::Standard, "seven", 7.0, 0.5, 0.1),
+            run(Family::Standard, "fourteen", 14.0, 0.5, 0.1),
+        ];
+        assert_eq!(nearest_by_l0(&pair, 10.0).unwrap().spec.name, "fourteen");
+        assert!(nearest_by_l0(&[], 10.0).is_none());
+    }
+
+    fn entry(target: usize, family: Family, reconstruction: f64, fvu: f64, lr: f64) -> Entry {
+        Entry {
+            target_l0: target,
+            family,
+            rank: 0,
+            sweep: "main".into(),
+            result: run(family, family.name(), target as f64, reconstruction, fvu),
+            probe_relative: reconstruction,
+            loss_recovered: LossRecovered {
+                clean: 1.0,
+                spliced: 1.0,
+                zero_ablated: 2.0,
+                fraction: lr,
+            },
+        }
+    }
+
+    #[test]
+    fn entries_rank_by_board_reconstruction_within_each_target() {
+        let mut entries = vec![
+            entry(20, Family::Topk, 0.30, 0.2, 0.9),
+            entry(10, Family::Topk, 0.20, 0.3, 0.8),
+            entry(10, Family::Gated, 0.25, 0.4, 0.7),
+            entry(20, Family::Gated, 0.30, 0.1, 0.6),
+            entry(10, Family::Jumprelu, 0.10, 0.1, 0.9),
+            entry(20, Family::Jumprelu, 0.35, 0.3, 0.5),
+        ];
+        rank_entries(&mut entries);
+        let order: Vec<(usize, Family, usize)> = entries
+            .iter()
+            .map(|e| (e.target_l0, e.family, e.rank))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (10, Family::Gated, 1),
+                (10, Family::Topk, 2),
+                (10, Family::Jumprelu, 3),
+                (20, Family::Jumprelu, 1),
+                // A tie on reconstruction goes to the lower FVU.
+                (20, Family::Gated, 2),
+                (20, Family::Topk, 3),
+            ]
+        );
+        let means = mean_ranks(&entries);
+        let of = |f: Family| means.iter().find(|m| m.family == f).unwrap().clone();
+        assert_eq!(of(Family::Gated).reconstruction, 1.5);
+        assert_eq!(of(Family::Jumprelu).reconstruction, 2.0);
+        assert_eq!(of(Family::Topk).reconstruction, 2.5);
+        // FVU: target 10 JumpReLU 0.1 < TopK 0.3 < gated 0.4; target 20
+        // gated 0.1 < TopK 0.2 < JumpReLU 0.3.
+        assert_eq!(of(Family::Gated).fvu, 2.0);
+        assert_eq!(of(Family::Topk).fvu, 2.0);
+        // Loss recovered: TopK 0.8 and 0.9 are first at 20, second at 10.
+        assert_eq!(of(Family::Topk).loss_recovered, 1.5);
+        assert_eq!(means[0].family, Family::Gated, "best reconstruction first");
+    }
+
+    fn tiny() -> LeaderboardSettings {
+        LeaderboardSettings {
+            positions: 3000,
+            label_games: 60,
+            d_sae: 32,
+            targets: vec![2, 6],
+            ladder: vec![0.5, 4.0],
+            batch_size: 256,
+            steps: Some(12),
+            splice_positions: 300,
+            probe_epochs: 1,
+            ..LeaderboardSettings::default()
+        }
+    }
+
+    #[test]
+    fn settings_are_checked_before_anything_runs() {
+        let bad = |edit: fn(&mut LeaderboardSettings)| {
+            let mut s = tiny();
+            edit(&mut s);
+            s.validate().unwrap_err().to_string()
+        };
+        assert!(bad(|s| s.targets = vec![6, 2]).contains("strictly increasing"));
+        assert!(bad(|s| s.targets = vec![64]).contains("more than the 32 features"));
+        assert!(bad(|s| s.ladder.clear()).contains("ladder"));
+        assert!(bad(|s| s.site = "blocks.x".into()).contains("site"));
+        assert!(bad(|s| s.batch_size = 0).contains("batch_size"));
+        let mut k_only = tiny();
+        k_only.families = vec![Family::Topk];
+        k_only.ladder.clear();
+        k_only.validate().unwrap();
+    }
+
+    #[test]
+    fn a_tiny_leaderboard_ranks_every_architecture_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LeaderboardConfig {
+            settings: tiny(),
+            out: dir.path().join("lb"),
+            device: Device::flex(),
+            progress: false,
+        };
+        let lb = run_leaderboard(&config).unwrap();
+        assert_eq!(lb.entries.len(), 2 * Family::ALL.len());
+        for &t in &[2usize, 6] {
+            let of_target: Vec<&Entry> = lb.entries.iter().filter(|e| e.target_l0 == t).collect();
+            let ranks: Vec<usize> = of_target.iter().map(|e| e.rank).collect();
+            assert_eq!(ranks, (1..=Family::ALL.len()).collect::<Vec<_>>());
+            for w in of_target.windows(2) {
+                assert!(board(&w[0].result.reconstruction) >= board(&w[1].result.reconstruction));
+            }
+            for e in &of_target {
+                let r = &e.result;
+                match e.family {
+                    // k = the target: TopK exactly (up to rows whose
+                    // pre-activations have fewer positive values).
+                    Family::Topk => {
+                        assert!(r.l0 <= t as f64 + 1e-9 && r.l0 > 0.5 * t as f64, "{r:?}")
+                    }
+                    Family::Batchtopk | Family::Matryoshka => {
+                        assert_eq!(r.spec.sparsity, t as f64)
+                    }
+                    Family::Jumprelu => assert_eq!(e.sweep, format!("jumprelu-l0-{t}")),
+                    _ => {
+                        assert_eq!(e.sweep, "main");
+                        // No other rung of the family is nearer the target.
+                        let ladder: Vec<f64> = lb
+                            .entries
+                            .iter()
+                            .filter(|o| o.family == e.family)
+                            .map(|o| o.result.l0)
+                            .collect();
+                        assert!(
+                            ladder.iter().all(|&l| log_distance(r.l0, t as f64)
+                                <= log_distance(l, t as f64) + 1e-12)
+                        );
+                    }
+                }
+                let l = e.loss_recovered;
+                assert!(l.zero_ablated > l.clean, "{l:?}");
+                assert!(l.fraction.is_finite() && l.fraction < 1.0 + 1e-6, "{l:?}");
+                assert!(e.probe_relative.is_finite() && e.probe_relative >= 0.0);
+            }
+        }
+        assert!(board(&lb.probe_f1) > 0.0, "{:?}", lb.probe_f1);
+        let md = std::fs::read_to_string(dir.path().join("lb").join(files::MARKDOWN)).unwrap();
+        assert!(md.contains("## L0 2") && md.contains("## L0 6") && md.contains("matryoshka"));
+        let html = std::fs::read_to_string(dir.path().join("lb").join(files::HTML)).unwrap();
+        assert_eq!(html.matches("<table>").count(), 3);
+        let json: Leaderboard = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("lb").join(files::JSON)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json, lb);
+
+        // Again: nothing is trained or judged again, the same table comes out.
+        let checkpoint = dir.path().join("lb/sweeps/main/checkpoint.json");
+        let before = std::fs::metadata(&checkpoint).unwrap().modified().unwrap();
+        let again = run_leaderboard(&config).unwrap();
+        assert_eq!(again, lb);
+        assert_eq!(
+            std::fs::metadata(&checkpoint).unwrap().modified().unwrap(),
+            before
+        );
+        // Other settings in the same directory are refused, by name.
+        let mut other = config.clone();
+        other.settings.d_sae = 48;
+        let e = run_leaderboard(&other).unwrap_err().to_string();
+        assert!(e.contains("d_sae (was 32, now 48)"), "{e}");
+    }
+}
