@@ -882,9 +882,12 @@ impl Leaderboard {
             "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>kibitzer leaderboard</title>\n\
              <style>body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin-bottom:2em}\
              th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f0f0f0}\
-             td:nth-child(2),th:nth-child(2){text-align:left}</style></head><body>\n<h1>Leaderboard</h1>\n",
+             .text{text-align:left}</style></head><body>\n<h1>Leaderboard</h1>\n",
         );
-        h.push_str(&format!("<p>{}</p>\n", esc(&self.summary())));
+        h.push_str(&format!(
+            "<p>{}</p>\n",
+            esc(&self.summary().replace('`', ""))
+        ));
         for t in self.tables() {
             h.push_str(&format!("<h2>{}</h2>\n<table>\n<tr>", esc(&t.title)));
             for c in &t.header {
@@ -894,7 +897,13 @@ impl Leaderboard {
             for row in &t.rows {
                 h.push_str("<tr>");
                 for c in row {
-                    h.push_str(&format!("<td>{}</td>", esc(c)));
+                    // Names and labels read from the left, numbers line up on the right.
+                    let class = if c.parse::<f64>().is_ok() {
+                        ""
+                    } else {
+                        " class=\"text\""
+                    };
+                    h.push_str(&format!("<td{class}>{}</td>", esc(c)));
                 }
                 h.push_str("</tr>\n");
             }
