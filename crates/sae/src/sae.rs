@@ -213,6 +213,30 @@ impl Params {
         out
     }
 
+    /// Checks every tensor present against the shapes of a dictionary of
+    /// `d_in` inputs, `d_sae` features and `d_out` outputs (biases and
+    /// per-feature vectors are `[1, n]` rows); the error names the first
+    /// tensor that disagrees, with both shapes.
+    pub fn check_dims(&self, d_in: usize, d_sae: usize, d_out: usize) -> Result<(), String> {
+        for (name, t) in self.named() {
+            let expected = match name {
+                "w_enc" => [d_in, d_sae],
+                "b_enc" | "threshold" | "b_mag" | "r_mag" => [1, d_sae],
+                "w_dec" => [d_sae, d_out],
+                "b_dec" => [1, d_out],
+                "w_skip" => [d_out, d_in],
+                other => unreachable!("Params::named has no tensor {other}"),
+            };
+            if t.dims() != expected {
+                return Err(format!(
+                    "parameter {name} has shape {:?}, expected {expected:?} (d_in {d_in}, d_sae {d_sae}, d_out {d_out})",
+                    t.dims()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Rebuilds a parameter set from [`Params::named`] output.
     pub fn from_named(mut named: NamedTensors) -> Option<Params> {
         let mut take = |name: &str| {

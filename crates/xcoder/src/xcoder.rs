@@ -155,16 +155,10 @@ impl Xcoder {
         let (d_in, d_out, d_sae) = (self.d_in(), self.d_out(), Xcoder::d_sae(self));
         let p = self.params();
         let arch = self.architecture().clone();
-        let mut expected: Vec<(&str, [usize; 2])> = vec![
-            ("w_enc", [d_in, d_sae]),
-            ("b_enc", [1, d_sae]),
-            ("w_dec", [d_sae, d_out]),
-            ("b_dec", [1, d_out]),
-        ];
         let threshold_needed = matches!(arch, Architecture::JumpRelu { .. });
         let threshold_allowed = threshold_needed || matches!(arch, Architecture::BatchTopK { .. });
         match (&p.threshold, threshold_allowed) {
-            (Some(_), true) => expected.push(("threshold", [1, d_sae])),
+            (Some(_), true) => {}
             (Some(_), false) => {
                 return Err(XcoderError::config(
                     "parameters",
@@ -186,7 +180,6 @@ impl Xcoder {
                     "crosscoders have no skip path (w_skip)",
                 ));
             }
-            expected.push(("w_skip", [d_out, d_in]));
         }
         if p.b_mag.is_some() || p.r_mag.is_some() {
             return Err(XcoderError::config(
@@ -194,22 +187,8 @@ impl Xcoder {
                 "gated parameters (b_mag, r_mag) are not supported",
             ));
         }
-        let named = p.named();
-        for (name, shape) in expected {
-            let t = &named
-                .iter()
-                .find(|(n, _)| *n == name)
-                .expect("every expected name is present: checked above or always present")
-                .1;
-            if t.dims() != shape {
-                return Err(XcoderError::shape(
-                    format!("parameter {name}"),
-                    format!("{shape:?}"),
-                    format!("{:?}", t.dims()),
-                ));
-            }
-        }
-        Ok(())
+        p.check_dims(d_in, d_sae, d_out)
+            .map_err(|e| XcoderError::config("parameters", e))
     }
 
     /// Transcoder or crosscoder.

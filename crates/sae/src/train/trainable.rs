@@ -13,7 +13,7 @@
 //! [`StepModel`].
 
 use super::BoxError;
-use crate::arch::StepModel;
+use crate::arch::{Architecture, StepModel};
 use crate::error::ConfigError;
 use crate::sae::{Params, Sae, SaeConfig};
 use burn::tensor::{Device, Tensor};
@@ -151,6 +151,27 @@ impl Trainable for Sae {
         params: Params,
         _meta: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
+        // A checkpoint beside a sweep.json of other sizes (an edited or
+        // mixed-up directory) is refused here, not at the first product.
+        params.check_dims(config.d_in, config.d_sae, config.d_out)?;
+        let needs = |present: bool, what: &str| {
+            if present {
+                Ok(())
+            } else {
+                Err(format!(
+                    "a {} SAE needs {what}, which the checkpoint lacks",
+                    config.architecture.name()
+                ))
+            }
+        };
+        match config.architecture {
+            Architecture::Gated => needs(
+                params.b_mag.is_some() && params.r_mag.is_some(),
+                "b_mag and r_mag",
+            )?,
+            Architecture::JumpRelu { .. } => needs(params.threshold.is_some(), "threshold")?,
+            _ => {}
+        }
         Ok(Sae { config, params })
     }
 
@@ -175,5 +196,30 @@ impl Trainable for Sae {
         };
         crate::saelens::save(self, dir, &options)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_shape_tests {
+    use super::*;
+
+    #[test]
+    fn an_sae_checkpoint_must_fit_its_config() {
+        let device = Device::flex();
+        let sae = Sae::init(SaeConfig::new(Architecture::Standard, 8, 16), 0, &device);
+        let meta = |_: &str| None;
+        let fits =
+            <Sae as Trainable>::from_checkpoint(sae.config.clone(), sae.params.clone(), &meta);
+        assert!(fits.is_ok());
+        let wider = SaeConfig::new(Architecture::Standard, 8, 32);
+        let e = <Sae as Trainable>::from_checkpoint(wider, sae.params.clone(), &meta).unwrap_err();
+        assert!(
+            e.contains("w_enc has shape [8, 16], expected [8, 32]"),
+            "{e}"
+        );
+        let jumprelu = SaeConfig::new(Architecture::JumpRelu { bandwidth: 0.001 }, 8, 16);
+        let e =
+            <Sae as Trainable>::from_checkpoint(jumprelu, sae.params.clone(), &meta).unwrap_err();
+        assert!(e.contains("needs threshold"), "{e}");
     }
 }
