@@ -372,7 +372,8 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
         .site
         .parse()
         .map_err(|e| LeaderboardError::Config(format!("site {:?}: {e}", s.site)))?;
-    let net_source: NetSource = s.net.parse().unwrap_or(NetSource::Shipped);
+    // Any text names a network ("shipped" or a file): parsing cannot fail.
+    let Ok(net_source) = s.net.parse::<NetSource>();
 
     // 1. The harvest, kept once its report is written (its last file).
     let harvest_dir = out.join(files::HARVEST);
@@ -401,6 +402,9 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
     }
     let activations = harvest_dir.join(harvest_files::ACTIVATIONS);
     let labels_file = harvest_dir.join(harvest_files::LABELS);
+    let games_file = harvest_dir.join(harvest_files::GAMES);
+    let games = OthelloDataset::open(&games_file).map_err(|e| file_err(&games_file, e))?;
+    let board_size = games.board_size();
 
     // 2. The sweeps.
     let grids = s.grids();
@@ -418,7 +422,7 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
             &SweepConfig {
                 activations: activations.clone(),
                 labels: labels_file.clone(),
-                board_size: board_size(&harvest_dir)?,
+                board_size,
                 out: dir.clone(),
                 grid,
                 seed: s.seed,
@@ -438,7 +442,7 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
 
     // 3. The probes: the upper baseline of board reconstruction.
     say("3/4 linear probes on the raw activations (the supervised baseline)".into());
-    let set = kibitzer_bsp::othello::othello_bsps(board_size(&harvest_dir)?, Default::default())?;
+    let set = kibitzer_bsp::othello::othello_bsps(board_size, Default::default())?;
     let (refs, labels) = read_labels_jsonl(&labels_file, set.catalog().clone())?;
     let store = Store::open(&activations)?;
     let mut reader = store.reader(ReaderConfig::in_order())?;
@@ -477,7 +481,7 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
         s.splice_positions
     ));
     let net = net_source.load(&config.device)?;
-    let boards = splice_inputs(&net, &harvest_dir, s.splice_positions)?;
+    let boards = splice_inputs(&net, &games, s.splice_positions)?;
     let chosen = choose(s, &reports)?;
     let mut spliced: BTreeMap<(String, String), LossRecovered> = BTreeMap::new();
     let mut entries = Vec::with_capacity(chosen.len());
@@ -558,22 +562,13 @@ fn check_settings(out: &Path, s: &LeaderboardSettings) -> Result<(), Leaderboard
     kibitzer_store::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
 }
 
-/// The board side of a harvest, from its games file.
-fn board_size(harvest_dir: &Path) -> Result<usize, LeaderboardError> {
-    let path = harvest_dir.join(harvest_files::GAMES);
-    let games = OthelloDataset::open(&path).map_err(|e| file_err(&path, e))?;
-    Ok(games.board_size())
-}
-
-/// The boards of the first `n` positions of the harvest (its labelled ones
-/// first), encoded for `net`, in batches of 512.
+/// The boards of the first `n` positions of the harvest's `games` (its
+/// labelled ones first), encoded for `net`, in batches of 512.
 fn splice_inputs(
     net: &AlphaZeroNet,
-    harvest_dir: &Path,
+    games: &OthelloDataset,
     n: usize,
 ) -> Result<Vec<Tensor<2>>, LeaderboardError> {
-    let path = harvest_dir.join(harvest_files::GAMES);
-    let games = OthelloDataset::open(&path).map_err(|e| file_err(&path, e))?;
     let mut moves = Vec::new();
     let mut positions = 0;
     for g in 0..games.len() {
@@ -582,7 +577,7 @@ fn splice_inputs(
         }
         let game = games
             .game(g)
-            .ok_or_else(|| file_err(&path, format!("game {g} is unreadable")))?;
+            .ok_or_else(|| file_err(games.path(), format!("game {g} is unreadable")))?;
         positions += game.len();
         moves.push(game);
     }
