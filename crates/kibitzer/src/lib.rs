@@ -31,6 +31,7 @@
 
 pub mod alphazero;
 pub mod board_eval;
+pub mod clt;
 pub mod gpt;
 pub mod leaderboard;
 pub mod quiz;

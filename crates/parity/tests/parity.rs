@@ -22,7 +22,7 @@ use kibitzer_sae::train::{DictTrainer, PAnneal, RunOptions, Sweep, SweepMember, 
 use kibitzer_sae::{Architecture, Family, Sae, SaeConfig};
 use kibitzer_store::{InMemorySource, Store};
 use kibitzer_xcoder::train::XTrainer;
-use kibitzer_xcoder::{Block, CrosscoderConfig, TranscoderConfig, XcoderConfig};
+use kibitzer_xcoder::{Block, CltConfig, CrosscoderConfig, TranscoderConfig, XcoderConfig};
 
 /// Forward passes: summation order only.
 const FORWARD_TOL: f32 = 1e-4;
@@ -114,7 +114,7 @@ fn every_sae_architecture_trains_as_on_the_cpu() {
 }
 
 #[test]
-fn transcoder_and_crosscoder_steps_match_the_cpu() {
+fn transcoder_clt_and_crosscoder_steps_match_the_cpu() {
     let Some(gpu) = device_under_test() else {
         return;
     };
@@ -133,6 +133,18 @@ fn transcoder_and_crosscoder_steps_match_the_cpu() {
     };
     let configs = [
         ("topk transcoder", transcoder(Architecture::TopK { k: 4 })),
+        (
+            // 2 layers of width 10: rows [x_0 | x_1 | y_0 | y_1], 40 wide.
+            "jumprelu clt",
+            XcoderConfig::Clt(CltConfig {
+                architecture: Architecture::JumpRelu { bandwidth: 0.05 },
+                n_layers: 2,
+                d_model: (d_in + d_out) / 4,
+                d_transcoder: 24,
+                input_hook: "hook_resid_mid".into(),
+                output_hook: "hook_mlp_out".into(),
+            }),
+        ),
         (
             "jumprelu transcoder",
             transcoder(Architecture::JumpRelu { bandwidth: 0.05 }),
@@ -164,6 +176,7 @@ fn transcoder_and_crosscoder_steps_match_the_cpu() {
         let arch = match &config {
             XcoderConfig::Transcoder(c) => c.architecture.clone(),
             XcoderConfig::Crosscoder(c) => c.architecture.clone(),
+            XcoderConfig::Clt(c) => c.architecture.clone(),
         };
         let mut train = TrainConfig::for_architecture(&arch, 48, steps);
         train.batch_size = 64;

@@ -8,11 +8,15 @@
 //!   (harvested from the same examples), or one store whose rows hold both
 //!   side by side (`input_width` says where the input ends);
 //! - a crosscoder reads one store per block (layer or model), or one store
-//!   whose rows hold every block (`block_widths` splits them).
+//!   whose rows hold every block (`block_widths` splits them);
+//! - a cross-layer transcoder reads `2n` stores: the input site of layers
+//!   `0..n` (`blocks.l.hook_resid_mid`, ...), then their output sites
+//!   (`blocks.l.hook_mlp_out`, ...).
 //!
 //! Blocks are named after the hook site each store's harvest recorded.
 
 use crate::blocks::Block;
+use crate::clt::CltConfig;
 use crate::crosscoder::CrosscoderConfig;
 use crate::diff::{self, RankBy, StageSources, StagewiseConfig, StagewiseDiff, StagewiseOutcome};
 use crate::error::XcoderError;
@@ -36,7 +40,7 @@ pub struct DictionarySpec {
     pub kind: Kind,
     /// Architecture (`Standard` is L1).
     pub architecture: Architecture,
-    /// Number of features.
+    /// Number of features (a CLT: features per layer).
     pub d_sae: usize,
     /// Transcoders: add the affine skip path.
     pub skip: bool,
@@ -93,6 +97,12 @@ pub fn dictionary_config(
                 "applies to transcoders; a crosscoder from one store takes block_widths",
             ));
         }
+        (Kind::Clt, _, _) => {
+            return Err(XcoderError::config(
+                "input_width / block_widths",
+                "a CLT reads one store per site (every layer's input, then every layer's output), named after their sites",
+            ));
+        }
     };
     let config = match spec.kind {
         Kind::Transcoder => {
@@ -115,6 +125,16 @@ pub fn dictionary_config(
                 skip: spec.skip,
             })
         }
+        Kind::Clt => {
+            if spec.skip {
+                return Err(XcoderError::config("skip", "CLTs have no skip path"));
+            }
+            XcoderConfig::Clt(CltConfig::from_blocks(
+                spec.architecture.clone(),
+                &blocks,
+                spec.d_sae,
+            )?)
+        }
         Kind::Crosscoder => {
             if spec.skip {
                 return Err(XcoderError::config("skip", "crosscoders have no skip path"));
@@ -135,6 +155,7 @@ pub fn default_name(config: &XcoderConfig) -> String {
     let (kind, arch, d_sae, skip) = match config {
         XcoderConfig::Transcoder(c) => ("transcoder", &c.architecture, c.d_sae, c.skip),
         XcoderConfig::Crosscoder(c) => ("crosscoder", &c.architecture, c.d_sae, false),
+        XcoderConfig::Clt(c) => ("clt", &c.architecture, c.d_transcoder, false),
     };
     let mut name = format!(
         "{kind}-{}{}-d{d_sae}",
@@ -191,6 +212,14 @@ pub fn train(req: &TrainRequest, device: &Device) -> Result<TrainOutcome, Xcoder
     }
     let mut source = AlignedStores::open(&req.stores, req.reader)?;
     let config = dictionary_config(&req.spec, &source.blocks())?;
+    if req.spec.kind == Kind::Clt && req.training.matryoshka_widths.is_some() {
+        // Nested prefixes of layer-major features would be "the first
+        // layers' features", not coarse-to-fine levels.
+        return Err(XcoderError::config(
+            "matryoshka_widths",
+            "does not apply to CLTs; train a clt with batchtopk or jumprelu",
+        ));
+    }
     let (xcoder, scales) = match &req.init_from {
         None => (config.init(req.training.seed, device)?, None),
         Some(dir) => {
@@ -208,6 +237,7 @@ pub fn train(req: &TrainRequest, device: &Device) -> Result<TrainOutcome, Xcoder
                     (x.config.widths(), x.config.d_sae, &x.config.architecture)
                         == (c.widths(), c.d_sae, &c.architecture)
                 }
+                (Xcoder::Clt(x), XcoderConfig::Clt(c)) => x.config() == c,
                 _ => false,
             };
             if !same_shape {

@@ -26,6 +26,11 @@
 //! `f = topk_k(relu(x W_enc + b_enc))` per row (ties to the lower index), and
 //! `ŷ = f W_dec + b_dec (+ x W_skip^T)`.
 //!
+//! ## Cross-layer transcoders
+//!
+//! circuit-tracer's layout (per-layer `W_enc_{i}` / `W_dec_{i}` files), see
+//! [`crate::clt::format`].
+//!
 //! ## Crosscoders (kibitzer layout)
 //!
 //! `cfg.json`:
@@ -117,6 +122,7 @@ pub fn save(xcoder: &Xcoder, dir: impl AsRef<Path>, metadata: &Value) -> Result<
             }
         }
         Xcoder::Crosscoder(c) => save_crosscoder(c, dir, meta),
+        Xcoder::Clt(c) => crate::clt::format::save(c, dir, meta),
     }
 }
 
@@ -124,6 +130,10 @@ pub fn save(xcoder: &Xcoder, dir: impl AsRef<Path>, metadata: &Value) -> Result<
 pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Xcoder, XcoderError> {
     let dir = dir.as_ref();
     let cfg_path = dir.join(CFG_FILE);
+    // A CLT directory written by circuit-tracer has no cfg.json.
+    if crate::clt::format::is_clt_dir(dir) {
+        return crate::clt::format::load(dir, device).map(Xcoder::Clt);
+    }
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| XcoderError::file(&cfg_path, e))?;
     let cfg: Value = serde_json::from_str(&text)
         .map_err(|e| XcoderError::file(&cfg_path, format!("not valid JSON: {e}")))?;

@@ -8,6 +8,9 @@
 //! - [`transcoder`]: read one hook site, predict another, with every sparsity
 //!   of the SAE family (TopK, BatchTopK, JumpReLU, L1) and an optional affine
 //!   skip path; saved in SAELens's transcoder layouts where SAELens has one.
+//! - [`clt`]: cross-layer transcoders (each layer's features write to that
+//!   layer's MLP output and every later one's), JumpReLU, BatchTopK or L1,
+//!   saved in circuit-tracer's layout.
 //! - [`crosscoder`]: acausal crosscoders over several blocks (the layers of a
 //!   model, or one site of two models for model diffing): one latent space
 //!   read through the sum of per-block encoders, one decoder per block,
@@ -32,6 +35,7 @@
 
 pub mod api;
 pub mod blocks;
+pub mod clt;
 pub mod crosscoder;
 pub mod diff;
 pub mod error;
@@ -45,6 +49,7 @@ pub mod transcoder;
 pub mod xcoder;
 
 pub use blocks::Block;
+pub use clt::{Clt, CltConfig};
 pub use crosscoder::{Crosscoder, CrosscoderConfig};
 pub use error::XcoderError;
 pub use transcoder::{Transcoder, TranscoderConfig};

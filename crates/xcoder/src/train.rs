@@ -50,6 +50,13 @@ impl Trainable for Xcoder {
         Xcoder::unit_norm_decoder(self)
     }
 
+    fn mask_grads(&self, grads: Params) -> Params {
+        match self {
+            Xcoder::Clt(c) => c.mask_grads(grads),
+            _ => grads,
+        }
+    }
+
     fn split(&self, rows: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         Xcoder::split(self, rows)
     }

@@ -9,6 +9,7 @@
 //! target.
 
 use crate::blocks::{self, Block};
+use crate::clt::{Clt, CltConfig};
 use crate::crosscoder::{Crosscoder, CrosscoderConfig};
 use crate::error::XcoderError;
 use crate::transcoder::{Transcoder, TranscoderConfig};
@@ -25,6 +26,9 @@ pub enum Kind {
     Transcoder,
     /// Reads and reconstructs several blocks.
     Crosscoder,
+    /// A cross-layer transcoder: each layer's features read that layer and
+    /// write to it and every later layer.
+    Clt,
 }
 
 impl Kind {
@@ -33,6 +37,7 @@ impl Kind {
         match self {
             Kind::Transcoder => "transcoder",
             Kind::Crosscoder => "crosscoder",
+            Kind::Clt => "clt",
         }
     }
 }
@@ -46,6 +51,8 @@ pub enum XcoderConfig {
     Transcoder(TranscoderConfig),
     /// A crosscoder.
     Crosscoder(CrosscoderConfig),
+    /// A cross-layer transcoder.
+    Clt(CltConfig),
 }
 
 impl XcoderConfig {
@@ -54,6 +61,7 @@ impl XcoderConfig {
         match self {
             XcoderConfig::Transcoder(c) => c.validate(),
             XcoderConfig::Crosscoder(c) => c.validate(),
+            XcoderConfig::Clt(c) => c.validate(),
         }
     }
 
@@ -64,6 +72,7 @@ impl XcoderConfig {
             XcoderConfig::Crosscoder(c) => {
                 Xcoder::Crosscoder(Crosscoder::init(c.clone(), seed, device)?)
             }
+            XcoderConfig::Clt(c) => Xcoder::Clt(Clt::init(c.clone(), seed, device)?),
         })
     }
 
@@ -72,6 +81,7 @@ impl XcoderConfig {
         match self {
             XcoderConfig::Transcoder(_) => Kind::Transcoder,
             XcoderConfig::Crosscoder(_) => Kind::Crosscoder,
+            XcoderConfig::Clt(_) => Kind::Clt,
         }
     }
 
@@ -113,19 +123,36 @@ impl XcoderConfig {
                     block_scales,
                 })
             }
+            XcoderConfig::Clt(c) => {
+                if block_scales.iter().any(|&s| s != 1.0) {
+                    return Err(XcoderError::config(
+                        "clt block_scales",
+                        "a CLT keeps its weights in raw units (scales folded in), so its scales are all 1",
+                    ));
+                }
+                Xcoder::Clt(Clt::from_params(c.clone(), params)?)
+            }
         };
         xcoder.check_shapes()?;
         Ok(xcoder)
     }
 }
 
-/// A transcoder or a crosscoder.
+/// A transcoder, a crosscoder or a cross-layer transcoder.
 #[derive(Clone, Debug)]
 pub enum Xcoder {
     /// A transcoder (an [`kibitzer_sae::Sae`] with its sites).
     Transcoder(Transcoder),
     /// A crosscoder.
     Crosscoder(Crosscoder),
+    /// A cross-layer transcoder.
+    Clt(Clt),
+}
+
+impl From<Clt> for Xcoder {
+    fn from(c: Clt) -> Self {
+        Xcoder::Clt(c)
+    }
 }
 
 impl From<Transcoder> for Xcoder {
@@ -146,12 +173,17 @@ impl Xcoder {
         match self {
             Xcoder::Transcoder(t) => XcoderConfig::Transcoder(t.config()),
             Xcoder::Crosscoder(c) => XcoderConfig::Crosscoder(c.config.clone()),
+            Xcoder::Clt(c) => XcoderConfig::Clt(c.config().clone()),
         }
     }
 
     /// Checks every parameter's shape against the configuration, and that
     /// exactly the optional tensors the architecture uses are present.
     pub fn check_shapes(&self) -> Result<(), XcoderError> {
+        if let Xcoder::Clt(c) = self {
+            // Checked (shapes, tensors, structure) whenever one is built.
+            return Clt::from_params(c.config().clone(), c.params().clone()).map(|_| ());
+        }
         let (d_in, d_out, d_sae) = (self.d_in(), self.d_out(), Xcoder::d_sae(self));
         let p = self.params();
         let arch = self.architecture().clone();
@@ -196,6 +228,7 @@ impl Xcoder {
         match self {
             Xcoder::Transcoder(_) => Kind::Transcoder,
             Xcoder::Crosscoder(_) => Kind::Crosscoder,
+            Xcoder::Clt(_) => Kind::Clt,
         }
     }
 
@@ -204,6 +237,7 @@ impl Xcoder {
         match self {
             Xcoder::Transcoder(t) => &t.sae.params,
             Xcoder::Crosscoder(c) => &c.params,
+            Xcoder::Clt(c) => c.params(),
         }
     }
 
@@ -212,6 +246,7 @@ impl Xcoder {
         match self {
             Xcoder::Transcoder(t) => &mut t.sae.params,
             Xcoder::Crosscoder(c) => &mut c.params,
+            Xcoder::Clt(c) => c.params_mut(),
         }
     }
 
@@ -220,6 +255,7 @@ impl Xcoder {
         match self {
             Xcoder::Transcoder(t) => &t.sae.config.architecture,
             Xcoder::Crosscoder(c) => &c.config.architecture,
+            Xcoder::Clt(c) => &c.config().architecture,
         }
     }
 
@@ -228,6 +264,7 @@ impl Xcoder {
         match self {
             Xcoder::Transcoder(t) => t.sae.config.d_sae,
             Xcoder::Crosscoder(c) => c.config.d_sae,
+            Xcoder::Clt(c) => c.config().d_sae(),
         }
     }
 
@@ -240,6 +277,7 @@ impl Xcoder {
                 Block::new(t.output_site.clone(), t.sae.config.d_out),
             ],
             Xcoder::Crosscoder(c) => c.config.blocks.clone(),
+            Xcoder::Clt(c) => c.config().row_blocks(),
         }
     }
 
@@ -253,6 +291,7 @@ impl Xcoder {
         match self {
             Xcoder::Transcoder(t) => vec![t.sae.config.d_out],
             Xcoder::Crosscoder(c) => c.config.widths(),
+            Xcoder::Clt(c) => vec![c.config().d_model; c.config().n_layers],
         }
     }
 
@@ -265,6 +304,13 @@ impl Xcoder {
                 (rows.clone().narrow(1, 0, d_in), rows.narrow(1, d_in, d_out))
             }
             Xcoder::Crosscoder(_) => (rows.clone(), rows),
+            Xcoder::Clt(c) => {
+                let width = c.config().d_in();
+                (
+                    rows.clone().narrow(1, 0, width),
+                    rows.narrow(1, width, width),
+                )
+            }
         }
     }
 
@@ -275,6 +321,7 @@ impl Xcoder {
         match self {
             Xcoder::Transcoder(t) => t.sae.config.architecture.unit_norm_decoder(),
             Xcoder::Crosscoder(_) => false,
+            Xcoder::Clt(c) => c.config().architecture.unit_norm_decoder(),
         }
     }
 
@@ -286,6 +333,9 @@ impl Xcoder {
         let out_blocks = match self {
             Xcoder::Transcoder(t) => std::slice::from_ref(&t.sae.config.d_out).into(),
             Xcoder::Crosscoder(c) => c.config.widths().into(),
+            // One FVU per layer in the log; the L1 CLT's penalty weighs the
+            // sum of the per-layer decoder norms.
+            Xcoder::Clt(_) => self.output_widths().into(),
         };
         StepModel {
             params: self.params(),
@@ -315,6 +365,7 @@ impl Xcoder {
                 ..t.clone()
             }),
             Xcoder::Crosscoder(c) => Xcoder::Crosscoder(c.to_device(device)),
+            Xcoder::Clt(c) => Xcoder::Clt(c.to_device(device)),
         }
     }
 
@@ -325,6 +376,7 @@ impl Xcoder {
         match self {
             Xcoder::Transcoder(_) => vec![1.0; 2],
             Xcoder::Crosscoder(c) => c.block_scales.clone(),
+            Xcoder::Clt(c) => vec![1.0; 2 * c.config().n_layers],
         }
     }
 
@@ -355,6 +407,7 @@ impl Xcoder {
                 c.block_scales = scales.to_vec();
                 Xcoder::Crosscoder(c.folded())
             }
+            Xcoder::Clt(c) => Xcoder::Clt(c.fold_scales(scales)?),
         })
     }
 }
@@ -364,6 +417,7 @@ impl Dictionary for Xcoder {
         match self {
             Xcoder::Transcoder(t) => t.d_in(),
             Xcoder::Crosscoder(c) => c.d_in(),
+            Xcoder::Clt(c) => c.d_in(),
         }
     }
     fn d_sae(&self) -> usize {
@@ -373,30 +427,35 @@ impl Dictionary for Xcoder {
         match self {
             Xcoder::Transcoder(t) => t.d_out(),
             Xcoder::Crosscoder(c) => c.d_out(),
+            Xcoder::Clt(c) => c.d_out(),
         }
     }
     fn encode(&self, x: Tensor<2>) -> Tensor<2> {
         match self {
             Xcoder::Transcoder(t) => t.encode(x),
             Xcoder::Crosscoder(c) => c.encode(x),
+            Xcoder::Clt(c) => c.encode(x),
         }
     }
     fn decode(&self, features: Tensor<2>) -> Tensor<2> {
         match self {
             Xcoder::Transcoder(t) => t.decode(features),
             Xcoder::Crosscoder(c) => c.decode(features),
+            Xcoder::Clt(c) => c.decode(features),
         }
     }
     fn forward(&self, x: Tensor<2>) -> Forward {
         match self {
             Xcoder::Transcoder(t) => t.forward(x),
             Xcoder::Crosscoder(c) => c.forward(x),
+            Xcoder::Clt(c) => c.forward(x),
         }
     }
     fn decoder_directions(&self) -> Tensor<2> {
         match self {
             Xcoder::Transcoder(t) => t.decoder_directions(),
             Xcoder::Crosscoder(c) => c.decoder_directions(),
+            Xcoder::Clt(c) => c.decoder_directions(),
         }
     }
 }

@@ -813,3 +813,124 @@ fn matryoshka_transcoders_and_crosscoders_reconstruct_with_their_first_features(
         );
     }
 }
+
+/// A CLT learns features that write across layers. In the planted rows
+/// `[x_0 | x_1 | y_0 | y_1]`, features 0..16 appear only in layer 0's input
+/// and write to both layers' outputs; features 16..32 appear only in layer
+/// 1's input and write to layer 1's output. Layer 1's output is half made
+/// of features its own input never shows (a per-layer transcoder of layer
+/// 1 cannot predict that half); the CLT predicts it through layer 0's
+/// features, and silencing them costs layer 1's output that half.
+#[test]
+fn a_clt_predicts_later_layers_through_earlier_features() {
+    use kibitzer_xcoder::CltConfig;
+    let d = 16;
+    let mut planted = Planted::new(PlantedConfig {
+        n_features: 32,
+        input_widths: vec![d, d],
+        output_widths: vec![d, d],
+        firing_probability: 0.06,
+        block_presence: 1.0,
+        noise_std: 0.0,
+        dense_input_std: 0.0,
+        skip_scale: 0.0,
+        seed: 4,
+    })
+    .unwrap();
+    let keep = |dir: &[f32], blocks: &[bool]| -> Vec<f32> {
+        let mut v: Vec<f32> = dir
+            .chunks(d)
+            .zip(blocks)
+            .flat_map(|(c, &on)| c.iter().map(move |x| if on { *x } else { 0.0 }))
+            .collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        v
+    };
+    for j in 0..32 {
+        let early = j < 16;
+        let input = keep(
+            &planted.input_directions()[j * 2 * d..][..2 * d],
+            &[early, !early],
+        );
+        let output = keep(
+            &planted.output_directions()[j * 2 * d..][..2 * d],
+            &[early, true],
+        );
+        planted.set_direction(j, false, &input).unwrap();
+        planted.set_direction(j, true, &output).unwrap();
+    }
+    let arch = Architecture::BatchTopK { k: 2 };
+    let config = CltConfig {
+        architecture: arch.clone(),
+        n_layers: 2,
+        d_model: d,
+        d_transcoder: 24,
+        input_hook: "hook_resid_mid".into(),
+        output_hook: "hook_mlp_out".into(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut training = training(&arch, 48, 1500, 3e-3);
+    training.threshold_start_step = 200;
+    let Xcoder::Clt(clt) = train(
+        XcoderConfig::Clt(config),
+        training,
+        &mut planted.clone(),
+        dir.path(),
+    ) else {
+        panic!("a CLT");
+    };
+    let mut rows = Vec::new();
+    planted.generate_rows(1 << 40, 4096, &mut rows);
+    let rows = kibitzer_sae::ops::from_host(rows, 4096, 4 * d, &dev());
+    let (x, y) = (
+        rows.clone().narrow(1, 0, 2 * d),
+        rows.narrow(1, 2 * d, 2 * d),
+    );
+    let fvu = |y_hat: burn::tensor::Tensor<2>, layer: usize| -> f64 {
+        let (t, p) = (
+            to_host(y.clone().narrow(1, layer * d, d)),
+            to_host(y_hat.narrow(1, layer * d, d)),
+        );
+        let mean: Vec<f64> = (0..d)
+            .map(|i| t.iter().skip(i).step_by(d).map(|&v| v as f64).sum::<f64>() / 4096.0)
+            .collect();
+        let err: f64 = t
+            .iter()
+            .zip(&p)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum();
+        let var: f64 = t
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| (a as f64 - mean[i % d]).powi(2))
+            .sum();
+        err / var
+    };
+    let forward = clt.forward(x.clone());
+    let (fvu_0, fvu_1) = (
+        fvu(forward.reconstruction.clone(), 0),
+        fvu(forward.reconstruction, 1),
+    );
+    // Layer 1's output without layer 0's features.
+    let features = forward.features;
+    let silenced = burn::tensor::Tensor::cat(
+        vec![
+            features.clone().narrow(1, 0, 24).zeros_like(),
+            features.narrow(1, 24, 24),
+        ],
+        1,
+    );
+    let fvu_1_silenced = fvu(clt.decode(silenced), 1);
+    eprintln!(
+        "FVU layer 0 {fvu_0:.4}, layer 1 {fvu_1:.4}, layer 1 without layer 0 features {fvu_1_silenced:.4}"
+    );
+    assert!(
+        fvu_0 < 0.1 && fvu_1 < 0.1,
+        "FVU per layer {fvu_0:.3}, {fvu_1:.3}"
+    );
+    assert!(
+        fvu_1_silenced > 0.35,
+        "layer 1's output without layer 0's features: FVU {fvu_1_silenced:.3}"
+    );
+}

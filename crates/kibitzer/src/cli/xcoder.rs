@@ -39,21 +39,94 @@ const DIFF_MD_ROWS: usize = 20;
 
 #[derive(Subcommand, Debug)]
 pub enum XcoderCommand {
-    /// Train a transcoder (one hook site predicts another) or a crosscoder
+    /// Train a transcoder (one hook site predicts another), a crosscoder
     /// (several layers or models read and reconstructed through one latent
-    /// space) from activation stores harvested from the same examples.
+    /// space) or a cross-layer transcoder (each layer's features write to
+    /// that layer's MLP output and every later one's; saved in
+    /// circuit-tracer's layout) from activation stores harvested from the
+    /// same examples.
     Train(TrainArgs),
     /// Stage-wise model diffing: train one dictionary on (base model, base
     /// data), fine-tune it on (base model, fine-tuning data), (fine-tuned
     /// model, base data) and (fine-tuned model, fine-tuning data), and rank
     /// the features by how their decoders change; or rank four saved stages.
     Diff(DiffArgs),
+    /// A cross-layer transcoder as the replacement model of the GPT it was
+    /// trained on: every covered MLP replaced by the CLT's output, layer by
+    /// layer; the next-token loss against the clean and MLP-ablated model,
+    /// KL, top-1 agreement and L0 per layer (fidelity.json, fidelity.md).
+    Fidelity(FidelityArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FidelityArgs {
+    /// The GPT's directory (`kibitzer gpt train --out`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The CLT's directory (what `kibitzer xcoder train --kind clt` saved).
+    #[arg(long)]
+    pub clt: PathBuf,
+    /// Games to score (an Othello dataset or chess games), cut to the
+    /// model's context; use games the CLT was not trained on.
+    #[arg(long)]
+    pub games: PathBuf,
+    /// Score the first N games only.
+    #[arg(long)]
+    pub max_games: Option<usize>,
+    /// Games per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Output directory for fidelity.json and fidelity.md.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Device: cpu, cuda, cuda:N or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+}
+
+fn fidelity(a: &FidelityArgs) -> CliResult {
+    let device = a.device.device()?;
+    let report = kibitzer::clt::fidelity_on_games(
+        &a.model,
+        &a.clt,
+        &a.games,
+        a.max_games,
+        a.batch_size,
+        &device,
+    )?;
+    let f = &report.fidelity;
+    let mut md = format!(
+        "# Replacement-model fidelity\n\nCLT `{}` in place of the MLPs of layers 0..{} of `{}`, on {} games of `{}` ({} predictions).\n\n\
+         | model | next-token loss (nats) |\n|---|---:|\n\
+         | clean | {:.4} |\n| CLT replacement | {:.4} |\n| MLPs zero-ablated | {:.4} |\n\n\
+         Loss recovered {:.3}; KL(clean || replacement) {:.4} nats per prediction; top-1 agreement {:.3}.\n\n\
+         | layer | active features per token |\n|---:|---:|\n",
+        report.clt.display(),
+        f.layers_replaced,
+        report.model.display(),
+        report.games_scored,
+        report.games.display(),
+        f.predictions,
+        f.clean_loss,
+        f.replaced_loss,
+        f.mlp_ablated_loss,
+        f.loss_recovered,
+        f.kl_divergence,
+        f.top1_agreement,
+    );
+    for (l, l0) in f.l0_per_layer.iter().enumerate() {
+        md.push_str(&format!("| {l} | {l0:.1} |\n"));
+    }
+    super::write_report(&a.out, "fidelity", &report, &md)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 pub fn run(cmd: XcoderCommand) -> CliResult {
     match cmd {
         XcoderCommand::Train(a) => train(&a),
         XcoderCommand::Diff(a) => diff(&a),
+        XcoderCommand::Fidelity(a) => fidelity(&a),
     }
 }
 
@@ -63,6 +136,9 @@ pub fn run(cmd: XcoderCommand) -> CliResult {
 pub enum KindArg {
     Transcoder,
     Crosscoder,
+    /// Cross-layer transcoder: 2n stores, every layer's input site then
+    /// every layer's output site; --d-sae counts features per layer.
+    Clt,
 }
 
 impl From<KindArg> for Kind {
@@ -70,6 +146,7 @@ impl From<KindArg> for Kind {
         match k {
             KindArg::Transcoder => Kind::Transcoder,
             KindArg::Crosscoder => Kind::Crosscoder,
+            KindArg::Clt => Kind::Clt,
         }
     }
 }
@@ -126,11 +203,11 @@ pub struct DictionaryArgs {
     /// (transcoders only).
     #[arg(long, value_parser = super::family_parser(&XCODER_FAMILIES))]
     pub arch: Option<Family>,
-    /// Number of features.
+    /// Number of features (a CLT: features per layer).
     #[arg(long, conflicts_with = "expansion")]
     pub d_sae: Option<usize>,
     /// Number of features as a multiple of the input width (a transcoder's
-    /// input site; a crosscoder's widest block).
+    /// input site; a crosscoder's widest block; a CLT's d_model, per layer).
     #[arg(long)]
     pub expansion: Option<usize>,
     /// TopK/BatchTopK: active features per row [default: 32].
@@ -234,12 +311,13 @@ impl RunFlags {
 /// The settings that make a training run (kept in `command.json`).
 #[derive(Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
-    /// What to train: transcoder or crosscoder.
+    /// What to train: transcoder, crosscoder or clt (cross-layer transcoder).
     #[arg(long, value_enum)]
     pub kind: Option<KindArg>,
     /// Activation stores read in lockstep (comma-separated or repeated): a
-    /// transcoder's input site then its output site, or a crosscoder's
-    /// blocks in order; or one store with --input-width / --block-widths.
+    /// transcoder's input site then its output site, a crosscoder's blocks
+    /// in order, or a CLT's input sites of layers 0..n then its output sites
+    /// of the same layers; or one store with --input-width / --block-widths.
     #[arg(long, value_delimiter = ',')]
     pub stores: Vec<PathBuf>,
     /// Transcoders: the store of the site read (instead of --stores).
@@ -368,8 +446,8 @@ impl TrainSettings {
     /// from another directory compares equal).
     fn normalized(mut self) -> Result<Self, AnyError> {
         if let (Some(input), Some(output)) = (self.input_store.take(), self.output_store.take()) {
-            if self.kind == Some(KindArg::Crosscoder) {
-                return Err("--input-store and --output-store are for transcoders; give a crosscoder's stores with --stores".into());
+            if matches!(self.kind, Some(KindArg::Crosscoder | KindArg::Clt)) {
+                return Err("--input-store and --output-store are for transcoders; give a crosscoder's or a CLT's stores with --stores".into());
             }
             self.stores = vec![input, output];
         }
@@ -589,6 +667,8 @@ fn dictionary_spec(
                     .iter()
                     .copied()
                     .max(),
+                // Features per layer, a multiple of d_model.
+                Kind::Clt => widths.first().copied(),
             };
             e * base.ok_or("--expansion needs at least one store")?
         }
@@ -691,7 +771,7 @@ fn train(a: &TrainArgs) -> CliResult {
         }
         let kind: Kind = settings
             .kind
-            .ok_or("--kind is required: transcoder or crosscoder")?
+            .ok_or("--kind is required: transcoder, crosscoder or clt")?
             .into();
         if settings.stores.is_empty() {
             return Err(

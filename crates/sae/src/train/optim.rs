@@ -503,7 +503,7 @@ impl<D: Trainable> DictTrainer<D> {
             }
         };
         let lr = cfg.lr_at(step);
-        let mut grads = out.grads;
+        let mut grads = self.dict.mask_grads(out.grads);
         if let Some(max_norm) = cfg.grad_clip_norm {
             grads = clip_global_norm(grads, max_norm);
         }

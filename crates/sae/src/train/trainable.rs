@@ -40,6 +40,16 @@ pub trait Trainable: Clone + std::fmt::Debug {
     /// projection and renormalisation after each step).
     fn unit_norm_decoder(&self) -> bool;
 
+    /// The gradients with every weight the dictionary's structure fixes at
+    /// zero left out (unchanged by default: every weight is free). A
+    /// cross-layer transcoder's encoder is block-diagonal and its decoder
+    /// block-triangular; zeroing those gradients before clipping and Adam
+    /// keeps the structural zeros exactly zero (Adam's update of a weight
+    /// whose gradients have all been zero is zero).
+    fn mask_grads(&self, grads: Params) -> Params {
+        grads
+    }
+
     /// Cuts a batch of training rows `[B, row width]` into the input `x
     /// [B, d_in]` and the target `y [B, d_out]`.
     fn split(&self, rows: Tensor<2>) -> (Tensor<2>, Tensor<2>);
