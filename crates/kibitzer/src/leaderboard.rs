@@ -19,16 +19,22 @@
 
 use crate::alphazero::{AlphaZeroError, HarvestConfig, NetSource, harvest, harvest_files};
 use crate::board_eval::{Baselines, BoardEvalError, evaluate_against_board, raw_activations};
+use crate::gpt::GameCorpus;
 use crate::sweep::{
     EvalConfig, Family, FamilyGrid, RunResult, ScalingReport, SweepConfig, SweepError, SweepGrid,
     run_sweep,
 };
 use burn::tensor::{Device, Tensor};
-use kibitzer_bsp::labelling::{othello_at_moves, read_labels_jsonl};
+use burn::tensor::{Int, TensorData};
+use kibitzer_bsp::labelling::{
+    LabelledPositions, othello_at_moves, read_labels_jsonl, save_labels_jsonl,
+};
 use kibitzer_bsp::{MetricsConfig, ProbeConfig};
 use kibitzer_games::dataset::OthelloDataset;
-use kibitzer_hooks::{HookError, HookSite, HookedModel, LossRecovered, SharedDictionary};
-use kibitzer_models::AlphaZeroNet;
+use kibitzer_hooks::{
+    HookError, HookSite, HookedModel, LossRecovered, SharedDictionary, next_token_cross_entropy,
+};
+use kibitzer_models::{AlphaZeroNet, Gpt};
 use kibitzer_store::{ReaderConfig, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -56,8 +62,17 @@ pub mod files {
 /// What a leaderboard is made from; a second call must give the same.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LeaderboardSettings {
-    /// The subject network: `shipped` or a weights file.
+    /// The subject network: `shipped` or a weights file (the AlphaZero
+    /// network; ignored when `model` is set).
     pub net: String,
+    /// An OthelloGPT as the subject instead: its directory (`kibitzer gpt
+    /// train --out`). Its activations are harvested on `games`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
+    /// The Othello games an OthelloGPT is harvested on (`kibitzer games
+    /// generate othello`); the first games until `positions` rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub games: Option<PathBuf>,
     /// Activation rows to harvest (whole games are played until there are
     /// at least this many).
     pub positions: usize,
@@ -102,6 +117,8 @@ impl Default for LeaderboardSettings {
     fn default() -> Self {
         LeaderboardSettings {
             net: "shipped".into(),
+            model: None,
+            games: None,
             positions: 300_000,
             label_games: 1000,
             site: "blocks.1.hook_resid_post".into(),
@@ -129,6 +146,29 @@ impl LeaderboardSettings {
         };
         if self.families.is_empty() {
             return bad("families", "no architecture".into());
+        }
+        match (&self.model, &self.games) {
+            (Some(_), None) => {
+                return bad(
+                    "games",
+                    "an OthelloGPT (model) is harvested on an Othello games file: give games"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return bad(
+                    "games",
+                    "applies to an OthelloGPT (model); the AlphaZero network plays its own games"
+                        .into(),
+                );
+            }
+            (Some(_), Some(_)) if self.net != "shipped" => {
+                return bad(
+                    "net",
+                    format!("{:?} and a model name two subjects; give one", self.net),
+                );
+            }
+            _ => {}
         }
         if self.targets.is_empty() || self.targets.contains(&0) {
             return bad(
@@ -337,6 +377,9 @@ pub enum LeaderboardError {
     /// The activation store.
     #[error(transparent)]
     Store(#[from] kibitzer_store::StoreError),
+    /// The OthelloGPT, its games and its harvest.
+    #[error(transparent)]
+    Gpt(#[from] crate::gpt::GptRunError),
     /// A file.
     #[error("{path}: {message}")]
     File {
@@ -382,6 +425,15 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
             "1/4 reusing the harvest in {}",
             harvest_dir.display()
         ));
+    } else if let (Some(model), Some(games)) = (&s.model, &s.games) {
+        say(format!(
+            "1/4 harvesting {site} of the OthelloGPT {} on {}: {} positions, the first {} games labelled",
+            model.display(),
+            games.display(),
+            s.positions,
+            s.label_games
+        ));
+        harvest_gpt(model, games, s, site, &harvest_dir, config)?;
     } else {
         say(format!(
             "1/4 the network plays itself: {} positions, the first {} games labelled; harvesting {site}",
@@ -402,7 +454,10 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
     }
     let activations = harvest_dir.join(harvest_files::ACTIVATIONS);
     let labels_file = harvest_dir.join(harvest_files::LABELS);
-    let games_file = harvest_dir.join(harvest_files::GAMES);
+    let games_file = match &s.games {
+        Some(games) => games.clone(),
+        None => harvest_dir.join(harvest_files::GAMES),
+    };
     let games = OthelloDataset::open(&games_file).map_err(|e| file_err(&games_file, e))?;
     let board_size = games.board_size();
 
@@ -480,8 +535,7 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
         "4/4 loss recovered: each chosen dictionary spliced in at {site} on {} positions",
         s.splice_positions
     ));
-    let net = net_source.load(&config.device)?;
-    let boards = splice_inputs(&net, &games, s.splice_positions)?;
+    let subject = Subject::load(s, &net_source, &games, &config.device)?;
     let chosen = choose(s, &reports)?;
     let mut spliced: BTreeMap<(String, String), LossRecovered> = BTreeMap::new();
     let mut entries = Vec::with_capacity(chosen.len());
@@ -493,7 +547,7 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
                 let dir = out.join(files::SWEEPS).join(&sweep).join(&result.spec.name);
                 let sae = kibitzer_sae::saelens::load(&dir, &config.device)
                     .map_err(|e| file_err(&dir, e))?;
-                let l = policy_loss_recovered(&net, &boards, site, Arc::new(sae))?;
+                let l = subject.loss_recovered(site, Arc::new(sae))?;
                 spliced.insert(key, l);
                 l
             }
@@ -559,6 +613,157 @@ fn check_settings(out: &Path, s: &LeaderboardSettings) -> Result<(), Leaderboard
         return Ok(());
     }
     let text = serde_json::to_string_pretty(s).expect("settings serialise");
+    kibitzer_store::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
+}
+
+/// The network dictionaries are spliced into, with the inputs it runs on
+/// for loss recovered.
+enum Subject {
+    /// The AlphaZero network and encoded boards.
+    AlphaZero(AlphaZeroNet, Vec<Tensor<2>>),
+    /// An OthelloGPT, batches of games' tokens and its padding token.
+    Gpt(Gpt, Vec<Tensor<2, Int>>, u32),
+}
+
+impl Subject {
+    /// The subject of `s` with the first `splice_positions` positions of
+    /// `games` (the labelled games come first).
+    fn load(
+        s: &LeaderboardSettings,
+        net: &NetSource,
+        games: &OthelloDataset,
+        device: &Device,
+    ) -> Result<Subject, LeaderboardError> {
+        let Some(model_dir) = &s.model else {
+            let net = net.load(device)?;
+            let boards = splice_inputs(&net, games, s.splice_positions)?;
+            return Ok(Subject::AlphaZero(net, boards));
+        };
+        let corpus = GameCorpus::open(games.path(), None)?;
+        let model = corpus.load_model(model_dir, device)?;
+        let sequences = corpus.token_sequences(model.config().n_ctx, true)?.tokens;
+        let (mut tokens, mut taken) = (0, 0);
+        while taken < sequences.len() && tokens < s.splice_positions {
+            tokens += sequences[taken].len();
+            taken += 1;
+        }
+        let pad = corpus.pad_token();
+        let batches = sequences[..taken]
+            .chunks(64)
+            .map(|chunk| {
+                let len = chunk.iter().map(Vec::len).max().unwrap_or(1);
+                let ids: Vec<i64> = chunk
+                    .iter()
+                    .flat_map(|g| {
+                        g.iter()
+                            .map(|&t| t as i64)
+                            .chain(std::iter::repeat_n(pad as i64, len - g.len()))
+                    })
+                    .collect();
+                Tensor::from_data(TensorData::new(ids, [chunk.len(), len]), device)
+            })
+            .collect();
+        Ok(Subject::Gpt(model, batches, pad))
+    }
+
+    /// Loss recovered with `dictionary` spliced in at `site`: for the
+    /// AlphaZero network against its own clean policy
+    /// ([`policy_loss_recovered`]); for a GPT, the next-token loss on the
+    /// games (SAELens's `ce_loss_score`).
+    fn loss_recovered(
+        &self,
+        site: HookSite,
+        dictionary: SharedDictionary,
+    ) -> Result<LossRecovered, HookError> {
+        match self {
+            Subject::AlphaZero(net, boards) => policy_loss_recovered(net, boards, site, dictionary),
+            Subject::Gpt(model, batches, pad) => {
+                kibitzer_hooks::loss_recovered(model, batches, site, dictionary, |input, out| {
+                    next_token_cross_entropy(out, input.clone(), Some(*pad))
+                })
+            }
+        }
+    }
+}
+
+/// An OthelloGPT's activations at `site` on the first games of `games`
+/// with at least `s.positions` rows, the first `s.label_games` labelled,
+/// into the harvest directory `out` (the files an AlphaZero harvest
+/// writes, but the games, which stay in their file).
+fn harvest_gpt(
+    model: &Path,
+    games: &Path,
+    s: &LeaderboardSettings,
+    site: HookSite,
+    out: &Path,
+    config: &LeaderboardConfig,
+) -> Result<(), LeaderboardError> {
+    let dataset = OthelloDataset::open(games).map_err(|e| file_err(games, e))?;
+    let mut moves = Vec::new();
+    let mut rows = 0;
+    for g in 0..dataset.len() {
+        if rows >= s.positions {
+            break;
+        }
+        let game = dataset
+            .game(g)
+            .ok_or_else(|| file_err(games, format!("game {g} is unreadable")))?;
+        rows += game
+            .iter()
+            .filter(|m| matches!(m, kibitzer_games::othello::OthelloMove::Square(_)))
+            .count();
+        moves.push(game);
+    }
+    if rows < s.positions {
+        return Err(file_err(
+            games,
+            format!(
+                "{} games hold {rows} positions, fewer than the {} asked for (--positions)",
+                dataset.len(),
+                s.positions
+            ),
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    let report = crate::gpt::harvest_games(
+        model,
+        games,
+        &out.join(harvest_files::ACTIVATIONS),
+        &crate::gpt::HarvestSettings {
+            site,
+            max_games: Some(moves.len()),
+            batch_size: None,
+            memory_mib: 1024,
+            truncate: false,
+            dtype: kibitzer_store::Dtype::F32,
+            rows_per_shard: 65_536,
+            overwrite: true,
+            random_init: None,
+            progress: config.progress,
+        },
+        &config.device,
+    )?;
+    let all = othello_at_moves(dataset.board_size(), &moves)?;
+    let labelled_games = s.label_games.min(moves.len());
+    let labelled_rows = all.refs.partition_point(|r| r.game < labelled_games);
+    let labelled = LabelledPositions {
+        positions: all.positions[..labelled_rows].to_vec(),
+        refs: all.refs[..labelled_rows].to_vec(),
+    };
+    let set = kibitzer_bsp::othello::othello_bsps(dataset.board_size(), Default::default())?;
+    let labels = set.label(&labelled.positions)?;
+    save_labels_jsonl(&out.join(harvest_files::LABELS), &labelled, &labels)?;
+    let summary = serde_json::json!({
+        "model": model,
+        "games_file": games,
+        "games": moves.len(),
+        "rows": report.rows,
+        "labelled_rows": labelled_rows,
+        "d_in": report.d_in,
+        "site": site.to_string(),
+    });
+    let path = out.join(harvest_files::REPORT);
+    let text = serde_json::to_string_pretty(&summary).expect("a JSON value serialises");
     kibitzer_store::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
 }
 
@@ -836,14 +1041,24 @@ impl Leaderboard {
 
     fn summary(&self) -> String {
         let s = &self.settings;
+        let subject = match &s.model {
+            Some(model) => format!(
+                "the OthelloGPT `{}` (loss recovered: next-token loss)",
+                model.display()
+            ),
+            None => format!(
+                "the `{}` AlphaZero network (loss recovered: against its clean policy)",
+                s.net
+            ),
+        };
         format!(
-            "{} features per dictionary on `{}` of the `{}` AlphaZero network ({} labelled positions, width {}); {:.0}% of labelled games held out. \
+            "{} features per dictionary on `{}` of {} ({} labelled positions, width {}); {:.0}% of labelled games held out. \
              The probes' board F1 is {:.3}. Ranked by board reconstruction (board category) within each target. \
              TopK, BatchTopK and Matryoshka use k = the target, JumpReLU is trained towards it, \
              and standard, p-annealing and gated show the rung of the coefficient ladder {:?} nearest it in L0.",
             s.d_sae,
             s.site,
-            s.net,
+            subject,
             self.labelled_rows,
             self.d_in,
             100.0 * s.test_fraction,
@@ -1050,6 +1265,67 @@ mod tests {
         }
     }
 
+    /// `--model`: an OthelloGPT (here a small random one) harvested on a
+    /// games file, judged as the AlphaZero network is, with the next-token
+    /// loss for loss recovered; the settings file of an AlphaZero run is
+    /// unchanged by the new fields (they are left out when unset).
+    #[test]
+    fn an_othello_gpt_leaderboard_ranks_every_architecture() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device::flex();
+        let mut gpt_config = kibitzer_models::gpt::othello::othello_gpt_config(6, 2, 32, 2);
+        gpt_config.seed = Some(4);
+        let gpt = Gpt::new(gpt_config, &device).unwrap();
+        let model_dir = dir.path().join("gpt");
+        gpt.save_transformer_lens(&model_dir).unwrap();
+        let games_file = dir.path().join("games.bin");
+        let games = kibitzer_games::dataset::generate_random_games(6, 200, 3).unwrap();
+        kibitzer_games::dataset::write_dataset(&games_file, 6, &games).unwrap();
+        let settings = LeaderboardSettings {
+            model: Some(model_dir),
+            games: Some(games_file.clone()),
+            families: vec![Family::Standard, Family::Topk, Family::Jumprelu],
+            ..tiny()
+        };
+        let config = LeaderboardConfig {
+            settings,
+            out: dir.path().join("lb"),
+            device,
+            progress: false,
+        };
+        let lb = run_leaderboard(&config).unwrap();
+        assert_eq!(lb.entries.len(), 2 * 3);
+        assert_eq!(lb.d_in, 32);
+        for e in &lb.entries {
+            let l = e.loss_recovered;
+            // Next-token losses of a 6x6 OthelloGPT: below ln(vocab).
+            assert!(l.clean > 0.0 && l.clean < (33f64).ln() + 0.5, "{l:?}");
+            assert!(l.zero_ablated != l.clean && l.fraction.is_finite(), "{l:?}");
+        }
+        assert!(board(&lb.probe_f1) > 0.0);
+        let md = lb.markdown();
+        assert!(md.contains("of the OthelloGPT"), "{md}");
+        // The harvest's rows are the games' square moves, in order, its
+        // labels the first games'.
+        let store = Store::open(dir.path().join("lb/harvest/activations")).unwrap();
+        let squares: usize = games
+            .iter()
+            .scan(0usize, |rows, g| {
+                let before = *rows;
+                *rows += g
+                    .iter()
+                    .filter(|m| matches!(m, kibitzer_games::othello::OthelloMove::Square(_)))
+                    .count();
+                Some((before, *rows))
+            })
+            .find(|&(before, _)| before >= 3000)
+            .map_or(0, |(before, _)| before);
+        assert_eq!(store.rows() as usize, squares);
+        // AlphaZero settings serialise without the GPT fields.
+        let az = serde_json::to_value(tiny()).unwrap();
+        assert!(az.get("model").is_none() && az.get("games").is_none());
+    }
+
     #[test]
     fn settings_are_checked_before_anything_runs() {
         let bad = |edit: fn(&mut LeaderboardSettings)| {
@@ -1061,6 +1337,16 @@ mod tests {
         assert!(bad(|s| s.targets = vec![64]).contains("more than the 32 features"));
         assert!(bad(|s| s.ladder.clear()).contains("ladder"));
         assert!(bad(|s| s.site = "blocks.x".into()).contains("site"));
+        assert!(bad(|s| s.model = Some("gpt".into())).contains("give games"));
+        assert!(bad(|s| s.games = Some("g.bin".into())).contains("plays its own games"));
+        assert!(
+            bad(|s| {
+                s.model = Some("gpt".into());
+                s.games = Some("g.bin".into());
+                s.net = "net.safetensors".into();
+            })
+            .contains("name two subjects")
+        );
         assert!(bad(|s| s.batch_size = 0).contains("batch_size"));
         let mut k_only = tiny();
         k_only.families = vec![Family::Topk];

@@ -1,6 +1,6 @@
 //! `kibitzer leaderboard`: every architecture at matched L0 on the shipped
-//! AlphaZero network's activations, ranked on the board
-//! ([`kibitzer::leaderboard`]).
+//! AlphaZero network's activations (or an OthelloGPT's, `--model`), ranked
+//! on the board ([`kibitzer::leaderboard`]).
 
 use super::CliResult;
 use clap::Args;
@@ -18,6 +18,16 @@ pub struct LeaderboardArgs {
     /// binary) or a weights file of `kibitzer alphazero train`.
     #[arg(long, default_value = "shipped")]
     pub net: String,
+    /// An OthelloGPT as the subject instead (`kibitzer gpt train --out`),
+    /// harvested on --games; loss recovered is then its next-token loss.
+    /// (ChessGPT is not supported: the leaderboard's board metrics are
+    /// Othello's.)
+    #[arg(long, requires = "games")]
+    pub model: Option<PathBuf>,
+    /// The Othello games an OthelloGPT (--model) is harvested on: the
+    /// first games until --positions rows.
+    #[arg(long, requires = "model")]
+    pub games: Option<PathBuf>,
     /// Activation rows to harvest.
     #[arg(long, default_value_t = LeaderboardSettings::default().positions)]
     pub positions: usize,
@@ -71,6 +81,8 @@ impl LeaderboardArgs {
     fn settings(&self) -> LeaderboardSettings {
         LeaderboardSettings {
             net: self.net.clone(),
+            model: self.model.clone(),
+            games: self.games.clone(),
             positions: self.positions,
             label_games: self.label_games,
             site: self.site.clone(),
