@@ -21,7 +21,7 @@
 
 use crate::gpt::{GameCorpus, GptRunError, Result};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use kibitzer_hooks::{Hook, HookError, HookSite, HookedModel, Hooks};
 use kibitzer_models::Gpt;
 use kibitzer_sae::ops::to_host;
@@ -102,22 +102,10 @@ pub fn replacement_fidelity(
     let device = clt.device();
     let mut totals = Totals::new(n);
     for chunk in sequences.chunks(batch_size) {
-        let seq_len = chunk.iter().map(Vec::len).max().unwrap_or(0);
+        let (ids, seq_len, tokens) = crate::gpt::padded_batch(chunk, pad, &device);
         if seq_len < 2 {
             continue;
         }
-        let ids: Vec<i64> = chunk
-            .iter()
-            .flat_map(|s| {
-                s.iter()
-                    .map(|&t| t as i64)
-                    .chain(std::iter::repeat_n(pad as i64, seq_len - s.len()))
-            })
-            .collect();
-        let tokens: Tensor<2, Int> = Tensor::from_data(
-            TensorData::new(ids.clone(), [chunk.len(), seq_len]),
-            &device,
-        );
 
         let clean = model.forward(&tokens)?;
 
@@ -347,6 +335,7 @@ pub fn fidelity_on_games(
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
+    use burn::tensor::{Int, TensorData};
     use kibitzer_models::gpt::GptConfig;
     use kibitzer_sae::{Architecture, Params};
     use kibitzer_xcoder::CltConfig;

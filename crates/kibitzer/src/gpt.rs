@@ -406,6 +406,30 @@ impl GameCorpus {
     }
 }
 
+/// `sequences` as one `[sequences, longest]` batch of token ids, the
+/// shorter ones padded with `pad` at the end: the ids (row-major), the
+/// width, and the tensor on `device`.
+pub fn padded_batch(
+    sequences: &[Vec<u32>],
+    pad: u32,
+    device: &Device,
+) -> (Vec<i64>, usize, Tensor<2, Int>) {
+    let len = sequences.iter().map(Vec::len).max().unwrap_or(0);
+    let ids: Vec<i64> = sequences
+        .iter()
+        .flat_map(|s| {
+            s.iter()
+                .map(|&t| t as i64)
+                .chain(std::iter::repeat_n(pad as i64, len - s.len()))
+        })
+        .collect();
+    let tensor = Tensor::from_data(
+        burn::tensor::TensorData::new(ids.clone(), [sequences.len(), len]),
+        device,
+    );
+    (ids, len, tensor)
+}
+
 /// The loss of always predicting every token with equal probability.
 pub fn uniform_loss(config: &GptConfig) -> f64 {
     (config.vocab_out() as f64).ln()

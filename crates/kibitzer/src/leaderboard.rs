@@ -24,8 +24,8 @@ use crate::sweep::{
     EvalConfig, Family, FamilyGrid, RunResult, ScalingReport, SweepConfig, SweepError, SweepGrid,
     run_sweep,
 };
+use burn::tensor::Int;
 use burn::tensor::{Device, Tensor};
-use burn::tensor::{Int, TensorData};
 use kibitzer_bsp::labelling::{
     LabelledPositions, othello_at_moves, read_labels_jsonl, save_labels_jsonl,
 };
@@ -650,18 +650,7 @@ impl Subject {
         let pad = corpus.pad_token();
         let batches = sequences[..taken]
             .chunks(64)
-            .map(|chunk| {
-                let len = chunk.iter().map(Vec::len).max().unwrap_or(1);
-                let ids: Vec<i64> = chunk
-                    .iter()
-                    .flat_map(|g| {
-                        g.iter()
-                            .map(|&t| t as i64)
-                            .chain(std::iter::repeat_n(pad as i64, len - g.len()))
-                    })
-                    .collect();
-                Tensor::from_data(TensorData::new(ids, [chunk.len(), len]), device)
-            })
+            .map(|chunk| crate::gpt::padded_batch(chunk, pad, device).2)
             .collect();
         Ok(Subject::Gpt(model, batches, pad))
     }
