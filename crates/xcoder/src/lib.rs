@@ -1,6 +1,6 @@
 //! # kibitzer-xcoder
 //!
-//! Transcoders and crosscoders trained with kibitzer-sae's pieces (its
+//! Transcoders, crosscoders and cross-layer transcoders trained with kibitzer-sae's pieces (its
 //! [`kibitzer_sae::Sae`], architectures, sparsity penalties, masks,
 //! training config, logs, metrics and SAELens files), and stage-wise model
 //! diffing.

@@ -343,6 +343,10 @@ impl Xcoder {
             out_blocks,
             select_by_norm: matches!(self, Xcoder::Crosscoder(_)),
             apply_b_dec_to_input: false,
+            cross_layer: match self {
+                Xcoder::Clt(c) => Some(c.config().layout()),
+                _ => None,
+            },
         }
     }
 

@@ -52,7 +52,7 @@ pub fn step(
     let y_hat = model.predict(&x, f.clone());
 
     let (mse, g) = reconstruction_grad(y_hat.clone(), y);
-    let df = g.clone().matmul(p.w_dec.clone().transpose());
+    let df = model.feature_grad(g.clone());
     let eps = bandwidth as f32;
     let kernel = (pre - theta.clone()).abs().lower_elem(eps / 2.0).float();
     let lambda = inputs.sparsity_coefficient as f32;

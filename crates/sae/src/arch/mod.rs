@@ -22,6 +22,7 @@
 //! batch, as dictionary_learning and Anthropic's April update do), and `g =
 //! dL/dŷ = 2 (ŷ - y) / B`.
 
+pub mod cross_layer;
 pub mod family;
 pub mod gated;
 pub mod jumprelu;
@@ -30,6 +31,7 @@ pub mod standard;
 pub mod topk;
 pub mod topk_host;
 
+pub use cross_layer::CrossLayer;
 pub use family::{Family, UnknownFamily};
 
 use crate::ops::row_norms;
@@ -228,6 +230,9 @@ pub struct StepModel<'a> {
     /// The encoder reads `x - b_dec` (SAELens's `apply_b_dec_to_input`; an
     /// autoencoder's setting, as `y` and `x` then share a width).
     pub apply_b_dec_to_input: bool,
+    /// A cross-layer transcoder's block structure: the products skip its
+    /// structural zeros ([`CrossLayer`]). `None`: dense weights.
+    pub cross_layer: Option<CrossLayer>,
 }
 
 impl StepModel<'_> {
@@ -240,15 +245,47 @@ impl StepModel<'_> {
         }
     }
 
+    /// `s W_enc`.
+    pub(crate) fn encode_product(&self, s: Tensor<2>) -> Tensor<2> {
+        match &self.cross_layer {
+            Some(c) => c.encode(s, &self.params.w_enc),
+            None => s.matmul(self.params.w_enc.clone()),
+        }
+    }
+
     /// `pre = s W_enc + b_enc`.
     pub(crate) fn pre_acts(&self, s: Tensor<2>) -> Tensor<2> {
-        s.matmul(self.params.w_enc.clone()) + self.params.b_enc.clone()
+        self.encode_product(s) + self.params.b_enc.clone()
+    }
+
+    /// `f W_dec` (no bias).
+    pub(crate) fn decode_product(&self, f: Tensor<2>) -> Tensor<2> {
+        match &self.cross_layer {
+            Some(c) => c.decode(f, &self.params.w_dec),
+            None => f.matmul(self.params.w_dec.clone()),
+        }
+    }
+
+    /// `g W_dec^T`: what a gradient `g` on the output is on the features.
+    pub(crate) fn feature_grad(&self, g: Tensor<2>) -> Tensor<2> {
+        match &self.cross_layer {
+            Some(c) => c.decode_transposed(g, &self.params.w_dec),
+            None => g.matmul(self.params.w_dec.clone().transpose()),
+        }
+    }
+
+    /// `f^T g`: the decoder's gradient from features `f` and output gradient `g`.
+    pub(crate) fn decoder_grad(&self, f: Tensor<2>, g: Tensor<2>) -> Tensor<2> {
+        match &self.cross_layer {
+            Some(c) => c.decoder_grad(f, g),
+            None => f.transpose().matmul(g),
+        }
     }
 
     /// `ŷ` of features `f` for input `x`.
     pub(crate) fn predict(&self, x: &Tensor<2>, f: Tensor<2>) -> Tensor<2> {
         let p = self.params;
-        let y_hat = f.matmul(p.w_dec.clone()) + p.b_dec.clone();
+        let y_hat = self.decode_product(f) + p.b_dec.clone();
         match &p.w_skip {
             Some(w) => y_hat + x.clone().matmul(w.clone().transpose()),
             None => y_hat,
@@ -271,7 +308,7 @@ impl StepModel<'_> {
         g: Tensor<2>,
         dpre: Tensor<2>,
     ) -> Params {
-        let w_dec = f.transpose().matmul(g.clone());
+        let w_dec = self.decoder_grad(f, g.clone());
         self.linear_grads_with_decoder(s, x, w_dec, g, dpre)
     }
 
@@ -288,7 +325,10 @@ impl StepModel<'_> {
         dpre: Tensor<2>,
     ) -> Params {
         let p = self.params;
-        let (w_enc, b_enc) = linear_backward(s, dpre);
+        let (w_enc, b_enc) = match &self.cross_layer {
+            Some(c) => (c.encoder_grad(s, dpre.clone()), dpre.sum_dim(0)),
+            None => linear_backward(s, dpre),
+        };
         let mut b_dec = g.clone().sum_dim(0);
         if self.apply_b_dec_to_input {
             b_dec = b_dec + input_bias_grad(&p.w_enc, &b_enc);
@@ -317,6 +357,7 @@ impl Sae {
             out_blocks: std::slice::from_ref(&self.config.d_out).into(),
             select_by_norm: false,
             apply_b_dec_to_input: self.config.apply_b_dec_to_input,
+            cross_layer: None,
         }
     }
 }

@@ -15,7 +15,6 @@ use burn::tensor::Tensor;
 
 /// Loss and gradients of one batch: input `x`, target `y`.
 pub fn step(model: &StepModel<'_>, x: Tensor<2>, y: Tensor<2>, inputs: &StepInputs) -> StepOutput {
-    let p = model.params;
     let s = model.encoder_input(&x);
     let pre = model.pre_acts(s.clone());
     let on = pre.clone().greater_elem(0.0).float();
@@ -23,7 +22,7 @@ pub fn step(model: &StepModel<'_>, x: Tensor<2>, y: Tensor<2>, inputs: &StepInpu
     let y_hat = model.predict(&x, f.clone());
 
     let (mse, g) = reconstruction_grad(y_hat.clone(), y);
-    let df = g.clone().matmul(p.w_dec.clone().transpose());
+    let df = model.feature_grad(g.clone());
     let block_norms = model.block_norms();
     let penalty = lp_penalty(f.clone(), norm_sum(&block_norms).transpose(), inputs.p);
     let lambda = inputs.sparsity_coefficient;

@@ -43,7 +43,6 @@ pub fn step(
     inputs: &StepInputs,
     selection: Selection,
 ) -> StepOutput {
-    let p = model.params;
     let batch = x.dims()[0];
     let s = model.encoder_input(&x);
     let pre = model.pre_acts(s.clone());
@@ -71,7 +70,7 @@ pub fn step(
         None => {
             let y_hat = model.predict(&x, f.clone());
             let (mse, g) = reconstruction_grad(y_hat.clone(), y.clone());
-            let df = g.clone().matmul(p.w_dec.clone().transpose());
+            let df = model.feature_grad(g.clone());
             (y_hat, mse, g, df, None, None)
         }
     };
@@ -91,7 +90,7 @@ pub fn step(
         let k_aux = inputs.k_aux.min(inputs.n_dead);
         let aux_keep = row_topk_mask(dead_value, k_aux) * dead.clone() * positive;
         let a = relu * aux_keep.clone();
-        let e_hat = a.clone().matmul(p.w_dec.clone());
+        let e_hat = model.decode_product(a.clone());
         let diff = e_hat - e;
         let denom = var.clamp_min(1e-12);
         let alpha = inputs.auxk_alpha as f32;
@@ -105,8 +104,8 @@ pub fn step(
                 .mul_scalar(alpha);
         // h = dL_aux / de_hat
         let h = diff.div(denom.reshape([1, 1])).mul_scalar(2.0 * alpha / b);
-        aux_dw_dec = Some(a.transpose().matmul(h.clone()));
-        dpre = dpre + h.matmul(p.w_dec.clone().transpose()) * aux_keep;
+        aux_dw_dec = Some(model.decoder_grad(a, h.clone()));
+        dpre = dpre + model.feature_grad(h) * aux_keep;
     }
 
     let mut grads = match dw_dec {

@@ -75,8 +75,8 @@ pub fn step(
     // `Vec<f32>` would cost a 64 MiB copy at d_sae 4096, batch 4096) and
     // handed back as the features tensor at the end. The bias is added here,
     // in the same order as `s W_enc + b_enc`.
-    let mut pre_data = from_host(s.clone(), batch, d_in, &device)
-        .matmul(p.w_enc.clone())
+    let mut pre_data = model
+        .encode_product(from_host(s.clone(), batch, d_in, &device))
         .into_data()
         .convert::<f32>();
     let pre = pre_data

@@ -22,8 +22,10 @@
 //! ([`kibitzer_sae::train::Trainable::mask_grads`]). So every training
 //! feature of the trainer (Adam, schedules, JumpReLU's thresholds and L0
 //! target, BatchTopK's threshold and AuxK, checkpoints, resume) serves CLTs
-//! unchanged. The price is compute: the dense products also multiply the
-//! zero blocks (`n` times the encoder's work, about twice the decoder's).
+//! unchanged. The step's products follow the structure
+//! ([`kibitzer_sae::arch::CrossLayer`]): they skip the zero blocks, which
+//! dense products would multiply too (`n` times the encoder's work, about
+//! twice the decoder's).
 //!
 //! Sparsity is causal at inference: a feature of layer `l` is decided by
 //! `x_l` alone (JumpReLU and ReLU per feature; BatchTopK, which selects
@@ -223,6 +225,15 @@ impl CltConfig {
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// The block structure the training step's products follow.
+    pub fn layout(&self) -> kibitzer_sae::arch::CrossLayer {
+        kibitzer_sae::arch::CrossLayer {
+            layers: self.n_layers,
+            d_model: self.d_model,
+            features: self.d_transcoder,
+        }
     }
 
     /// The equivalent stacked transcoder's SAE configuration.

@@ -433,3 +433,88 @@ fn training_keeps_the_structure() {
         assert!(trainer.dict.check_shapes().is_ok());
     }
 }
+
+/// The step's structured products give the dense products' loss, features
+/// and reconstruction, and their gradients wherever the structure allows a
+/// weight (zero elsewhere): for the dense step of every CLT architecture
+/// (AuxK on dead features included) and the fused host BatchTopK step.
+#[test]
+fn structured_products_match_the_dense_step() {
+    use kibitzer_sae::arch::{self, L0Penalty, StepInputs};
+    let (rows, width) = (16, 15);
+    let x = from_host(values(rows * width, 32), rows, width, &dev()).mul_scalar(2.0);
+    let y = from_host(values(rows * width, 33), rows, width, &dev());
+    let dead: Vec<f32> = (0..12).map(|j| (j % 3 == 0) as u8 as f32).collect();
+    let inputs = StepInputs {
+        sparsity_coefficient: 0.3,
+        p: 1.0,
+        dead_mask: Some(from_host(dead, 1, 12, &dev())),
+        n_dead: 4,
+        k_aux: 3,
+        auxk_alpha: 0.25,
+        l0: L0Penalty::default(),
+        levels: None,
+    };
+    type Step = fn(&arch::StepModel<'_>, Tensor<2>, Tensor<2>, &StepInputs) -> arch::StepOutput;
+    let steps: [(&str, Step); 2] = [("dense", arch::dense_step), ("host", arch::step)];
+    for architecture in [
+        jumprelu(),
+        Architecture::Standard,
+        Architecture::BatchTopK { k: 3 },
+    ] {
+        let clt = random_clt(architecture.clone(), 31);
+        let xcoder = Xcoder::Clt(clt.clone());
+        let structured = xcoder.step_model();
+        assert!(structured.cross_layer.is_some());
+        let mut dense = structured.clone();
+        dense.cross_layer = None;
+        let want = arch::dense_step(&dense, x.clone(), y.clone(), &inputs);
+        let want_grads = clt.mask_grads(want.grads);
+        let want_loss = want.loss.read();
+        for (name, step) in steps {
+            let got = step(&structured, x.clone(), y.clone(), &inputs);
+            let what = format!("{architecture:?} {name}");
+            let close = |a: Vec<f32>, b: Vec<f32>, part: &str| {
+                assert_eq!(a.len(), b.len(), "{what} {part}");
+                for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                        "{what} {part}[{i}]: {a} vs {b}"
+                    );
+                }
+            };
+            close(
+                to_host(got.features),
+                to_host(want.features.clone()),
+                "features",
+            );
+            close(
+                to_host(got.reconstruction),
+                to_host(want.reconstruction.clone()),
+                "reconstruction",
+            );
+            let loss = got.loss.read();
+            close(
+                vec![loss.mse as f32, loss.sparsity as f32, loss.aux as f32],
+                vec![
+                    want_loss.mse as f32,
+                    want_loss.sparsity as f32,
+                    want_loss.aux as f32,
+                ],
+                "loss",
+            );
+            // The fused host step accumulates dW_enc over whole input rows
+            // (sparse in the features, not in the structure): the trainer's
+            // mask_grads clears the rest. The structured dense step writes
+            // zeros there itself.
+            let grads = if name == "host" {
+                clt.mask_grads(got.grads)
+            } else {
+                got.grads
+            };
+            for ((tensor, a), (_, b)) in grads.named().into_iter().zip(want_grads.named()) {
+                close(to_host(a), to_host(b), tensor);
+            }
+        }
+    }
+}

@@ -90,6 +90,7 @@ fn lp_transcoder_with_skip_and_lp_crosscoder_match_autodiff() {
                 out_blocks: (&blocks[..]).into(),
                 select_by_norm: crosscoder,
                 apply_b_dec_to_input: false,
+                cross_layer: None,
             };
             let x = data(seed as u64, B, d_in, &cpu);
             let y = if crosscoder {
@@ -189,6 +190,7 @@ fn topk_transcoder_and_norm_selected_crosscoder_with_auxk_match_autodiff() {
             out_blocks: (&blocks[..]).into(),
             select_by_norm: by_norm,
             apply_b_dec_to_input: false,
+            cross_layer: None,
         };
         let x = data(seed, B, d_in, &cpu);
         let y = if by_norm {
@@ -257,6 +259,7 @@ fn batchtopk_crosscoder_matches_autodiff_and_reports_min_kept_value() {
         out_blocks: (&blocks[..]).into(),
         select_by_norm: true,
         apply_b_dec_to_input: false,
+        cross_layer: None,
     };
     let x = data(21, B, 8, &cpu);
     let out = step(&model, x.clone(), x.clone(), &inputs(1.0));
@@ -307,6 +310,7 @@ fn jumprelu_skip_transcoder_matches_autodiff() {
         out_blocks: (&blocks[..]).into(),
         select_by_norm: false,
         apply_b_dec_to_input: false,
+        cross_layer: None,
     };
     let x = data(31, B, d_in, &cpu);
     let y = data(81, B, d_out, &cpu);

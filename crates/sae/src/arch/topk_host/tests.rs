@@ -200,6 +200,7 @@ fn transcoder_and_crosscoder_shapes_match_the_dense_step() {
                 out_blocks: (&blocks[..]).into(),
                 select_by_norm: by_norm,
                 apply_b_dec_to_input: false,
+                cross_layer: None,
             };
             for (n_dead, k_aux) in [(0, 4), (12, 5), (3, 9)] {
                 compare_model(&model, &x, &y, &inputs(n_dead, k_aux), selection);
@@ -240,6 +241,7 @@ proptest::proptest! {
             out_blocks: (&widths[..]).into(),
             select_by_norm: by_norm,
             apply_b_dec_to_input: false,
+            cross_layer: None,
         };
         let mut inp = inputs(n_dead, 1 + (seed as usize % 5));
         // Matryoshka levels: random inner widths, then M.
@@ -285,6 +287,7 @@ fn matryoshka_levels_match_the_dense_step() {
                 out_blocks: (&blocks[..]).into(),
                 select_by_norm: by_norm,
                 apply_b_dec_to_input: d_in == d_out,
+                cross_layer: None,
             };
             for n_dead in [0, 9] {
                 let plain = inputs(n_dead, 4);
