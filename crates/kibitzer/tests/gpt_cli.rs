@@ -589,3 +589,145 @@ fn missing_or_mismatched_inputs_are_named() {
     assert!(err.contains("--d-model 30"), "{err}");
     assert!(!out.exists(), "a refused run left {}", out.display());
 }
+
+/// A cross-layer transcoder from the command line: the MLP input and
+/// output of both layers of a GPT harvested as four stores, `xcoder train
+/// --kind clt` over them (saved in circuit-tracer's layout, FVU per layer),
+/// `xcoder fidelity` of the replacement model on other games; stores out
+/// of order and a model of another width are refused by name.
+#[test]
+fn a_clt_trains_on_a_gpts_mlps_and_replaces_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let games = generate(dir.path(), "games.bin", 6, 80, 1);
+    let heldout = generate(dir.path(), "heldout.bin", 6, 20, 2);
+    let model = dir.path().join("gpt");
+    save_fresh_model(&model, 6, None, 3);
+    let mut stores = Vec::new();
+    for hook in ["hook_resid_mid", "hook_mlp_out"] {
+        for layer in 0..2 {
+            let out = dir.path().join(format!("{layer}.{hook}"));
+            ok(&[
+                "gpt",
+                "harvest",
+                "--model",
+                p(&model),
+                "--games",
+                p(&games),
+                "--site",
+                &format!("blocks.{layer}.{hook}"),
+                "--out",
+                p(&out),
+                "--quiet",
+            ]);
+            stores.push(out);
+        }
+    }
+    let list = |order: &[usize]| {
+        order
+            .iter()
+            .map(|&i| p(&stores[i]).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let train = |stores: &str, out: &Path| -> Vec<String> {
+        [
+            "xcoder",
+            "train",
+            "--kind",
+            "clt",
+            "--arch",
+            "jumprelu",
+            "--d-sae",
+            "16",
+            "--steps",
+            "30",
+            "--batch-size",
+            "128",
+            "--lr",
+            "3e-3",
+            "--stores",
+            stores,
+            "--out",
+            p(out),
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let out = dir.path().join("clt");
+    ok(&common::strs(&train(&list(&[0, 1, 2, 3]), &out)));
+    let saved = out.join("clt-jumprelu-d16");
+    for file in [
+        "W_enc_0.safetensors",
+        "W_enc_1.safetensors",
+        "W_dec_1.safetensors",
+        "config.yaml",
+    ] {
+        assert!(saved.join(file).is_file(), "{file}");
+    }
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    let per_layer = eval["fvu"]["per_block"].as_array().unwrap();
+    assert_eq!(per_layer.len(), 2, "{eval}");
+
+    let fid = dir.path().join("fidelity");
+    ok(&[
+        "xcoder",
+        "fidelity",
+        "--model",
+        p(&model),
+        "--clt",
+        p(&saved),
+        "--games",
+        p(&heldout),
+        "--out",
+        p(&fid),
+    ]);
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fid.join("fidelity.json")).unwrap()).unwrap();
+    assert_eq!(f["layers_replaced"], 2);
+    assert_eq!(f["games_scored"], 20);
+    let (clean, ablated) = (
+        f["clean_loss"].as_f64().unwrap(),
+        f["mlp_ablated_loss"].as_f64().unwrap(),
+    );
+    assert!(clean > 0.0 && ablated != clean, "{f}");
+    assert!(f["loss_recovered"].as_f64().unwrap().is_finite(), "{f}");
+    assert!(
+        std::fs::read_to_string(fid.join("fidelity.md"))
+            .unwrap()
+            .contains("| CLT replacement |")
+    );
+
+    // Layer 1's input given before layer 0's.
+    let e = fails(&common::strs(&train(
+        &list(&[1, 0, 2, 3]),
+        &dir.path().join("bad"),
+    )));
+    assert!(
+        e.contains("store 1 holds \"blocks.1.hook_resid_mid\", expected layer 0"),
+        "{e}"
+    );
+    // A CLT of another width than the model's.
+    let wider_model = dir.path().join("gpt64");
+    let gpt64 = {
+        let mut c = othello_gpt_config(6, 2, 64, 2);
+        c.seed = Some(1);
+        Gpt::new(c, &DeviceChoice::Cpu.device().unwrap()).unwrap()
+    };
+    gpt64.save_transformer_lens(&wider_model).unwrap();
+    let e = fails(&[
+        "xcoder",
+        "fidelity",
+        "--model",
+        p(&wider_model),
+        "--clt",
+        p(&saved),
+        "--games",
+        p(&heldout),
+        "--out",
+        p(&dir.path().join("fid2")),
+    ]);
+    assert!(e.contains("d_model is 64"), "{e}");
+}
