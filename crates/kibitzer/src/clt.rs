@@ -1,6 +1,8 @@
 //! A cross-layer transcoder as the replacement model of a GPT
 //! (`kibitzer xcoder fidelity`): every MLP of the layers it covers is
-//! replaced by the CLT's output, through kibitzer-hooks.
+//! replaced by the CLT's output, through kibitzer-hooks. One transcoder per
+//! layer ([`Replacement::PerLayer`], circuit-tracer's `TranscoderSet`) is
+//! the baseline a CLT is measured against, scored the same way.
 //!
 //! The replacement runs layer by layer, as circuit-tracer's replacement
 //! model does: at `blocks.l.<input hook>` (e.g. `hook_resid_mid`) layer
@@ -24,8 +26,9 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor};
 use kibitzer_hooks::{Hook, HookError, HookSite, HookedModel, Hooks};
 use kibitzer_models::Gpt;
+use kibitzer_sae::dictionary::Dictionary;
 use kibitzer_sae::ops::to_host;
-use kibitzer_xcoder::{Clt, Xcoder};
+use kibitzer_xcoder::{Clt, Transcoder, Xcoder};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -57,29 +60,111 @@ pub struct Fidelity {
     pub l0_per_layer: Vec<f64>,
 }
 
-/// Checks that `clt` fits `model`: its sites exist, its width is the
-/// model's, and it covers no more layers than the model has.
-pub fn check_fits(model: &Gpt, clt: &Clt) -> Result<Vec<(HookSite, HookSite)>> {
-    let c = clt.config();
+/// What replaces a model's MLPs, layer by layer.
+#[derive(Clone, Debug)]
+pub enum Replacement {
+    /// A cross-layer transcoder over layers `0..n`.
+    Clt(Clt),
+    /// One transcoder per layer `0..n`, transcoder `l` reading layer `l`'s
+    /// input site and predicting its output site.
+    PerLayer(Vec<Transcoder>),
+}
+
+impl Replacement {
+    /// Layers replaced (`0..n`).
+    pub fn layers(&self) -> usize {
+        match self {
+            Replacement::Clt(c) => c.config().n_layers,
+            Replacement::PerLayer(t) => t.len(),
+        }
+    }
+
+    /// Layer `l`'s input and output sites.
+    fn sites(&self, l: usize) -> (String, String) {
+        match self {
+            Replacement::Clt(c) => (c.config().input_site(l), c.config().output_site(l)),
+            Replacement::PerLayer(t) => (t[l].input_site.clone(), t[l].output_site.clone()),
+        }
+    }
+
+    /// Layer `l`'s input and output widths.
+    fn widths(&self, l: usize) -> (usize, usize) {
+        match self {
+            Replacement::Clt(c) => (c.config().d_model, c.config().d_model),
+            Replacement::PerLayer(t) => (t[l].d_in(), t[l].d_out()),
+        }
+    }
+
+    /// The device the weights live on.
+    fn device(&self) -> Device {
+        match self {
+            Replacement::Clt(c) => c.device(),
+            Replacement::PerLayer(t) => t[0].sae.params.w_enc.device(),
+        }
+    }
+
+    /// Layer `l`'s features from its input `x [rows, d]`.
+    fn encode_layer(&self, l: usize, x: Tensor<2>) -> std::result::Result<Tensor<2>, String> {
+        match self {
+            Replacement::Clt(c) => c.encode_layer(l, x).map_err(|e| e.to_string()),
+            Replacement::PerLayer(t) => Ok(t[l].encode(x)),
+        }
+    }
+
+    /// Layer `l`'s output from every layer's (input, features) so far.
+    fn decode_layer(
+        &self,
+        l: usize,
+        seen: &[(Tensor<2>, Tensor<2>)],
+    ) -> std::result::Result<Tensor<2>, String> {
+        match self {
+            Replacement::Clt(c) => {
+                let features: Vec<Tensor<2>> = seen.iter().map(|(_, a)| a.clone()).collect();
+                c.decode_layer(l, &features).map_err(|e| e.to_string())
+            }
+            Replacement::PerLayer(t) => {
+                let (x, a) = seen.get(l).ok_or("the layer's input was not seen")?;
+                let mut y = t[l].decode(a.clone());
+                if let Some(w) = &t[l].sae.params.w_skip {
+                    y = y + x.clone().matmul(w.clone().transpose());
+                }
+                Ok(y)
+            }
+        }
+    }
+}
+
+/// Checks that `replacement` fits `model`: its sites exist and have the
+/// model's width, and it covers no more layers than the model has.
+pub fn check_fits(model: &Gpt, replacement: &Replacement) -> Result<Vec<(HookSite, HookSite)>> {
     let m = model.config();
-    if c.d_model != m.d_model {
+    let n = replacement.layers();
+    if n == 0 {
+        return Err(invalid("nothing to replace: no layer"));
+    }
+    if n > m.n_layers {
         return Err(invalid(format!(
-            "the CLT reads sites of width {}, but the model's d_model is {}",
-            c.d_model, m.d_model
+            "the replacement covers {n} layers, but the model has {}",
+            m.n_layers
         )));
     }
-    if c.n_layers > m.n_layers {
-        return Err(invalid(format!(
-            "the CLT covers {} layers, but the model has {}",
-            c.n_layers, m.n_layers
-        )));
-    }
-    (0..c.n_layers)
+    (0..n)
         .map(|l| {
-            Ok((
-                model.site(&c.input_site(l))?,
-                model.site(&c.output_site(l))?,
-            ))
+            let (input, output) = replacement.sites(l);
+            let expected = (format!("blocks.{l}."), format!("blocks.{l}."));
+            if !input.starts_with(&expected.0) || !output.starts_with(&expected.1) {
+                return Err(invalid(format!(
+                    "layer {l} of the replacement reads {input} and writes {output}; expected sites of block {l} (one transcoder per layer 0..{n}, in order)"
+                )));
+            }
+            let (d_in, d_out) = replacement.widths(l);
+            if d_in != m.d_model || d_out != m.d_model {
+                return Err(invalid(format!(
+                    "layer {l} of the replacement reads width {d_in} and writes width {d_out}, but the model's d_model is {}",
+                    m.d_model
+                )));
+            }
+            Ok((model.site(&input)?, model.site(&output)?))
         })
         .collect()
 }
@@ -89,17 +174,17 @@ pub fn check_fits(model: &Gpt, clt: &Clt) -> Result<Vec<(HookSite, HookSite)>> {
 /// with `pad`.
 pub fn replacement_fidelity(
     model: &Gpt,
-    clt: &Clt,
+    replacement: &Replacement,
     sequences: &[Vec<u32>],
     pad: u32,
     batch_size: usize,
 ) -> Result<Fidelity> {
-    let sites = check_fits(model, clt)?;
+    let sites = check_fits(model, replacement)?;
     if batch_size == 0 {
         return Err(invalid("--batch-size must be at least 1"));
     }
     let n = sites.len();
-    let device = clt.device();
+    let device = replacement.device();
     let mut totals = Totals::new(n);
     for chunk in sequences.chunks(batch_size) {
         let (ids, seq_len, tokens) = crate::gpt::padded_batch(chunk, pad, &device);
@@ -115,9 +200,9 @@ pub fn replacement_fidelity(
         }
         let ablated = model.run_with_hooks(&tokens, &mut ablate)?;
 
-        // Layer l's features, set at its input site, read at its output
-        // site and at every later one.
-        let features: Rc<RefCell<Vec<Tensor<2>>>> = Rc::new(RefCell::new(Vec::new()));
+        // Layer l's input and features, set at its input site, read at its
+        // output site and at every later one.
+        let features: Rc<RefCell<Vec<(Tensor<2>, Tensor<2>)>>> = Rc::new(RefCell::new(Vec::new()));
         let active: Rc<RefCell<Vec<Vec<f32>>>> = Rc::new(RefCell::new(Vec::new()));
         let mut replace = Hooks::new();
         for (layer, &(input, output)) in sites.iter().enumerate() {
@@ -125,13 +210,14 @@ pub fn replacement_fidelity(
             replace.add(
                 input,
                 Hook::custom(move |site, act| {
-                    let a = clt
-                        .encode_layer(layer, act.position_rows())
+                    let x = act.position_rows();
+                    let a = replacement
+                        .encode_layer(layer, x.clone())
                         .map_err(|e| HookError::Input(format!("{site}: {e}")))?;
                     active_in
                         .borrow_mut()
                         .push(to_host(a.clone().greater_elem(0.0).float().sum_dim(1)));
-                    features_in.borrow_mut().push(a);
+                    features_in.borrow_mut().push((x, a));
                     Ok(act)
                 }),
             );
@@ -139,7 +225,7 @@ pub fn replacement_fidelity(
             replace.add(
                 output,
                 Hook::custom(move |site, act| {
-                    let y = clt
+                    let y = replacement
                         .decode_layer(layer, &features_out.borrow())
                         .map_err(|e| HookError::Input(format!("{site}: {e}")))?;
                     Ok(act.with_position_rows(y))
@@ -286,8 +372,10 @@ fn argmax(v: &[f32]) -> usize {
 pub struct FidelityReport {
     /// The GPT's directory.
     pub model: PathBuf,
-    /// The CLT's directory.
-    pub clt: PathBuf,
+    /// What replaced the MLPs: `clt` or `per-layer transcoders`.
+    pub replacement: String,
+    /// The directory of the CLT, or of each layer's transcoder.
+    pub dictionaries: Vec<PathBuf>,
     /// The games file.
     pub games: PathBuf,
     /// Games scored.
@@ -297,12 +385,42 @@ pub struct FidelityReport {
     pub fidelity: Fidelity,
 }
 
-/// [`replacement_fidelity`] of the CLT saved in `clt_dir` on the GPT saved
-/// in `model_dir`, over the first `max_games` games of `games_path` (cut to
-/// the model's context).
+/// The replacement saved in `dirs`: one directory holding a CLT, or one
+/// transcoder directory per layer `0..n` in order.
+pub fn load_replacement(dirs: &[PathBuf], device: &Device) -> Result<Replacement> {
+    let load = |dir: &PathBuf| {
+        kibitzer_xcoder::format::load(dir, device).map_err(|e| invalid(e.to_string()))
+    };
+    if let [dir] = dirs {
+        if let Xcoder::Clt(c) = load(dir)? {
+            return Ok(Replacement::Clt(c));
+        }
+    }
+    let transcoders = dirs
+        .iter()
+        .map(|dir| match load(dir)? {
+            Xcoder::Transcoder(t) => Ok(t),
+            other => Err(invalid(format!(
+                "{}: holds a {}; give one CLT, or one transcoder per layer",
+                dir.display(),
+                other.kind().name()
+            ))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if transcoders.is_empty() {
+        return Err(invalid(
+            "no dictionary given: a CLT or one transcoder per layer",
+        ));
+    }
+    Ok(Replacement::PerLayer(transcoders))
+}
+
+/// [`replacement_fidelity`] of the CLT or per-layer transcoders saved in
+/// `dirs` ([`load_replacement`]) on the GPT saved in `model_dir`, over the
+/// first `max_games` games of `games_path` (cut to the model's context).
 pub fn fidelity_on_games(
     model_dir: &Path,
-    clt_dir: &Path,
+    dirs: &[PathBuf],
     games_path: &Path,
     max_games: Option<usize>,
     batch_size: usize,
@@ -310,22 +428,22 @@ pub fn fidelity_on_games(
 ) -> Result<FidelityReport> {
     let games = GameCorpus::open(games_path, max_games)?;
     let model = games.load_model(model_dir, device)?;
-    let clt = match kibitzer_xcoder::format::load(clt_dir, device) {
-        Ok(Xcoder::Clt(c)) => c,
-        Ok(other) => {
-            return Err(invalid(format!(
-                "{}: holds a {}, not a cross-layer transcoder",
-                clt_dir.display(),
-                other.kind().name()
-            )));
-        }
-        Err(e) => return Err(invalid(e.to_string())),
-    };
+    let replacement = load_replacement(dirs, device)?;
     let sequences = games.token_sequences(model.config().n_ctx, true)?.tokens;
-    let fidelity = replacement_fidelity(&model, &clt, &sequences, games.pad_token(), batch_size)?;
+    let fidelity = replacement_fidelity(
+        &model,
+        &replacement,
+        &sequences,
+        games.pad_token(),
+        batch_size,
+    )?;
     Ok(FidelityReport {
         model: model_dir.to_path_buf(),
-        clt: clt_dir.to_path_buf(),
+        replacement: match replacement {
+            Replacement::Clt(_) => "clt".into(),
+            Replacement::PerLayer(_) => "per-layer transcoders".into(),
+        },
+        dictionaries: dirs.to_vec(),
         games: games_path.to_path_buf(),
         games_scored: games.len(),
         fidelity,
@@ -372,14 +490,15 @@ mod tests {
         let mut p: Params = clt.params().clone();
         p.w_dec = p.w_dec.zeros_like();
         let zero = Clt::from_params(config.clone(), p).unwrap();
-        let f = replacement_fidelity(&model, &zero, &sequences(), 10, 2).unwrap();
+        let f = replacement_fidelity(&model, &Replacement::Clt(zero), &sequences(), 10, 2).unwrap();
         assert_eq!(f.predictions, 5 * 5 + 10);
         assert!((f.replaced_loss - f.mlp_ablated_loss).abs() < 1e-5, "{f:?}");
         assert!(f.loss_recovered.abs() < 1e-4, "{f:?}");
         assert!(f.kl_divergence > 0.0 && f.mlp_ablated_loss != f.clean_loss);
         assert_eq!(f.l0_per_layer.len(), 2);
         // A random CLT is something else again, and its features fire.
-        let f = replacement_fidelity(&model, &clt, &sequences(), 10, 3).unwrap();
+        let f = replacement_fidelity(&model, &Replacement::Clt(clt.clone()), &sequences(), 10, 3)
+            .unwrap();
         assert!((f.replaced_loss - f.mlp_ablated_loss).abs() > 1e-4, "{f:?}");
         assert!(f.l0_per_layer.iter().all(|&l0| l0 > 0.0), "{f:?}");
 
@@ -389,7 +508,7 @@ mod tests {
         };
         let e = replacement_fidelity(
             &model,
-            &Clt::init(wide, 1, &device).unwrap(),
+            &Replacement::Clt(Clt::init(wide, 1, &device).unwrap()),
             &sequences(),
             10,
             2,
@@ -403,7 +522,7 @@ mod tests {
         };
         let e = replacement_fidelity(
             &model,
-            &Clt::init(deep, 1, &device).unwrap(),
+            &Replacement::Clt(Clt::init(deep, 1, &device).unwrap()),
             &sequences(),
             10,
             2,
@@ -417,7 +536,7 @@ mod tests {
         };
         let e = replacement_fidelity(
             &model,
-            &Clt::init(odd, 1, &device).unwrap(),
+            &Replacement::Clt(Clt::init(odd, 1, &device).unwrap()),
             &sequences(),
             10,
             2,
@@ -425,6 +544,88 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("hook_nonsense"), "{e}");
+    }
+
+    /// One transcoder per layer scores as the CLT with the same encoders
+    /// and only the diagonal decoder blocks: the same replacement model.
+    #[test]
+    fn per_layer_transcoders_are_the_diagonal_clt() {
+        use kibitzer_sae::ops::{from_host, to_host};
+        use kibitzer_xcoder::TranscoderConfig;
+        let device = Device::flex();
+        let model = tiny_gpt(&device);
+        let transcoders: Vec<Transcoder> = (0..2)
+            .map(|l| {
+                let config = TranscoderConfig {
+                    architecture: Architecture::Standard,
+                    input_site: format!("blocks.{l}.hook_resid_mid"),
+                    d_in: 16,
+                    output_site: format!("blocks.{l}.hook_mlp_out"),
+                    d_out: 16,
+                    d_sae: 8,
+                    skip: false,
+                };
+                let mut t = Transcoder::init(&config, 10 + l as u64, &device).unwrap();
+                t.sae.params.b_enc = t.sae.params.b_enc.clone().add_scalar(0.05);
+                t.sae.params.b_dec = t.sae.params.b_dec.clone().add_scalar(0.01 * l as f32);
+                t
+            })
+            .collect();
+        let config = CltConfig {
+            architecture: Architecture::Standard,
+            n_layers: 2,
+            d_model: 16,
+            d_transcoder: 8,
+            input_hook: "hook_resid_mid".into(),
+            output_hook: "hook_mlp_out".into(),
+        };
+        let (mut enc, mut dec) = (vec![0f32; 32 * 16], vec![0f32; 16 * 32]);
+        let (mut b_enc, mut b_dec) = (Vec::new(), Vec::new());
+        for (l, t) in transcoders.iter().enumerate() {
+            let p = &t.sae.params;
+            let (we, wd) = (to_host(p.w_enc.clone()), to_host(p.w_dec.clone()));
+            for r in 0..16 {
+                for j in 0..8 {
+                    enc[(l * 16 + r) * 16 + l * 8 + j] = we[r * 8 + j];
+                    dec[(l * 8 + j) * 32 + l * 16 + r] = wd[j * 16 + r];
+                }
+            }
+            b_enc.extend(to_host(p.b_enc.clone()));
+            b_dec.extend(to_host(p.b_dec.clone()));
+        }
+        let mut params = Clt::init(config.clone(), 0, &device)
+            .unwrap()
+            .params()
+            .clone();
+        params.w_enc = from_host(enc, 32, 16, &device);
+        params.w_dec = from_host(dec, 16, 32, &device);
+        params.b_enc = from_host(b_enc, 1, 16, &device);
+        params.b_dec = from_host(b_dec, 1, 32, &device);
+        let clt = Clt::from_params(config, params).unwrap();
+        let a = replacement_fidelity(&model, &Replacement::Clt(clt), &sequences(), 10, 2).unwrap();
+        let b = replacement_fidelity(
+            &model,
+            &Replacement::PerLayer(transcoders.clone()),
+            &sequences(),
+            10,
+            2,
+        )
+        .unwrap();
+        for (x, y) in [
+            (a.replaced_loss, b.replaced_loss),
+            (a.kl_divergence, b.kl_divergence),
+            (a.l0_per_layer[0], b.l0_per_layer[0]),
+            (a.l0_per_layer[1], b.l0_per_layer[1]),
+        ] {
+            assert!((x - y).abs() < 1e-4, "{a:?} vs {b:?}");
+        }
+        assert!(a.l0_per_layer[0] > 0.0);
+        // Transcoders given out of layer order are refused.
+        let swapped = vec![transcoders[1].clone(), transcoders[0].clone()];
+        let e = replacement_fidelity(&model, &Replacement::PerLayer(swapped), &sequences(), 10, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected sites of block 0"), "{e}");
     }
 
     /// A CLT whose decoders are zero and whose `b_dec` holds the clean
@@ -464,7 +665,7 @@ mod tests {
         p.w_dec = p.w_dec.zeros_like();
         p.b_dec = kibitzer_sae::ops::from_host(b_dec, 1, 32, &device);
         let clt = Clt::from_params(config, p).unwrap();
-        let f = replacement_fidelity(&model, &clt, &seq, 10, 1).unwrap();
+        let f = replacement_fidelity(&model, &Replacement::Clt(clt), &seq, 10, 1).unwrap();
         assert_eq!(f.predictions, 1);
         assert!((f.replaced_loss - f.clean_loss).abs() < 1e-5, "{f:?}");
         assert!(

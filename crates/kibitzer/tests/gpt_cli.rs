@@ -697,7 +697,7 @@ fn a_clt_trains_on_a_gpts_mlps_and_replaces_them() {
     assert!(
         std::fs::read_to_string(fid.join("fidelity.md"))
             .unwrap()
-            .contains("| CLT replacement |")
+            .contains("| replacement |")
     );
 
     // Layer 1's input given before layer 0's.

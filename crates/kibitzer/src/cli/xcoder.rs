@@ -51,10 +51,11 @@ pub enum XcoderCommand {
     /// model, base data) and (fine-tuned model, fine-tuning data), and rank
     /// the features by how their decoders change; or rank four saved stages.
     Diff(DiffArgs),
-    /// A cross-layer transcoder as the replacement model of the GPT it was
-    /// trained on: every covered MLP replaced by the CLT's output, layer by
-    /// layer; the next-token loss against the clean and MLP-ablated model,
-    /// KL, top-1 agreement and L0 per layer (fidelity.json, fidelity.md).
+    /// A cross-layer transcoder (or one transcoder per layer) as the
+    /// replacement model of the GPT it was trained on: every covered MLP
+    /// replaced by the dictionary's output, layer by layer; the next-token
+    /// loss against the clean and MLP-ablated model, KL, top-1 agreement
+    /// and L0 per layer (fidelity.json, fidelity.md).
     Fidelity(FidelityArgs),
 }
 
@@ -64,8 +65,16 @@ pub struct FidelityArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// The CLT's directory (what `kibitzer xcoder train --kind clt` saved).
-    #[arg(long)]
-    pub clt: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "transcoders",
+        conflicts_with = "transcoders"
+    )]
+    pub clt: Option<PathBuf>,
+    /// Instead of a CLT, one transcoder per layer 0..n, in order
+    /// (comma-separated directories): the per-layer baseline.
+    #[arg(long, value_delimiter = ',')]
+    pub transcoders: Vec<PathBuf>,
     /// Games to score (an Othello dataset or chess games), cut to the
     /// model's context; use games the CLT was not trained on.
     #[arg(long)]
@@ -86,9 +95,13 @@ pub struct FidelityArgs {
 
 fn fidelity(a: &FidelityArgs) -> CliResult {
     let device = a.device.device()?;
+    let dirs = match &a.clt {
+        Some(clt) => vec![clt.clone()],
+        None => a.transcoders.clone(),
+    };
     let report = kibitzer::clt::fidelity_on_games(
         &a.model,
-        &a.clt,
+        &dirs,
         &a.games,
         a.max_games,
         a.batch_size,
@@ -96,12 +109,22 @@ fn fidelity(a: &FidelityArgs) -> CliResult {
     )?;
     let f = &report.fidelity;
     let mut md = format!(
-        "# Replacement-model fidelity\n\nCLT `{}` in place of the MLPs of layers 0..{} of `{}`, on {} games of `{}` ({} predictions).\n\n\
+        "# Replacement-model fidelity\n\n{} `{}` in place of the MLPs of layers 0..{} of `{}`, on {} games of `{}` ({} predictions).\n\n\
          | model | next-token loss (nats) |\n|---|---:|\n\
-         | clean | {:.4} |\n| CLT replacement | {:.4} |\n| MLPs zero-ablated | {:.4} |\n\n\
+         | clean | {:.4} |\n| replacement | {:.4} |\n| MLPs zero-ablated | {:.4} |\n\n\
          Loss recovered {:.3}; KL(clean || replacement) {:.4} nats per prediction; top-1 agreement {:.3}.\n\n\
          | layer | active features per token |\n|---:|---:|\n",
-        report.clt.display(),
+        if report.replacement == "clt" {
+            "CLT"
+        } else {
+            "Per-layer transcoders"
+        },
+        report
+            .dictionaries
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join("`, `"),
         f.layers_replaced,
         report.model.display(),
         report.games_scored,
@@ -698,9 +721,24 @@ fn check_memory(
     let width = blocks
         .iter()
         .fold(0usize, |acc, b| acc.saturating_add(b.width));
-    let shape = kibitzer_sae::SaeConfig {
-        d_out: width,
-        ..kibitzer_sae::SaeConfig::new(spec.architecture.clone(), width, spec.d_sae)
+    let shape = match spec.kind {
+        // A CLT is a transcoder of its stacked layers (half the blocks in,
+        // half out) with d_sae features per layer.
+        Kind::Clt => {
+            let layers = (blocks.len() / 2).max(1);
+            kibitzer_sae::SaeConfig {
+                d_out: width / 2,
+                ..kibitzer_sae::SaeConfig::new(
+                    spec.architecture.clone(),
+                    width / 2,
+                    spec.d_sae.saturating_mul(layers),
+                )
+            }
+        }
+        _ => kibitzer_sae::SaeConfig {
+            d_out: width,
+            ..kibitzer_sae::SaeConfig::new(spec.architecture.clone(), width, spec.d_sae)
+        },
     };
     kibitzer_store::memory::check(
         format!(
