@@ -464,6 +464,18 @@ mod tests {
         Gpt::new(config, device).unwrap()
     }
 
+    /// An L1 CLT over the tiny GPT's two layers, `features` per layer.
+    fn standard_config(features: usize) -> CltConfig {
+        CltConfig {
+            architecture: Architecture::Standard,
+            n_layers: 2,
+            d_model: 16,
+            d_transcoder: features,
+            input_hook: "hook_resid_mid".into(),
+            output_hook: "hook_mlp_out".into(),
+        }
+    }
+
     fn sequences() -> Vec<Vec<u32>> {
         (0..5)
             .map(|g| (0..(6 + g)).map(|i| ((i * 3 + g) % 10) as u32).collect())
@@ -478,14 +490,7 @@ mod tests {
     fn a_zero_clt_is_the_ablation_and_misfits_are_named() {
         let device = Device::flex();
         let model = tiny_gpt(&device);
-        let config = CltConfig {
-            architecture: Architecture::Standard,
-            n_layers: 2,
-            d_model: 16,
-            d_transcoder: 8,
-            input_hook: "hook_resid_mid".into(),
-            output_hook: "hook_mlp_out".into(),
-        };
+        let config = standard_config(8);
         let clt = Clt::init(config.clone(), 1, &device).unwrap();
         let mut p: Params = clt.params().clone();
         p.w_dec = p.w_dec.zeros_like();
@@ -571,14 +576,7 @@ mod tests {
                 t
             })
             .collect();
-        let config = CltConfig {
-            architecture: Architecture::Standard,
-            n_layers: 2,
-            d_model: 16,
-            d_transcoder: 8,
-            input_hook: "hook_resid_mid".into(),
-            output_hook: "hook_mlp_out".into(),
-        };
+        let config = standard_config(8);
         let (mut enc, mut dec) = (vec![0f32; 32 * 16], vec![0f32; 16 * 32]);
         let (mut b_enc, mut b_dec) = (Vec::new(), Vec::new());
         for (l, t) in transcoders.iter().enumerate() {
@@ -650,14 +648,7 @@ mod tests {
             let rows = to_host(cache.get(*site).unwrap().position_rows());
             b_dec.extend_from_slice(&rows[..16]);
         }
-        let config = CltConfig {
-            architecture: Architecture::Standard,
-            n_layers: 2,
-            d_model: 16,
-            d_transcoder: 4,
-            input_hook: "hook_resid_mid".into(),
-            output_hook: "hook_mlp_out".into(),
-        };
+        let config = standard_config(4);
         let mut p = Clt::init(config.clone(), 1, &device)
             .unwrap()
             .params()
