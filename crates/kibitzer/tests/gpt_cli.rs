@@ -700,6 +700,42 @@ fn a_clt_trains_on_a_gpts_mlps_and_replaces_them() {
             .contains("| replacement |")
     );
 
+    // Killed after 20 steps (checkpoint at 10), resumed: the weights of the
+    // uninterrupted run, bit for bit.
+    let killed = dir.path().join("killed");
+    let mut stop = train(&list(&[0, 1, 2, 3]), &killed);
+    stop.extend(["--checkpoint-every", "10", "--stop-after", "20"].map(String::from));
+    let stdout = ok(&common::strs(&stop));
+    assert!(stdout.contains("stopped at step 20 of 30"), "{stdout}");
+    ok(&[
+        "xcoder",
+        "train",
+        "--out",
+        p(&killed),
+        "--resume",
+        "--quiet",
+    ]);
+    let (whole, resumed) = (
+        kibitzer_xcoder::format::load(&saved, &DeviceChoice::Cpu.device().unwrap()).unwrap(),
+        kibitzer_xcoder::format::load(
+            killed.join("clt-jumprelu-d16"),
+            &DeviceChoice::Cpu.device().unwrap(),
+        )
+        .unwrap(),
+    );
+    for ((name, a), (_, b)) in whole
+        .params()
+        .named()
+        .into_iter()
+        .zip(resumed.params().named())
+    {
+        assert_eq!(
+            kibitzer_sae::ops::to_host(a),
+            kibitzer_sae::ops::to_host(b),
+            "{name} differs after resuming"
+        );
+    }
+
     // Layer 1's input given before layer 0's.
     let e = fails(&common::strs(&train(
         &list(&[1, 0, 2, 3]),
