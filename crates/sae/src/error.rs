@@ -23,6 +23,13 @@ pub enum ConfigError {
         /// What is wrong and what was expected.
         reason: String,
     },
+    /// Weights that do not fit the configuration: a checkpoint or file of
+    /// other shapes, or without a tensor the architecture needs.
+    #[error("SAE parameters: {reason}")]
+    Params {
+        /// What does not fit, and what was expected.
+        reason: String,
+    },
     /// A training setting that the dictionary's architecture does not use.
     #[error("training config: `{field}` applies to {applies_to}, not {architecture}")]
     NotForArchitecture {
@@ -42,6 +49,7 @@ impl ConfigError {
             ConfigError::Sae { field, .. }
             | ConfigError::Training { field, .. }
             | ConfigError::NotForArchitecture { field, .. } => field,
+            ConfigError::Params { .. } => "parameters",
         }
     }
 }

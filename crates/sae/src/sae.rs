@@ -217,7 +217,12 @@ impl Params {
     /// `d_in` inputs, `d_sae` features and `d_out` outputs (biases and
     /// per-feature vectors are `[1, n]` rows); the error names the first
     /// tensor that disagrees, with both shapes.
-    pub fn check_dims(&self, d_in: usize, d_sae: usize, d_out: usize) -> Result<(), String> {
+    pub fn check_dims(
+        &self,
+        d_in: usize,
+        d_sae: usize,
+        d_out: usize,
+    ) -> Result<(), crate::ConfigError> {
         for (name, t) in self.named() {
             let expected = match name {
                 "w_enc" => [d_in, d_sae],
@@ -228,10 +233,12 @@ impl Params {
                 other => unreachable!("Params::named has no tensor {other}"),
             };
             if t.dims() != expected {
-                return Err(format!(
-                    "parameter {name} has shape {:?}, expected {expected:?} (d_in {d_in}, d_sae {d_sae}, d_out {d_out})",
-                    t.dims()
-                ));
+                return Err(crate::ConfigError::Params {
+                    reason: format!(
+                        "parameter {name} has shape {:?}, expected {expected:?} (d_in {d_in}, d_sae {d_sae}, d_out {d_out})",
+                        t.dims()
+                    ),
+                });
             }
         }
         Ok(())

@@ -81,15 +81,18 @@ impl Trainable for Xcoder {
         config: XcoderConfig,
         params: Params,
         meta: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
-        let bits = meta(BLOCK_SCALES)
-            .ok_or_else(|| format!("checkpoint metadata has no `{BLOCK_SCALES}`"))?;
-        let bits: Vec<u32> = serde_json::from_str(&bits)
-            .map_err(|e| format!("checkpoint metadata `{BLOCK_SCALES}`: {e}"))?;
+    ) -> Result<Self, XcoderError> {
+        let bits = meta(BLOCK_SCALES).ok_or_else(|| {
+            XcoderError::config("checkpoint metadata", format!("has no `{BLOCK_SCALES}`"))
+        })?;
+        let bits: Vec<u32> = serde_json::from_str(&bits).map_err(|e| {
+            XcoderError::config(
+                format!("checkpoint metadata `{BLOCK_SCALES}`"),
+                e.to_string(),
+            )
+        })?;
         let scales = bits.into_iter().map(f32::from_bits).collect();
-        config
-            .with_params(params, scales)
-            .map_err(|e| e.to_string())
+        config.with_params(params, scales)
     }
 
     fn dictionary_metadata(&self) -> Vec<(String, String)> {
@@ -104,8 +107,8 @@ impl Trainable for Xcoder {
         self.row_blocks().iter().map(|b| b.width).collect()
     }
 
-    fn for_raw_activations(&self, scales: &[f32]) -> Result<Self, String> {
-        Xcoder::for_raw_activations(self, scales).map_err(|e| e.to_string())
+    fn for_raw_activations(&self, scales: &[f32]) -> Result<Self, XcoderError> {
+        Xcoder::for_raw_activations(self, scales)
     }
 
     fn save(&self, dir: &Path, metadata: serde_json::Value) -> Result<(), BoxError> {

@@ -219,8 +219,7 @@ impl Xcoder {
                 "gated parameters (b_mag, r_mag) are not supported",
             ));
         }
-        p.check_dims(d_in, d_sae, d_out)
-            .map_err(|e| XcoderError::config("parameters", e))
+        Ok(p.check_dims(d_in, d_sae, d_out)?)
     }
 
     /// Transcoder or crosscoder.

@@ -81,7 +81,7 @@ pub trait Trainable: Clone + std::fmt::Debug {
         config: Self::Config,
         params: Params,
         meta: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, String>;
+    ) -> Result<Self, Self::Error>;
 
     /// What the dictionary keeps in a checkpoint's metadata beside its
     /// weights (nothing, unless it holds more than [`Params`]).
@@ -95,7 +95,7 @@ pub trait Trainable: Clone + std::fmt::Debug {
 
     /// The dictionary for raw activations, from weights trained on rows
     /// whose blocks were multiplied by `scales` (one per row block).
-    fn for_raw_activations(&self, scales: &[f32]) -> Result<Self, String>;
+    fn for_raw_activations(&self, scales: &[f32]) -> Result<Self, Self::Error>;
 
     /// Saves the dictionary in `dir` in the layout other tools open (an
     /// SAE: SAELens's), with `metadata` recorded beside the weights.
@@ -160,7 +160,7 @@ impl Trainable for Sae {
         config: SaeConfig,
         params: Params,
         _meta: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
         // A checkpoint beside a sweep.json of other sizes (an edited or
         // mixed-up directory) is refused here, not at the first product.
         params.check_dims(config.d_in, config.d_sae, config.d_out)?;
@@ -168,10 +168,12 @@ impl Trainable for Sae {
             if present {
                 Ok(())
             } else {
-                Err(format!(
-                    "a {} SAE needs {what}, which the checkpoint lacks",
-                    config.architecture.name()
-                ))
+                Err(ConfigError::Params {
+                    reason: format!(
+                        "a {} SAE needs {what}, which the checkpoint lacks",
+                        config.architecture.name()
+                    ),
+                })
             }
         };
         match config.architecture {
@@ -189,13 +191,16 @@ impl Trainable for Sae {
         vec![self.config.d_in]
     }
 
-    fn for_raw_activations(&self, scales: &[f32]) -> Result<Self, String> {
+    fn for_raw_activations(&self, scales: &[f32]) -> Result<Self, ConfigError> {
         match scales {
             [c] => Ok(self.fold_activation_scale(*c, *c)),
-            _ => Err(format!(
-                "an SAE reads one row block, but {} scales were given",
-                scales.len()
-            )),
+            _ => Err(ConfigError::Sae {
+                field: "activation scales",
+                reason: format!(
+                    "an SAE reads one row block, but {} scales were given",
+                    scales.len()
+                ),
+            }),
         }
     }
 
@@ -223,13 +228,15 @@ mod checkpoint_shape_tests {
         assert!(fits.is_ok());
         let wider = SaeConfig::new(Architecture::Standard, 8, 32);
         let e = <Sae as Trainable>::from_checkpoint(wider, sae.params.clone(), &meta).unwrap_err();
+        let e = e.to_string();
         assert!(
             e.contains("w_enc has shape [8, 16], expected [8, 32]"),
             "{e}"
         );
         let jumprelu = SaeConfig::new(Architecture::JumpRelu { bandwidth: 0.001 }, 8, 16);
-        let e =
-            <Sae as Trainable>::from_checkpoint(jumprelu, sae.params.clone(), &meta).unwrap_err();
+        let e = <Sae as Trainable>::from_checkpoint(jumprelu, sae.params.clone(), &meta)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs threshold"), "{e}");
     }
 }

@@ -328,9 +328,7 @@ impl Clt {
     /// the tensors the architecture needs, and zeros outside the structure.
     pub fn from_params(config: CltConfig, params: Params) -> Result<Clt, XcoderError> {
         config.validate()?;
-        params
-            .check_dims(config.d_in(), config.d_sae(), config.d_in())
-            .map_err(|e| XcoderError::config("clt parameters", e))?;
+        params.check_dims(config.d_in(), config.d_sae(), config.d_in())?;
         let arch = &config.architecture;
         match (&params.threshold, arch) {
             (None, Architecture::JumpRelu { .. }) => {
