@@ -13,18 +13,21 @@
 //! | JumpReLU | `jumprelu_transcoder`, `jumprelu_skip_transcoder` |
 //! | BatchTopK (with its threshold) | `jumprelu_transcoder`, `jumprelu_skip_transcoder`, `metadata.training_architecture = "batchtopk"` |
 //! | TopK | `topk_transcoder`, `topk_skip_transcoder` (kibitzer layout, below) |
+//! | gated | `gated_transcoder`, `gated_skip_transcoder` (kibitzer layout, below) |
 //!
 //! `metadata.hook_name` and `metadata.hook_name_out` hold the input and
-//! output sites. SAELens 6 has no TopK transcoder, so kibitzer writes one in
-//! the same shape: `cfg.json` with `"format": "kibitzer-transcoder"`,
-//! `"version": 1`, `architecture` as above, `d_in`, `d_sae`, `d_out`, `k`,
-//! `dtype` (`"float32"`), `apply_b_dec_to_input: false`,
-//! `normalize_activations: "none"` and `metadata`; and
-//! `sae_weights.safetensors` with `W_enc [d_in, d_sae]`, `b_enc [d_sae]`,
-//! `W_dec [d_sae, d_out]`, `b_dec [d_out]` (and `W_skip [d_out, d_in]`):
-//! SAELens's transcoder tensors. Its features are
-//! `f = topk_k(relu(x W_enc + b_enc))` per row (ties to the lower index), and
-//! `ŷ = f W_dec + b_dec (+ x W_skip^T)`.
+//! output sites. SAELens 6 has no TopK or gated transcoder, so kibitzer
+//! writes them in the same shape: `cfg.json` with `"format":
+//! "kibitzer-transcoder"`, `"version": 1`, `architecture` as above, `d_in`,
+//! `d_sae`, `d_out`, `k` (TopK), `dtype` (`"float32"`),
+//! `apply_b_dec_to_input: false`, `normalize_activations: "none"` and
+//! `metadata`; and `sae_weights.safetensors` with `W_enc [d_in, d_sae]`,
+//! `b_enc [d_sae]`, `W_dec [d_sae, d_out]`, `b_dec [d_out]` (and `W_skip
+//! [d_out, d_in]`): SAELens's transcoder tensors, plus `b_mag [d_sae]` and
+//! `r_mag [d_sae]` for gated ones (SAELens's gated SAE tensors). TopK
+//! features are `f = topk_k(relu(x W_enc + b_enc))` per row (ties to the
+//! lower index); gated features `f = 1[x W_enc + b_enc > 0] relu(x (W_enc
+//! exp(r_mag)) + b_mag)`; and `ŷ = f W_dec + b_dec (+ x W_skip^T)`.
 //!
 //! ## Cross-layer transcoders
 //!
@@ -87,7 +90,7 @@ pub const TRANSCODER_WEIGHTS_FILE: &str = "sae_weights.safetensors";
 pub const CROSSCODER_WEIGHTS_FILE: &str = "crosscoder_weights.safetensors";
 /// `format` of a kibitzer crosscoder directory.
 pub const CROSSCODER_FORMAT: &str = "kibitzer-crosscoder";
-/// `format` of a kibitzer TopK transcoder directory.
+/// `format` of a kibitzer TopK or gated transcoder directory.
 pub const TRANSCODER_FORMAT: &str = "kibitzer-transcoder";
 /// Version of both kibitzer layouts.
 pub const FORMAT_VERSION: u64 = 1;
@@ -111,8 +114,11 @@ pub fn save(xcoder: &Xcoder, dir: impl AsRef<Path>, metadata: &Value) -> Result<
         Xcoder::Transcoder(t) => {
             meta.insert("hook_name".into(), json!(t.input_site));
             meta.insert("hook_name_out".into(), json!(t.output_site));
-            if matches!(t.sae.config.architecture, Architecture::TopK { .. }) {
-                save_topk_transcoder(t, dir, meta)
+            if matches!(
+                t.sae.config.architecture,
+                Architecture::TopK { .. } | Architecture::Gated
+            ) {
+                save_kibitzer_transcoder(t, dir, meta)
             } else {
                 let options = SaveOptions {
                     metadata: Value::Object(meta),
@@ -143,12 +149,8 @@ pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Xcoder, XcoderErro
     if cfg.get("format").and_then(Value::as_str) == Some(CROSSCODER_FORMAT) {
         return load_crosscoder(dir, &cfg, device).map(Xcoder::Crosscoder);
     }
-    let arch = cfg
-        .get("architecture")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if arch == "topk_transcoder" || arch == "topk_skip_transcoder" {
-        return load_topk_transcoder(dir, &cfg, device).map(Xcoder::Transcoder);
+    if cfg.get("format").and_then(Value::as_str) == Some(TRANSCODER_FORMAT) {
+        return load_kibitzer_transcoder(dir, &cfg, device).map(Xcoder::Transcoder);
     }
     let sae = saelens::load(dir, device)?;
     let (input, output) = sites(&cfg);
@@ -194,15 +196,23 @@ fn write(
     atomic_write(&path, text.as_bytes()).map_err(|e| XcoderError::file(&path, e))
 }
 
-fn save_topk_transcoder(
+/// The `architecture` of a kibitzer transcoder directory: `{topk,
+/// gated}_transcoder` or `{topk, gated}_skip_transcoder`.
+fn kibitzer_transcoder_name(arch: &Architecture, skip: bool) -> String {
+    let base = match arch {
+        Architecture::Gated => "gated",
+        _ => "topk",
+    };
+    format!("{base}_{}transcoder", if skip { "skip_" } else { "" })
+}
+
+/// A TopK or gated transcoder in kibitzer's layout (SAELens has neither).
+fn save_kibitzer_transcoder(
     t: &Transcoder,
     dir: &Path,
     meta: Map<String, Value>,
 ) -> Result<(), XcoderError> {
     let c = &t.sae.config;
-    let Architecture::TopK { k } = c.architecture else {
-        unreachable!("called for TopK transcoders only");
-    };
     let p = &t.sae.params;
     let mut tensors = vec![
         host("W_enc", p.w_enc.clone(), false),
@@ -210,22 +220,28 @@ fn save_topk_transcoder(
         host("W_dec", p.w_dec.clone(), false),
         host("b_dec", p.b_dec.clone(), true),
     ];
+    if let (Some(b_mag), Some(r_mag)) = (&p.b_mag, &p.r_mag) {
+        tensors.push(host("b_mag", b_mag.clone(), true));
+        tensors.push(host("r_mag", r_mag.clone(), true));
+    }
     if let Some(w) = &p.w_skip {
         tensors.push(host("W_skip", w.clone(), false));
     }
-    let cfg = json!({
+    let mut cfg = json!({
         "format": TRANSCODER_FORMAT,
         "version": FORMAT_VERSION,
-        "architecture": if t.has_skip() { "topk_skip_transcoder" } else { "topk_transcoder" },
+        "architecture": kibitzer_transcoder_name(&c.architecture, t.has_skip()),
         "d_in": c.d_in,
         "d_sae": c.d_sae,
         "d_out": c.d_out,
-        "k": k,
         "dtype": "float32",
         "apply_b_dec_to_input": false,
         "normalize_activations": "none",
         "metadata": meta,
     });
+    if let Architecture::TopK { k } = c.architecture {
+        cfg["k"] = json!(k);
+    }
     write(dir, TRANSCODER_WEIGHTS_FILE, &tensors, &cfg)
 }
 
@@ -408,7 +424,7 @@ fn params_from(
     (params, rest)
 }
 
-fn load_topk_transcoder(
+fn load_kibitzer_transcoder(
     dir: &Path,
     cfg: &Value,
     device: &Device,
@@ -419,18 +435,41 @@ fn load_topk_transcoder(
         path: &cfg_path,
     };
     c.check_format(TRANSCODER_FORMAT)?;
-    let (d_in, d_sae, d_out, k) = (
-        c.usize("d_in")?,
-        c.usize("d_sae")?,
-        c.usize("d_out")?,
-        c.usize("k")?,
-    );
-    let skip = c.str("architecture")? == "topk_skip_transcoder";
+    let (d_in, d_sae, d_out) = (c.usize("d_in")?, c.usize("d_sae")?, c.usize("d_out")?);
+    let name = c.str("architecture")?;
+    let (architecture, skip) = match name {
+        "topk_transcoder" | "topk_skip_transcoder" => (
+            Architecture::TopK { k: c.usize("k")? },
+            name.contains("skip"),
+        ),
+        "gated_transcoder" | "gated_skip_transcoder" => {
+            (Architecture::Gated, name.contains("skip"))
+        }
+        other => {
+            return Err(XcoderError::file(
+                &cfg_path,
+                format!(
+                    "key `architecture` is {other:?}; a {TRANSCODER_FORMAT} directory holds topk_transcoder, topk_skip_transcoder, gated_transcoder or gated_skip_transcoder"
+                ),
+            ));
+        }
+    };
+    let gated = matches!(architecture, Architecture::Gated);
     let expected = [
         need("W_enc", vec![d_in, d_sae]),
         need("b_enc", vec![d_sae]),
         need("W_dec", vec![d_sae, d_out]),
         need("b_dec", vec![d_out]),
+        Expected {
+            name: "b_mag",
+            shape: vec![d_sae],
+            required: gated,
+        },
+        Expected {
+            name: "r_mag",
+            shape: vec![d_sae],
+            required: gated,
+        },
         Expected {
             name: "W_skip",
             shape: vec![d_out, d_in],
@@ -442,16 +481,32 @@ fn load_topk_transcoder(
         &expected,
         device,
     )?);
-    params.w_skip = rest.into_iter().next().flatten();
+    let mut rest = rest.into_iter();
+    params.b_mag = rest.next().flatten();
+    params.r_mag = rest.next().flatten();
+    params.w_skip = rest.next().flatten();
     if params.w_skip.is_some() != skip {
         return Err(XcoderError::file(
             dir.join(TRANSCODER_WEIGHTS_FILE),
-            "tensor `W_skip` is present but the architecture is topk_transcoder (use topk_skip_transcoder)",
+            format!(
+                "tensor `W_skip` is present but the architecture is {name} (use {})",
+                kibitzer_transcoder_name(&architecture, true)
+            ),
         ));
     }
+    if !gated && (params.b_mag.is_some() || params.r_mag.is_some()) {
+        return Err(XcoderError::file(
+            dir.join(TRANSCODER_WEIGHTS_FILE),
+            format!("tensors `b_mag` and `r_mag` belong to gated transcoders, not {name}"),
+        ));
+    }
+    let k = match architecture {
+        Architecture::TopK { k } => Some(k),
+        _ => None,
+    };
     let sae = Sae {
         config: SaeConfig {
-            architecture: Architecture::TopK { k },
+            architecture,
             d_in,
             d_sae,
             d_out,
@@ -465,7 +520,9 @@ fn load_topk_transcoder(
     let t = Transcoder::from_sae(sae, input, output)?;
     let xc = Xcoder::Transcoder(t.clone());
     xc.check_shapes().map_err(|e| XcoderError::file(dir, e))?;
-    if k == 0 || k > d_sae {
+    if let Some(k) = k
+        && (k == 0 || k > d_sae)
+    {
         return Err(XcoderError::file(
             &cfg_path,
             format!("key `k` is {k}, expected 1..={d_sae} (d_sae)"),
@@ -597,6 +654,8 @@ mod tests {
             (Architecture::TopK { k: 3 }, true),
             (Architecture::BatchTopK { k: 2 }, false),
             (Architecture::BatchTopK { k: 2 }, true),
+            (Architecture::Gated, false),
+            (Architecture::Gated, true),
         ]
         .into_iter()
         .enumerate()
@@ -719,7 +778,9 @@ mod tests {
                 "topk_transcoder",
                 "topk_skip_transcoder",
                 "jumprelu_transcoder",
-                "jumprelu_skip_transcoder"
+                "jumprelu_skip_transcoder",
+                "gated_transcoder",
+                "gated_skip_transcoder"
             ]
         );
     }

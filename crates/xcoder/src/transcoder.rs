@@ -70,10 +70,6 @@ impl TranscoderConfig {
                     format!("must be a positive number, got {bandwidth}"),
                 ))
             }
-            Architecture::Gated => Err(XcoderError::config(
-                "transcoder architecture",
-                "gated transcoders are not supported; use standard (L1), topk, batchtopk or jumprelu",
-            )),
             _ => Ok(()),
         }
     }
@@ -123,7 +119,7 @@ impl Transcoder {
 
     /// Wraps a loaded or hand-made [`Sae`], checking that it can be a
     /// transcoder (no `b_dec` subtracted from the input, no row
-    /// normalisation, not gated).
+    /// normalisation).
     pub fn from_sae(
         sae: Sae,
         input_site: impl Into<String>,
@@ -146,12 +142,6 @@ impl Transcoder {
             return Err(XcoderError::config(
                 "transcoder rescale_acts_by_decoder_norm",
                 "not supported for transcoders",
-            ));
-        }
-        if matches!(c.architecture, Architecture::Gated) {
-            return Err(XcoderError::config(
-                "transcoder architecture",
-                "gated transcoders are not supported",
             ));
         }
         Ok(Self {
@@ -240,11 +230,7 @@ mod tests {
 
     #[test]
     fn bad_configs_are_refused_with_the_field_named() {
-        let err = config(Architecture::Gated, false)
-            .validate()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("gated"), "{err}");
+        config(Architecture::Gated, true).validate().unwrap();
         let err = config(Architecture::BatchTopK { k: 11 }, false)
             .validate()
             .unwrap_err()

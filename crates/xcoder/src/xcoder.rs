@@ -213,10 +213,17 @@ impl Xcoder {
                 ));
             }
         }
-        if p.b_mag.is_some() || p.r_mag.is_some() {
+        let gated = matches!(arch, Architecture::Gated);
+        if (p.b_mag.is_some() && p.r_mag.is_some()) != gated
+            || p.b_mag.is_some() != p.r_mag.is_some()
+        {
             return Err(XcoderError::config(
                 "parameters",
-                "gated parameters (b_mag, r_mag) are not supported",
+                if gated {
+                    "a gated dictionary needs b_mag and r_mag".to_string()
+                } else {
+                    format!("a {} dictionary has no b_mag or r_mag", arch.name())
+                },
             ));
         }
         Ok(p.check_dims(d_in, d_sae, d_out)?)

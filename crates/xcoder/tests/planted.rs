@@ -96,6 +96,7 @@ fn transcoders_of_every_architecture_recover_a_planted_map() {
         (Architecture::BatchTopK { k: 3 }, 3e-3, None),
         (Architecture::Standard, 1e-3, Some(1.0)),
         (Architecture::JumpRelu { bandwidth: 0.1 }, 3e-3, Some(0.3)),
+        (Architecture::Gated, 3e-3, Some(1.0)),
     ];
     for (arch, lr, coefficient) in archs {
         let tmp = tempfile::tempdir().unwrap();

@@ -176,8 +176,9 @@ impl From<KindArg> for Kind {
 
 /// The architectures transcoders and crosscoders support (crosscoders:
 /// standard, topk, batchtopk, matryoshka).
-const XCODER_FAMILIES: [Family; 5] = [
+const XCODER_FAMILIES: [Family; 6] = [
     Family::Standard,
+    Family::Gated,
     Family::Topk,
     Family::Batchtopk,
     Family::Jumprelu,
@@ -222,8 +223,9 @@ pub enum DmParentArg {
 /// The dictionary's shape and sparsity, shared by `train` and `diff`.
 #[derive(Args, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DictionaryArgs {
-    /// Architecture: standard (L1), topk, batchtopk, or jumprelu
-    /// (transcoders only).
+    /// Architecture: standard (L1), topk, batchtopk, matryoshka; gated and
+    /// jumprelu for transcoders and CLTs (CLTs: jumprelu, batchtopk,
+    /// standard).
     #[arg(long, value_parser = super::family_parser(&XCODER_FAMILIES))]
     pub arch: Option<Family>,
     /// Number of features (a CLT: features per layer).

@@ -38,6 +38,41 @@ fn data(seed: u64, rows: usize, cols: usize, dev: &Device) -> Tensor<2> {
     rand_tensor(&mut rng, rows, cols, 1.5, dev)
 }
 
+/// The step's view of `params` with output `blocks` (no input bias, dense).
+fn shaped<'a>(
+    params: &'a Params,
+    architecture: &'a Architecture,
+    blocks: &'a [usize],
+    select_by_norm: bool,
+) -> StepModel<'a> {
+    StepModel {
+        params,
+        architecture,
+        out_blocks: blocks.into(),
+        select_by_norm,
+        apply_b_dec_to_input: false,
+        cross_layer: None,
+    }
+}
+
+/// A batch for `d_in` inputs and, for a transcoder, its own target of
+/// width `d_out`; a crosscoder's target is its input.
+fn batch_and_target(
+    seed: u64,
+    d_in: usize,
+    d_out: usize,
+    crosscoder: bool,
+    dev: &Device,
+) -> (Tensor<2>, Tensor<2>) {
+    let x = data(seed, B, d_in, dev);
+    let y = if crosscoder {
+        x.clone()
+    } else {
+        data(seed + 50, B, d_out, dev)
+    };
+    (x, y)
+}
+
 /// The parameters on the autodiff device, tracked.
 fn tracked(p: &Params, dev: &Device) -> Params {
     p.map(|t| Tensor::from_data(t.to_data(), dev).require_grad())
@@ -84,20 +119,8 @@ fn lp_transcoder_with_skip_and_lp_crosscoder_match_autodiff() {
         for p_exp in [1.0, 0.6] {
             let params = random_params(seed as u64, d_in, d_out, skip, false);
             let arch = Architecture::Standard;
-            let model = StepModel {
-                params: &params,
-                architecture: &arch,
-                out_blocks: (&blocks[..]).into(),
-                select_by_norm: crosscoder,
-                apply_b_dec_to_input: false,
-                cross_layer: None,
-            };
-            let x = data(seed as u64, B, d_in, &cpu);
-            let y = if crosscoder {
-                x.clone()
-            } else {
-                data(seed as u64 + 50, B, d_out, &cpu)
-            };
+            let model = shaped(&params, &arch, &blocks, crosscoder);
+            let (x, y) = batch_and_target(seed as u64, d_in, d_out, crosscoder, &cpu);
             let out = step(&model, x.clone(), y.clone(), &inputs(p_exp));
 
             let a = tracked(&params, &ad);
@@ -184,20 +207,8 @@ fn topk_transcoder_and_norm_selected_crosscoder_with_auxk_match_autodiff() {
         let d_out: usize = blocks.iter().sum();
         let params = random_params(seed, d_in, d_out, skip, false);
         let arch = Architecture::TopK { k: 3 };
-        let model = StepModel {
-            params: &params,
-            architecture: &arch,
-            out_blocks: (&blocks[..]).into(),
-            select_by_norm: by_norm,
-            apply_b_dec_to_input: false,
-            cross_layer: None,
-        };
-        let x = data(seed, B, d_in, &cpu);
-        let y = if by_norm {
-            x.clone()
-        } else {
-            data(seed + 50, B, d_out, &cpu)
-        };
+        let model = shaped(&params, &arch, &blocks, by_norm);
+        let (x, y) = batch_and_target(seed, d_in, d_out, by_norm, &cpu);
         let mut inp = inputs(1.0);
         inp.dead_mask = Some(from_host(dead.clone(), 1, M, &cpu));
         inp.n_dead = 4;
@@ -253,14 +264,7 @@ fn batchtopk_crosscoder_matches_autodiff_and_reports_min_kept_value() {
     let blocks = vec![4, 4];
     let params = random_params(21, 8, 8, false, false);
     let arch = Architecture::BatchTopK { k: 2 };
-    let model = StepModel {
-        params: &params,
-        architecture: &arch,
-        out_blocks: (&blocks[..]).into(),
-        select_by_norm: true,
-        apply_b_dec_to_input: false,
-        cross_layer: None,
-    };
+    let model = shaped(&params, &arch, &blocks, true);
     let x = data(21, B, 8, &cpu);
     let out = step(&model, x.clone(), x.clone(), &inputs(1.0));
     let pre = to_host(x.clone().matmul(params.w_enc.clone()) + params.b_enc.clone());
@@ -304,14 +308,7 @@ fn jumprelu_skip_transcoder_matches_autodiff() {
         bandwidth: eps as f64,
     };
     let blocks = [d_out];
-    let model = StepModel {
-        params: &params,
-        architecture: &arch,
-        out_blocks: (&blocks[..]).into(),
-        select_by_norm: false,
-        apply_b_dec_to_input: false,
-        cross_layer: None,
-    };
+    let model = shaped(&params, &arch, &blocks, false);
     let x = data(31, B, d_in, &cpu);
     let y = data(81, B, d_out, &cpu);
     let out = step(&model, x.clone(), y.clone(), &inputs(1.0));
@@ -344,4 +341,49 @@ fn jumprelu_skip_transcoder_matches_autodiff() {
             .any(|v| v.abs() > 1e-6),
         "the kernel was exercised"
     );
+}
+
+/// The gated step for a skip transcoder (7 -> 5) and a three-block
+/// crosscoder: the gate penalty weighted by the sum of the per-block
+/// decoder norms, the auxiliary reconstruction through the frozen decoder,
+/// `b_dec` and skip path (which it does not train).
+#[test]
+fn gated_transcoder_with_skip_and_gated_crosscoder_match_autodiff() {
+    let cpu = Device::flex();
+    let ad = Device::flex().autodiff();
+    let cases: [(usize, Vec<usize>, bool); 2] = [(7, vec![5], true), (9, vec![2, 4, 3], false)];
+    for (seed, (d_in, blocks, skip)) in cases.into_iter().enumerate() {
+        let seed = seed as u64 + 30;
+        let d_out: usize = blocks.iter().sum();
+        let crosscoder = blocks.len() > 1;
+        let mut params = random_params(seed, d_in, d_out, skip, false);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9a7e);
+        params.b_mag = Some(rand_tensor(&mut rng, 1, M, 0.3, &cpu));
+        params.r_mag = Some(rand_tensor(&mut rng, 1, M, 0.2, &cpu));
+        let arch = Architecture::Gated;
+        let model = shaped(&params, &arch, &blocks, false);
+        let (x, y) = batch_and_target(seed, d_in, d_out, crosscoder, &cpu);
+        let out = step(&model, x.clone(), y.clone(), &inputs(1.0));
+
+        let a = tracked(&params, &ad);
+        let (xa, ya) = (
+            Tensor::from_data(x.to_data(), &ad),
+            Tensor::from_data(y.to_data(), &ad),
+        );
+        let gate = xa.clone().matmul(a.w_enc.clone()) + a.b_enc.clone();
+        let r = a.r_mag.clone().unwrap();
+        let mag = xa.clone().matmul(a.w_enc.clone() * r.exp()) + a.b_mag.clone().unwrap();
+        let f = gate.clone().greater_elem(0.0).float() * mag.clamp_min(0.0);
+        let y_hat = predict(&a, &xa, f);
+        let gate_act = gate.clamp_min(0.0);
+        let sparsity = (gate_act.clone() * weights(&a.w_dec, &blocks))
+            .sum()
+            .div_scalar(B as f32);
+        let mut y_aux = gate_act.matmul(a.w_dec.clone().detach()) + a.b_dec.clone().detach();
+        if let Some(w) = &a.w_skip {
+            y_aux = y_aux + xa.clone().matmul(w.clone().detach().transpose());
+        }
+        let loss = mse(y_hat, ya.clone()) + sparsity.mul_scalar(0.7) + mse(y_aux, ya);
+        check(&out, &a, loss);
+    }
 }
