@@ -736,6 +736,31 @@ fn a_clt_trains_on_a_gpts_mlps_and_replaces_them() {
         );
     }
 
+    // Stage-wise diffing takes transcoders and crosscoders only.
+    let stages = list(&[0, 1, 2, 3]);
+    let e = fails(&[
+        "xcoder",
+        "diff",
+        "--kind",
+        "clt",
+        "--d-sae",
+        "16",
+        "--stage-s",
+        &stages,
+        "--stage-d",
+        &stages,
+        "--stage-m",
+        &stages,
+        "--stage-dm",
+        &stages,
+        "--out",
+        p(&dir.path().join("diff")),
+    ]);
+    assert!(
+        e.contains("stage-wise diffing of cross-layer transcoders is not offered"),
+        "{e}"
+    );
+
     // Layer 1's input given before layer 0's.
     let e = fails(&common::strs(&train(
         &list(&[1, 0, 2, 3]),

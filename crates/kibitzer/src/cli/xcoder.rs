@@ -1000,6 +1000,9 @@ fn diff(a: &DiffArgs) -> CliResult {
         }
     }
     let kind: Kind = s.kind.unwrap_or(KindArg::Crosscoder).into();
+    if kind == Kind::Clt {
+        return Err("xcoder diff compares transcoders or crosscoders; stage-wise diffing of cross-layer transcoders is not offered".into());
+    }
     let reader = reader_config(&s.training);
     let blocks = AlignedStores::open(&stores[0], reader)?.blocks();
     let spec = dictionary_spec(kind, &s.dictionary, &blocks)?;
