@@ -164,6 +164,19 @@ pub enum RowCheck {
     },
 }
 
+/// The chess properties `kibitzer bsp labels --game chess` labels with:
+/// kibitzer-bsp's pieces (absolute colours, the `low_level` category) and
+/// its high-level properties, with their default options.
+#[cfg(feature = "chess")]
+pub fn chess_set()
+-> Result<kibitzer_bsp::BspSet<kibitzer_games::chess::shakmaty::Chess>, kibitzer_bsp::BspError> {
+    use kibitzer_bsp::chess::{ChessHighLevelOptions, ChessPieceOptions, chess_bsps};
+    chess_bsps(
+        ChessPieceOptions::default(),
+        Some(ChessHighLevelOptions::default()),
+    )
+}
+
 /// Checks that row `r` of `store` is labelled position `r` of the label
 /// file `labels` (whose positions are `refs`), for every labelled position:
 /// the store's `example` and `position` columns against each [`TokenRef`]'s

@@ -21,14 +21,12 @@ use crate::alphazero::{AlphaZeroError, HarvestConfig, NetSource, harvest, harves
 use crate::board_eval::{Baselines, BoardEvalError, evaluate_against_board, raw_activations};
 use crate::gpt::GameCorpus;
 use crate::sweep::{
-    EvalConfig, Family, FamilyGrid, RunResult, ScalingReport, SweepConfig, SweepError, SweepGrid,
-    run_sweep,
+    EvalConfig, Family, FamilyGrid, RunResult, ScalingReport, SweepConfig, SweepError, SweepGame,
+    SweepGrid, run_sweep,
 };
 use burn::tensor::Int;
 use burn::tensor::{Device, Tensor};
-use kibitzer_bsp::labelling::{
-    LabelledPositions, othello_at_moves, read_labels_jsonl, save_labels_jsonl,
-};
+use kibitzer_bsp::labelling::{othello_at_moves, read_labels_jsonl, save_labels_jsonl};
 use kibitzer_bsp::{MetricsConfig, ProbeConfig};
 use kibitzer_games::dataset::OthelloDataset;
 use kibitzer_hooks::{
@@ -65,12 +63,14 @@ pub struct LeaderboardSettings {
     /// The subject network: `shipped` or a weights file (the AlphaZero
     /// network; ignored when `model` is set).
     pub net: String,
-    /// An OthelloGPT as the subject instead: its directory (`kibitzer gpt
-    /// train --out`). Its activations are harvested on `games`.
+    /// An OthelloGPT or ChessGPT as the subject instead: its directory
+    /// (`kibitzer gpt train --out`). Its activations are harvested on
+    /// `games`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<PathBuf>,
-    /// The Othello games an OthelloGPT is harvested on (`kibitzer games
-    /// generate othello`); the first games until `positions` rows.
+    /// The games the GPT is harvested on (an Othello dataset of `kibitzer
+    /// games generate othello`, or chess games in .pgn or .jsonl); the
+    /// first games until `positions` rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub games: Option<PathBuf>,
     /// Activation rows to harvest (whole games are played until there are
@@ -458,8 +458,14 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
         Some(games) => games.clone(),
         None => harvest_dir.join(harvest_files::GAMES),
     };
-    let games = OthelloDataset::open(&games_file).map_err(|e| file_err(&games_file, e))?;
-    let board_size = games.board_size();
+    let game = match &s.model {
+        Some(_) => sweep_game(&GameCorpus::open(&games_file, Some(1))?),
+        None => SweepGame::Othello {
+            size: OthelloDataset::open(&games_file)
+                .map_err(|e| file_err(&games_file, e))?
+                .board_size(),
+        },
+    };
 
     // 2. The sweeps.
     let grids = s.grids();
@@ -477,7 +483,7 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
             &SweepConfig {
                 activations: activations.clone(),
                 labels: labels_file.clone(),
-                board_size,
+                game,
                 out: dir.clone(),
                 grid,
                 seed: s.seed,
@@ -497,8 +503,7 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
 
     // 3. The probes: the upper baseline of board reconstruction.
     say("3/4 linear probes on the raw activations (the supervised baseline)".into());
-    let set = kibitzer_bsp::othello::othello_bsps(board_size, Default::default())?;
-    let (refs, labels) = read_labels_jsonl(&labels_file, set.catalog().clone())?;
+    let (refs, labels) = read_labels_jsonl(&labels_file, game.catalog()?)?;
     let store = Store::open(&activations)?;
     let mut reader = store.reader(ReaderConfig::in_order())?;
     let raw = raw_activations(&mut reader, labels.rows())?;
@@ -535,7 +540,7 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
         "4/4 loss recovered: each chosen dictionary spliced in at {site} on {} positions",
         s.splice_positions
     ));
-    let subject = Subject::load(s, &net_source, &games, &config.device)?;
+    let subject = Subject::load(s, &net_source, &games_file, &config.device)?;
     let chosen = choose(s, &reports)?;
     let mut spliced: BTreeMap<(String, String), LossRecovered> = BTreeMap::new();
     let mut entries = Vec::with_capacity(chosen.len());
@@ -627,19 +632,20 @@ enum Subject {
 
 impl Subject {
     /// The subject of `s` with the first `splice_positions` positions of
-    /// `games` (the labelled games come first).
+    /// `games_file` (the labelled games come first).
     fn load(
         s: &LeaderboardSettings,
         net: &NetSource,
-        games: &OthelloDataset,
+        games_file: &Path,
         device: &Device,
     ) -> Result<Subject, LeaderboardError> {
         let Some(model_dir) = &s.model else {
+            let games = OthelloDataset::open(games_file).map_err(|e| file_err(games_file, e))?;
             let net = net.load(device)?;
-            let boards = splice_inputs(&net, games, s.splice_positions)?;
+            let boards = splice_inputs(&net, &games, s.splice_positions)?;
             return Ok(Subject::AlphaZero(net, boards));
         };
-        let corpus = GameCorpus::open(games.path(), None)?;
+        let corpus = GameCorpus::open(games_file, None)?;
         let model = corpus.load_model(model_dir, device)?;
         let sequences = corpus.token_sequences(model.config().n_ctx, true)?.tokens;
         let (mut tokens, mut taken) = (0, 0);
@@ -675,55 +681,62 @@ impl Subject {
     }
 }
 
-/// An OthelloGPT's activations at `site` on the first games of `games`
-/// with at least `s.positions` rows, the first `s.label_games` labelled,
-/// into the harvest directory `out` (the files an AlphaZero harvest
-/// writes, but the games, which stay in their file).
+/// A GPT's activations at `site` on the first games of `games` with at
+/// least `s.positions` rows (an OthelloGPT's square moves, a ChessGPT's
+/// dots within its context), the first `s.label_games` labelled, into the
+/// harvest directory `out` (the files an AlphaZero harvest writes, but the
+/// games, which stay in their file).
 fn harvest_gpt(
-    model: &Path,
+    model_dir: &Path,
     games: &Path,
     s: &LeaderboardSettings,
     site: HookSite,
     out: &Path,
     config: &LeaderboardConfig,
 ) -> Result<(), LeaderboardError> {
-    let dataset = OthelloDataset::open(games).map_err(|e| file_err(games, e))?;
-    let mut moves = Vec::new();
-    let mut rows = 0;
-    for g in 0..dataset.len() {
-        if rows >= s.positions {
-            break;
+    let corpus = GameCorpus::open(games, None)?;
+    let model = corpus.load_model(model_dir, &config.device)?;
+    let n_ctx = model.config().n_ctx;
+    drop(model);
+    let sequences = corpus.token_sequences(n_ctx, true)?.tokens;
+    let game = sweep_game(&corpus);
+    // One row per token of an Othello game, per dot of a chess transcript.
+    let rows_of = |tokens: &[u32]| -> usize {
+        match game {
+            SweepGame::Othello { .. } => tokens.len(),
+            #[cfg(feature = "chess")]
+            SweepGame::Chess => {
+                let dot = kibitzer_models::gpt::chess::DOT_TOKEN;
+                tokens.iter().filter(|&&t| t == dot).count()
+            }
         }
-        let game = dataset
-            .game(g)
-            .ok_or_else(|| file_err(games, format!("game {g} is unreadable")))?;
-        rows += game
-            .iter()
-            .filter(|m| matches!(m, kibitzer_games::othello::OthelloMove::Square(_)))
-            .count();
-        moves.push(game);
+    };
+    let (mut rows, mut taken) = (0, 0);
+    while taken < sequences.len() && rows < s.positions {
+        rows += rows_of(&sequences[taken]);
+        taken += 1;
     }
     if rows < s.positions {
         return Err(file_err(
             games,
             format!(
                 "{} games hold {rows} positions, fewer than the {} asked for (--positions)",
-                dataset.len(),
+                sequences.len(),
                 s.positions
             ),
         ));
     }
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
     let report = crate::gpt::harvest_games(
-        model,
+        model_dir,
         games,
         &out.join(harvest_files::ACTIVATIONS),
         &crate::gpt::HarvestSettings {
             site,
-            max_games: Some(moves.len()),
+            max_games: Some(taken),
             batch_size: None,
             memory_mib: 1024,
-            truncate: false,
+            truncate: true,
             dtype: kibitzer_store::Dtype::F32,
             rows_per_shard: 65_536,
             overwrite: true,
@@ -732,20 +745,33 @@ fn harvest_gpt(
         },
         &config.device,
     )?;
-    let all = othello_at_moves(dataset.board_size(), &moves)?;
-    let labelled_games = s.label_games.min(moves.len());
-    let labelled_rows = all.refs.partition_point(|r| r.game < labelled_games);
-    let labelled = LabelledPositions {
-        positions: all.positions[..labelled_rows].to_vec(),
-        refs: all.refs[..labelled_rows].to_vec(),
+    // The labels of the first games, in the harvest's row order.
+    let labelled_games = s.label_games.min(taken);
+    let labels_file = out.join(harvest_files::LABELS);
+    let labelled_rows = match game {
+        SweepGame::Othello { size } => {
+            let dataset = OthelloDataset::open(games).map_err(|e| file_err(games, e))?;
+            let moves: Vec<_> = dataset.iter().take(labelled_games).collect();
+            let labelled = othello_at_moves(size, &moves)?;
+            let set = kibitzer_bsp::othello::othello_bsps(size, Default::default())?;
+            save_labels_jsonl(&labels_file, &labelled, &set.label(&labelled.positions)?)?;
+            labelled.positions.len()
+        }
+        #[cfg(feature = "chess")]
+        SweepGame::Chess => {
+            let chess = kibitzer_games::files::read_chess_games(games, Some(labelled_games))
+                .map_err(|e| file_err(games, e))?;
+            let labelled = kibitzer_bsp::labelling::chess_at_dots(&chess, Some(n_ctx))?;
+            let set = crate::board_eval::chess_set()?;
+            save_labels_jsonl(&labels_file, &labelled, &set.label(&labelled.positions)?)?;
+            labelled.positions.len()
+        }
     };
-    let set = kibitzer_bsp::othello::othello_bsps(dataset.board_size(), Default::default())?;
-    let labels = set.label(&labelled.positions)?;
-    save_labels_jsonl(&out.join(harvest_files::LABELS), &labelled, &labels)?;
     let summary = serde_json::json!({
-        "model": model,
+        "model": model_dir,
         "games_file": games,
-        "games": moves.len(),
+        "game": game.name(),
+        "games": taken,
         "rows": report.rows,
         "labelled_rows": labelled_rows,
         "d_in": report.d_in,
@@ -754,6 +780,17 @@ fn harvest_gpt(
     let path = out.join(harvest_files::REPORT);
     let text = serde_json::to_string_pretty(&summary).expect("a JSON value serialises");
     kibitzer_store::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
+}
+
+/// The game of a GPT's corpus, as the sweep judges it.
+fn sweep_game(corpus: &GameCorpus) -> SweepGame {
+    match corpus.game() {
+        #[cfg(feature = "chess")]
+        "chess" => SweepGame::Chess,
+        _ => SweepGame::Othello {
+            size: corpus.board_size(),
+        },
+    }
 }
 
 /// The boards of the first `n` positions of the harvest's `games` (its
@@ -866,8 +903,13 @@ pub fn nearest_by_l0<'a>(
         })
 }
 
+/// The board's state: Othello's `board` category, or chess's pieces (the
+/// `low_level` category).
 fn board(m: &BTreeMap<String, f64>) -> f64 {
-    m.get("board").copied().unwrap_or(0.0)
+    m.get("board")
+        .or_else(|| m.get("low_level"))
+        .copied()
+        .unwrap_or(0.0)
 }
 
 /// Orders each target's entries by board reconstruction (board category),
@@ -1032,7 +1074,7 @@ impl Leaderboard {
         let s = &self.settings;
         let subject = match &s.model {
             Some(model) => format!(
-                "the OthelloGPT `{}` (loss recovered: next-token loss)",
+                "the GPT `{}` (loss recovered: next-token loss)",
                 model.display()
             ),
             None => format!(
@@ -1254,6 +1296,15 @@ mod tests {
         }
     }
 
+    /// A freshly initialised GPT of `config` (seed 4) saved in `dir/name`.
+    fn saved_gpt(dir: &Path, name: &str, mut config: kibitzer_models::gpt::GptConfig) -> PathBuf {
+        config.seed = Some(4);
+        let gpt = Gpt::new(config, &Device::flex()).unwrap();
+        let model_dir = dir.join(name);
+        gpt.save_transformer_lens(&model_dir).unwrap();
+        model_dir
+    }
+
     /// `--model`: an OthelloGPT (here a small random one) harvested on a
     /// games file, judged as the AlphaZero network is, with the next-token
     /// loss for loss recovered; the settings file of an AlphaZero run is
@@ -1262,11 +1313,11 @@ mod tests {
     fn an_othello_gpt_leaderboard_ranks_every_architecture() {
         let dir = tempfile::tempdir().unwrap();
         let device = Device::flex();
-        let mut gpt_config = kibitzer_models::gpt::othello::othello_gpt_config(6, 2, 32, 2);
-        gpt_config.seed = Some(4);
-        let gpt = Gpt::new(gpt_config, &device).unwrap();
-        let model_dir = dir.path().join("gpt");
-        gpt.save_transformer_lens(&model_dir).unwrap();
+        let model_dir = saved_gpt(
+            dir.path(),
+            "gpt",
+            kibitzer_models::gpt::othello::othello_gpt_config(6, 2, 32, 2),
+        );
         let games_file = dir.path().join("games.bin");
         let games = kibitzer_games::dataset::generate_random_games(6, 200, 3).unwrap();
         kibitzer_games::dataset::write_dataset(&games_file, 6, &games).unwrap();
@@ -1293,7 +1344,7 @@ mod tests {
         }
         assert!(board(&lb.probe_f1) > 0.0);
         let md = lb.markdown();
-        assert!(md.contains("of the OthelloGPT"), "{md}");
+        assert!(md.contains("of the GPT"), "{md}");
         // The harvest's rows are the games' square moves, in order, its
         // labels the first games'.
         let store = Store::open(dir.path().join("lb/harvest/activations")).unwrap();
@@ -1313,6 +1364,68 @@ mod tests {
         // AlphaZero settings serialise without the GPT fields.
         let az = serde_json::to_value(tiny()).unwrap();
         assert!(az.get("model").is_none() && az.get("games").is_none());
+    }
+
+    /// `--model` with a ChessGPT (here a small random one) on PGN games:
+    /// rows at the transcripts' dots within its context, labelled with the
+    /// chess properties, ranked on the pieces (the `low_level` category).
+    #[cfg(feature = "chess")]
+    #[test]
+    fn a_chess_gpt_leaderboard_ranks_on_the_pieces() {
+        use kibitzer_games::chess::pgn::{GameResult, pgn_string};
+        use rand::SeedableRng;
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device::flex();
+        let model_dir = saved_gpt(
+            dir.path(),
+            "chess-gpt",
+            kibitzer_models::gpt::chess::chess_gpt_config(2, 32, 2, 128),
+        );
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let pgn: String = (0..150)
+            .map(|_| {
+                let game = kibitzer_games::chess::random_game(&mut rng, 30);
+                pgn_string(&[], &game, GameResult::Unknown)
+            })
+            .collect();
+        let games_file = dir.path().join("games.pgn");
+        std::fs::write(&games_file, pgn).unwrap();
+        let settings = LeaderboardSettings {
+            model: Some(model_dir),
+            games: Some(games_file),
+            positions: 1200,
+            label_games: 100,
+            families: vec![Family::Standard, Family::Topk],
+            ..tiny()
+        };
+        let config = LeaderboardConfig {
+            settings,
+            out: dir.path().join("lb"),
+            device,
+            progress: false,
+        };
+        let lb = run_leaderboard(&config).unwrap();
+        assert_eq!(lb.entries.len(), 2 * 2);
+        assert!(lb.probe_f1.contains_key("low_level") && !lb.probe_f1.contains_key("board"));
+        assert!(board(&lb.probe_f1) > 0.0, "{:?}", lb.probe_f1);
+        for e in &lb.entries {
+            // Judged on the pieces: a random model's features still cover
+            // some of them after 12 steps.
+            assert!(board(&e.result.coverage) > 0.0, "{e:?}");
+            assert!(e.loss_recovered.fraction.is_finite());
+        }
+        for t in [2usize, 6] {
+            let of_target: Vec<&Entry> = lb.entries.iter().filter(|e| e.target_l0 == t).collect();
+            for w in of_target.windows(2) {
+                assert!(board(&w[0].result.reconstruction) >= board(&w[1].result.reconstruction));
+            }
+        }
+        let harvest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("lb/harvest/harvest.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(harvest["game"], "chess");
+        assert!(harvest["rows"].as_u64().unwrap() >= 1200);
     }
 
     #[test]

@@ -64,13 +64,7 @@ pub fn othello_set(
 }
 
 #[cfg(feature = "chess")]
-fn chess_set() -> Result<BspSet<kibitzer_games::chess::shakmaty::Chess>, kibitzer_bsp::BspError> {
-    use kibitzer_bsp::chess::{ChessHighLevelOptions, ChessPieceOptions, chess_bsps};
-    chess_bsps(
-        ChessPieceOptions::default(),
-        Some(ChessHighLevelOptions::default()),
-    )
-}
+use kibitzer::board_eval::chess_set;
 
 fn emit<P: DescribePosition + Clone + Sync>(
     a: &LabelsArgs,

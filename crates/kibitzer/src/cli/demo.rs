@@ -8,6 +8,7 @@ use super::CliResult;
 use super::sweep::{PresetArg, SweepArgs};
 use clap::Args;
 use kibitzer::alphazero::{HarvestConfig, NetSource, harvest, harvest_files};
+use kibitzer::sweep::SweepGame;
 use kibitzer::sweep::{EvalConfig, SweepConfig, files, run_sweep};
 use kibitzer::vis::{VisConfig, build_site};
 use kibitzer_hooks::HookSite;
@@ -112,7 +113,9 @@ pub fn run(a: DemoArgs) -> CliResult {
         &SweepConfig {
             activations: sweep_args.activations.clone(),
             labels: sweep_args.labels.clone(),
-            board_size: sweep_args.size,
+            game: SweepGame::Othello {
+                size: sweep_args.size,
+            },
             out: sweep_dir.clone(),
             grid,
             seed: a.seed,

@@ -1,6 +1,6 @@
 //! `kibitzer leaderboard`: every architecture at matched L0 on the shipped
-//! AlphaZero network's activations (or an OthelloGPT's, `--model`), ranked
-//! on the board ([`kibitzer::leaderboard`]).
+//! AlphaZero network's activations (or an OthelloGPT's or ChessGPT's,
+//! `--model`), ranked on the board ([`kibitzer::leaderboard`]).
 
 use super::CliResult;
 use clap::Args;
@@ -18,14 +18,15 @@ pub struct LeaderboardArgs {
     /// binary) or a weights file of `kibitzer alphazero train`.
     #[arg(long, default_value = "shipped")]
     pub net: String,
-    /// An OthelloGPT as the subject instead (`kibitzer gpt train --out`),
-    /// harvested on --games; loss recovered is then its next-token loss.
-    /// (ChessGPT is not supported: the leaderboard's board metrics are
-    /// Othello's.)
+    /// An OthelloGPT or ChessGPT as the subject instead (`kibitzer gpt
+    /// train --out`), harvested on --games; loss recovered is then its
+    /// next-token loss, and a ChessGPT's dictionaries are ranked on the
+    /// pieces.
     #[arg(long, requires = "games")]
     pub model: Option<PathBuf>,
-    /// The Othello games an OthelloGPT (--model) is harvested on: the
-    /// first games until --positions rows.
+    /// The games the GPT (--model) is harvested on (an Othello dataset, or
+    /// chess games in .pgn or .jsonl): the first games until --positions
+    /// rows.
     #[arg(long, requires = "model")]
     pub games: Option<PathBuf>,
     /// Activation rows to harvest.

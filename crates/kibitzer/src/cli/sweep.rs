@@ -5,7 +5,9 @@
 use super::CliResult;
 use super::bsp::GameArg;
 use clap::{Args, ValueEnum};
-use kibitzer::sweep::{EvalConfig, Family, Preset, SweepConfig, SweepGrid, files, run_sweep};
+use kibitzer::sweep::{
+    EvalConfig, Family, Preset, SweepConfig, SweepGame, SweepGrid, files, run_sweep,
+};
 use kibitzer_sae::DeviceChoice;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -140,7 +142,7 @@ pub fn run(a: &SweepArgs) -> CliResult {
     let config = SweepConfig {
         activations: a.activations.clone(),
         labels: a.labels.clone(),
-        board_size: a.size,
+        game: SweepGame::Othello { size: a.size },
         out: a.out.clone(),
         grid: grid(a)?,
         seed: a.seed,

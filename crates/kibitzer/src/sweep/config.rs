@@ -36,6 +36,56 @@ impl Default for EvalConfig {
     }
 }
 
+/// Whose positions the labels describe, and so which board-state
+/// properties judge the features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SweepGame {
+    /// Othello on a board of this side (kibitzer-bsp's Othello set; the
+    /// ranking category is `board`).
+    Othello {
+        /// Board side.
+        size: usize,
+    },
+    /// Chess (kibitzer-bsp's pieces and high-level properties, as `kibitzer
+    /// bsp labels --game chess` labels them; the pieces are the `low_level`
+    /// category). The feature viewer shows no boards for chess.
+    #[cfg(feature = "chess")]
+    Chess,
+}
+
+impl SweepGame {
+    /// `othello` or `chess`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SweepGame::Othello { .. } => "othello",
+            #[cfg(feature = "chess")]
+            SweepGame::Chess => "chess",
+        }
+    }
+
+    /// The side of the board.
+    pub fn board_size(&self) -> usize {
+        match self {
+            SweepGame::Othello { size } => *size,
+            #[cfg(feature = "chess")]
+            SweepGame::Chess => 8,
+        }
+    }
+
+    /// The properties the labels hold.
+    pub fn catalog(&self) -> Result<std::sync::Arc<kibitzer_bsp::Catalog>, kibitzer_bsp::BspError> {
+        Ok(match self {
+            SweepGame::Othello { size } => {
+                kibitzer_bsp::othello::othello_bsps(*size, Default::default())?
+                    .catalog()
+                    .clone()
+            }
+            #[cfg(feature = "chess")]
+            SweepGame::Chess => crate::board_eval::chess_set()?.catalog().clone(),
+        })
+    }
+}
+
 /// Everything `kibitzer sweep` needs.
 #[derive(Clone, Debug)]
 pub struct SweepConfig {
@@ -43,8 +93,8 @@ pub struct SweepConfig {
     pub activations: PathBuf,
     /// Label file from `kibitzer bsp labels` (JSON lines).
     pub labels: PathBuf,
-    /// Othello board side.
-    pub board_size: usize,
+    /// Whose positions the labels describe.
+    pub game: SweepGame,
     /// Output directory.
     pub out: PathBuf,
     /// The grid (ignored when resuming: the sweep's own members are used).

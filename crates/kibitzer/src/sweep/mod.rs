@@ -154,7 +154,7 @@ mod report;
 mod results;
 mod run;
 
-pub use config::{EvalConfig, SweepConfig, SweepSettings};
+pub use config::{EvalConfig, SweepConfig, SweepGame, SweepSettings};
 pub use evaluate::{MemberEvaluation, evaluate_member};
 pub use features::{
     BspMatch, FeatureStats, FeatureSummary, SummaryConfig, TopActivation, feature_summaries,

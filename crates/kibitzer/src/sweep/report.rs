@@ -118,13 +118,16 @@ pub fn scaling_markdown(report: &ScalingReport, charts: &[&str]) -> String {
     let _ = writeln!(md, "# Sweep: {} dictionaries\n", report.runs.len());
     let _ = writeln!(
         md,
-        "Activations `{}` ({} rows of width {}), labels `{}` ({}x{} Othello, {} rows evaluated, {:.0}% of games held out for board reconstruction).",
+        "Activations `{}` ({} rows of width {}), labels `{}` ({}, {} rows evaluated, {:.0}% of games held out for board reconstruction).",
         report.activations,
         report.store_rows,
         report.d_in,
         report.labels,
-        report.board_size,
-        report.board_size,
+        if report.game == "othello" {
+            format!("{}x{} Othello", report.board_size, report.board_size)
+        } else {
+            report.game.clone()
+        },
         report.runs.first().map_or(0, |r| r.rows),
         100.0 * report.eval.test_fraction
     );

@@ -3,8 +3,8 @@
 use super::evaluate::run_result;
 use super::{
     EvaluationFile, FeatureStats, PositionsFile, RunSpec, ScalingReport, SweepConfig, SweepError,
-    SweepSettings, evaluate_member, file_err, files, read_json, read_positions, scaling_charts,
-    scaling_markdown, write_file, write_json, write_json_compact,
+    SweepGame, SweepSettings, evaluate_member, file_err, files, read_json, read_positions,
+    scaling_charts, scaling_markdown, write_file, write_json, write_json_compact,
 };
 use crate::board_eval::{RowCheck, check_rows_match_labels};
 use burn::tensor::Device;
@@ -22,9 +22,9 @@ use std::time::Instant;
 pub fn run_sweep(config: &SweepConfig, device: &Device) -> Result<ScalingReport, SweepError> {
     let out = &config.out;
     // Labels first: a bad label file should fail before hours of training.
-    let set = kibitzer_bsp::othello::othello_bsps(config.board_size, Default::default())?;
+    let catalog = config.game.catalog()?;
     let (mut refs, mut labels) =
-        kibitzer_bsp::labelling::read_labels_jsonl(&config.labels, set.catalog().clone())?;
+        kibitzer_bsp::labelling::read_labels_jsonl(&config.labels, catalog)?;
     if let Some(n) = config.eval.rows
         && n < labels.rows()
     {
@@ -240,8 +240,8 @@ fn evaluate_sweep(
         version: 1,
         activations: config.activations.display().to_string(),
         labels: config.labels.display().to_string(),
-        game: "othello".into(),
-        board_size: config.board_size,
+        game: config.game.name().into(),
+        board_size: config.game.board_size(),
         d_in: store.d_in(),
         store_rows: store.rows(),
         settings,
@@ -264,11 +264,16 @@ fn write_outputs(
     shown: &BTreeSet<usize>,
     config: &SweepConfig,
 ) -> Result<(), SweepError> {
-    let positions = read_positions(&config.labels, shown, labels, config.board_size)?;
+    // The viewer draws Othello boards; a chess sweep has none to show.
+    let positions = match config.game {
+        SweepGame::Othello { size } => read_positions(&config.labels, shown, labels, size)?,
+        #[cfg(feature = "chess")]
+        SweepGame::Chess => Vec::new(),
+    };
     write_json_compact(
         &out.join(files::POSITIONS),
         &PositionsFile {
-            board_size: config.board_size,
+            board_size: config.game.board_size(),
             positions,
         },
     )?;
