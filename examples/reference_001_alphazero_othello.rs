@@ -17,7 +17,9 @@
 //! Everything lands in `runs/reference-001/`; the table is printed at the end.
 
 use kibitzer::alphazero::{HarvestConfig, NetSource, harvest, harvest_files};
-use kibitzer::sweep::{EvalConfig, Family, Preset, SweepConfig, SweepGrid, files, run_sweep};
+use kibitzer::sweep::{
+    EvalConfig, Family, Preset, SweepConfig, SweepGame, SweepGrid, files, run_sweep,
+};
 use kibitzer::vis::{VisConfig, build_site};
 use kibitzer_models::alphazero::coach::{Coach, CoachConfig, CoachEvent};
 use kibitzer_sae::DeviceChoice;
@@ -94,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &SweepConfig {
             activations: harvest_dir.join(harvest_files::ACTIVATIONS),
             labels: harvest_dir.join(harvest_files::LABELS),
-            board_size: 6,
+            game: SweepGame::Othello { size: 6 },
             out: sweep_dir.clone(),
             grid,
             seed: 0,
