@@ -392,7 +392,13 @@ impl Manifest {
                     shard.xxh64
                 )));
             }
-            total += shard.rows;
+            total = total.checked_add(shard.rows).ok_or_else(|| {
+                bad(format!(
+                    "`shards[{i}].rows` {} takes the row count past {}",
+                    shard.rows,
+                    u64::MAX
+                ))
+            })?;
         }
         if total != self.rows {
             return Err(bad(format!(

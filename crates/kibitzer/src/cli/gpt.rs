@@ -218,7 +218,7 @@ pub fn train(a: &TrainArgs) -> CliResult {
     }
     if report.cut > 0 {
         eprintln!(
-            "{} games are longer than n_ctx = {}: the model trained on their first {0} tokens",
+            "{} games are longer than n_ctx = {}: the model trained on their first {1} tokens",
             report.cut, report.model.n_ctx
         );
     }
