@@ -266,6 +266,10 @@ impl LeaderboardSettings {
     }
 }
 
+/// The probes' board F1 below which "vs probe" is not computed (0): a
+/// ratio to a probe that reads next to nothing is noise.
+const MIN_PROBE_F1: f64 = 0.01;
+
 /// The sweep directory of JumpReLU trained towards L0 `target`.
 fn jumprelu_sweep(target: usize) -> String {
     format!("jumprelu-l0-{target}")
@@ -305,7 +309,8 @@ pub struct Entry {
     pub result: RunResult,
     /// Board reconstruction F1 (board category) over the probes' F1 on the
     /// same held-out games: how much of what a supervised linear probe reads
-    /// off the activations the dictionary's single features recover.
+    /// off the activations the dictionary's single features recover; 0 when
+    /// the probes read less than 0.01 F1.
     pub probe_relative: f64,
     /// The network's policy with the dictionary spliced in at the site.
     pub loss_recovered: LossRecovered,
@@ -563,7 +568,8 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
             family,
             rank: 0,
             sweep,
-            probe_relative: if probe_board > 0.0 {
+            // Against probes that read next to nothing the ratio is noise.
+            probe_relative: if probe_board >= MIN_PROBE_F1 {
                 board(&result.reconstruction) / probe_board
             } else {
                 0.0
@@ -1084,7 +1090,7 @@ impl Leaderboard {
         };
         format!(
             "{} features per dictionary on `{}` of {} ({} labelled positions, width {}); {:.0}% of labelled games held out. \
-             The probes' board F1 is {:.3}. Ranked by board reconstruction (board category) within each target. \
+             The probes' board F1 is {:.3}. Ranked by board reconstruction ({}) within each target. \
              TopK, BatchTopK and Matryoshka use k = the target, JumpReLU is trained towards it, \
              and standard, p-annealing and gated show the rung of the coefficient ladder {:?} nearest it in L0.",
             s.d_sae,
@@ -1094,6 +1100,11 @@ impl Leaderboard {
             self.d_in,
             100.0 * s.test_fraction,
             board(&self.probe_f1),
+            if self.probe_f1.contains_key("board") {
+                "Othello's board category"
+            } else {
+                "chess's pieces, the low_level category"
+            },
             s.ladder
         )
     }
