@@ -195,6 +195,38 @@ fn harvest_rows_are_the_dots_of_bsp_labels() {
     assert_eq!(stored, refs, "store rows and label lines differ");
     assert_eq!(store.metadata()["game"], "chess");
 
+    // A sweep judges dictionaries on the chess properties of these rows.
+    let sweep = dir.path().join("sweep");
+    ok(&[
+        "sweep",
+        "--activations",
+        p(&acts),
+        "--labels",
+        p(&labels),
+        "--game",
+        "chess",
+        "--archs",
+        "topk",
+        "--features",
+        "64",
+        "--steps",
+        "5",
+        "--batch-size",
+        "32",
+        "--out",
+        p(&sweep),
+        "--quiet",
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sweep.join("scaling.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["game"], "chess");
+    let coverage = &report["runs"][0]["coverage"];
+    assert!(
+        coverage["low_level"].as_f64().unwrap() >= 0.0 && coverage.get("board").is_none(),
+        "{report}"
+    );
+
     // Every row is a `.` of its game's transcript, and holds the model's
     // activation there.
     let chess_games = kibitzer_games::files::read_chess_games(&games, Some(20)).unwrap();

@@ -35,7 +35,7 @@ pub struct SweepArgs {
     /// The game of the labels.
     #[arg(long, value_enum)]
     pub game: GameArg,
-    /// Othello board side.
+    /// Othello board side (chess: ignored).
     #[arg(long, default_value_t = 6)]
     pub size: usize,
     /// Output directory.
@@ -121,16 +121,12 @@ pub fn grid(a: &SweepArgs) -> Result<SweepGrid, Box<dyn std::error::Error>> {
 }
 
 pub fn run(a: &SweepArgs) -> CliResult {
-    match a.game {
-        GameArg::Othello => {}
+    let game = match a.game {
+        GameArg::Othello => SweepGame::Othello { size: a.size },
+        // Chess labels (`bsp labels --game chess`): no boards for the viewer.
         #[cfg(feature = "chess")]
-        GameArg::Chess => {
-            return Err(
-                "kibitzer sweep judges features on Othello boards (--game othello); for chess use `kibitzer sae train` and `kibitzer eval bsp`"
-                    .into(),
-            );
-        }
-    }
+        GameArg::Chess => SweepGame::Chess,
+    };
     if !(0.0..1.0).contains(&a.test_fraction) || a.test_fraction <= 0.0 {
         return Err(format!(
             "--test-fraction {}: expected a fraction of games in (0, 1)",
@@ -142,7 +138,7 @@ pub fn run(a: &SweepArgs) -> CliResult {
     let config = SweepConfig {
         activations: a.activations.clone(),
         labels: a.labels.clone(),
-        game: SweepGame::Othello { size: a.size },
+        game,
         out: a.out.clone(),
         grid: grid(a)?,
         seed: a.seed,
