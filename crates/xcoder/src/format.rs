@@ -92,7 +92,7 @@ pub const CROSSCODER_WEIGHTS_FILE: &str = "crosscoder_weights.safetensors";
 pub const CROSSCODER_FORMAT: &str = "kibitzer-crosscoder";
 /// `format` of a kibitzer TopK or gated transcoder directory.
 pub const TRANSCODER_FORMAT: &str = "kibitzer-transcoder";
-/// Version of both kibitzer layouts.
+/// Version of the kibitzer layouts (transcoders, crosscoders, CLTs).
 pub const FORMAT_VERSION: u64 = 1;
 
 /// Writes `xcoder` (already for raw activations) to `dir`, with `metadata`
@@ -188,9 +188,19 @@ fn write(
     cfg: &Value,
 ) -> Result<(), XcoderError> {
     std::fs::create_dir_all(dir).map_err(|e| XcoderError::file(dir, e))?;
-    let path = dir.join(weights_file);
-    let bytes = f32_safetensors(tensors, None).map_err(|e| XcoderError::file(&path, e))?;
-    atomic_write(&path, &bytes).map_err(|e| XcoderError::file(&path, e))?;
+    write_tensors(&dir.join(weights_file), tensors)?;
+    write_cfg(dir, cfg)
+}
+
+/// `tensors` as an f32 safetensors file at `path`, atomically.
+pub(crate) fn write_tensors(path: &Path, tensors: &[HostTensor]) -> Result<(), XcoderError> {
+    let bytes = f32_safetensors(tensors, None).map_err(|e| XcoderError::file(path, e))?;
+    atomic_write(path, &bytes).map_err(|e| XcoderError::file(path, e))
+}
+
+/// `cfg` as `dir/cfg.json`, atomically: written last, it marks a complete
+/// directory.
+pub(crate) fn write_cfg(dir: &Path, cfg: &Value) -> Result<(), XcoderError> {
     let path = dir.join(CFG_FILE);
     let text = serde_json::to_string_pretty(cfg).expect("a serde_json::Value always serialises");
     atomic_write(&path, text.as_bytes()).map_err(|e| XcoderError::file(&path, e))
@@ -277,18 +287,18 @@ fn save_crosscoder(
 }
 
 /// Typed access to a config object, with errors naming the file and key.
-struct Cfg<'a> {
-    value: &'a Value,
-    path: &'a Path,
+pub(crate) struct Cfg<'a> {
+    pub(crate) value: &'a Value,
+    pub(crate) path: &'a Path,
 }
 
 impl Cfg<'_> {
-    fn get(&self, key: &str) -> Result<&Value, XcoderError> {
+    pub(crate) fn get(&self, key: &str) -> Result<&Value, XcoderError> {
         self.value
             .get(key)
             .ok_or_else(|| XcoderError::file(self.path, format!("required key `{key}` is missing")))
     }
-    fn usize(&self, key: &str) -> Result<usize, XcoderError> {
+    pub(crate) fn usize(&self, key: &str) -> Result<usize, XcoderError> {
         self.get(key)?.as_u64().map(|v| v as usize).ok_or_else(|| {
             XcoderError::file(
                 self.path,
@@ -299,7 +309,7 @@ impl Cfg<'_> {
             )
         })
     }
-    fn str(&self, key: &str) -> Result<&str, XcoderError> {
+    pub(crate) fn str(&self, key: &str) -> Result<&str, XcoderError> {
         self.get(key)?.as_str().ok_or_else(|| {
             XcoderError::file(
                 self.path,
@@ -307,7 +317,8 @@ impl Cfg<'_> {
             )
         })
     }
-    fn check_format(&self, format: &str) -> Result<(), XcoderError> {
+    /// The `version` and `dtype` every kibitzer layout records.
+    pub(crate) fn check_format(&self, format: &str) -> Result<(), XcoderError> {
         let version = self.usize("version")? as u64;
         if version != FORMAT_VERSION {
             return Err(XcoderError::file(

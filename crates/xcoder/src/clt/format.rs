@@ -34,17 +34,17 @@
 
 use super::{Clt, CltConfig};
 use crate::error::XcoderError;
+use crate::format::{Cfg, FORMAT_VERSION, write_cfg, write_tensors};
 use burn::tensor::Device;
-use kibitzer_sae::io::{HostTensor, atomic_write, f32_safetensors, read_f32_safetensors};
+use kibitzer_sae::io::{HostTensor, atomic_write, read_f32_safetensors};
 use kibitzer_sae::ops::{from_host, to_host};
 use kibitzer_sae::{Architecture, Params};
 use serde_json::{Map, Value, json};
 use std::path::Path;
 
-/// `format` of a kibitzer CLT directory's `cfg.json`.
+/// `format` of a kibitzer CLT directory's `cfg.json` (its version is
+/// [`crate::format::FORMAT_VERSION`]).
 pub const CLT_FORMAT: &str = "kibitzer-clt";
-/// Version of the layout.
-pub const CLT_FORMAT_VERSION: u64 = 1;
 /// circuit-tracer's config file.
 pub const CIRCUIT_TRACER_CONFIG: &str = "config.yaml";
 /// JumpReLU's kernel width recorded for a CLT read from circuit-tracer's
@@ -75,11 +75,7 @@ pub fn save(clt: &Clt, dir: &Path, meta: Map<String, Value>) -> Result<(), Xcode
     let (b_enc, b_dec) = (to_host(p.b_enc.clone()), to_host(p.b_dec.clone()));
     let threshold = p.threshold.clone().map(to_host);
     let (enc_cols, dec_cols) = (n * f, n * d);
-    let write = |name: String, tensors: &[HostTensor]| -> Result<(), XcoderError> {
-        let path = dir.join(name);
-        let bytes = f32_safetensors(tensors, None).map_err(|e| XcoderError::file(&path, e))?;
-        atomic_write(&path, &bytes).map_err(|e| XcoderError::file(&path, e))
-    };
+    let write = |name: String, tensors: &[HostTensor]| write_tensors(&dir.join(name), tensors);
     for layer in 0..n {
         // W_enc_i[j, r] = stacked w_enc[layer d + r, layer F + j].
         let mut enc = vec![0f32; f * d];
@@ -131,7 +127,7 @@ pub fn save(clt: &Clt, dir: &Path, meta: Map<String, Value>) -> Result<(), Xcode
     }
     let mut cfg = json!({
         "format": CLT_FORMAT,
-        "version": CLT_FORMAT_VERSION,
+        "version": FORMAT_VERSION,
         "architecture": c.architecture.name(),
         "n_layers": n,
         "d_model": d,
@@ -155,9 +151,7 @@ pub fn save(clt: &Clt, dir: &Path, meta: Map<String, Value>) -> Result<(), Xcode
     );
     let path = dir.join(CIRCUIT_TRACER_CONFIG);
     atomic_write(&path, yaml.as_bytes()).map_err(|e| XcoderError::file(&path, e))?;
-    let path = dir.join(crate::format::CFG_FILE);
-    let text = serde_json::to_string_pretty(&cfg).expect("a serde_json::Value always serialises");
-    atomic_write(&path, text.as_bytes()).map_err(|e| XcoderError::file(&path, e))
+    write_cfg(dir, &cfg)
 }
 
 /// The configuration of a saved CLT: from `cfg.json` when present, else
@@ -228,45 +222,15 @@ fn yaml_hooks(dir: &Path) -> Result<(String, String), XcoderError> {
 }
 
 fn config_from_json(cfg: &Value, path: &Path) -> Result<CltConfig, XcoderError> {
-    let get = |key: &str| {
-        cfg.get(key)
-            .ok_or_else(|| XcoderError::file(path, format!("required key `{key}` is missing")))
-    };
-    let usize_of = |key: &str| -> Result<usize, XcoderError> {
-        get(key)?.as_u64().map(|v| v as usize).ok_or_else(|| {
-            XcoderError::file(
-                path,
-                format!(
-                    "key `{key}` must be a non-negative integer, found {}",
-                    cfg[key]
-                ),
-            )
-        })
-    };
-    let str_of = |key: &str| -> Result<String, XcoderError> {
-        get(key)?.as_str().map(str::to_string).ok_or_else(|| {
-            XcoderError::file(
-                path,
-                format!("key `{key}` must be a string, found {}", cfg[key]),
-            )
-        })
-    };
-    if str_of("format")? != CLT_FORMAT {
+    let c = Cfg { value: cfg, path };
+    if c.str("format")? != CLT_FORMAT {
         return Err(XcoderError::file(
             path,
             format!("key `format` is {}, expected {CLT_FORMAT:?}", cfg["format"]),
         ));
     }
-    let version = usize_of("version")? as u64;
-    if version != CLT_FORMAT_VERSION {
-        return Err(XcoderError::file(
-            path,
-            format!(
-                "{CLT_FORMAT} version {version} is not supported (this build reads version {CLT_FORMAT_VERSION})"
-            ),
-        ));
-    }
-    let architecture = match str_of("architecture")?.as_str() {
+    c.check_format(CLT_FORMAT)?;
+    let architecture = match c.str("architecture")? {
         "standard" => Architecture::Standard,
         "jumprelu" => Architecture::JumpRelu {
             bandwidth: cfg
@@ -274,7 +238,7 @@ fn config_from_json(cfg: &Value, path: &Path) -> Result<CltConfig, XcoderError> 
                 .and_then(Value::as_f64)
                 .unwrap_or(DEFAULT_BANDWIDTH),
         },
-        "batchtopk" => Architecture::BatchTopK { k: usize_of("k")? },
+        "batchtopk" => Architecture::BatchTopK { k: c.usize("k")? },
         other => {
             return Err(XcoderError::file(
                 path,
@@ -286,11 +250,11 @@ fn config_from_json(cfg: &Value, path: &Path) -> Result<CltConfig, XcoderError> 
     };
     let config = CltConfig {
         architecture,
-        n_layers: usize_of("n_layers")?,
-        d_model: usize_of("d_model")?,
-        d_transcoder: usize_of("d_transcoder")?,
-        input_hook: str_of("feature_input_hook")?,
-        output_hook: str_of("feature_output_hook")?,
+        n_layers: c.usize("n_layers")?,
+        d_model: c.usize("d_model")?,
+        d_transcoder: c.usize("d_transcoder")?,
+        input_hook: c.str("feature_input_hook")?.to_string(),
+        output_hook: c.str("feature_output_hook")?.to_string(),
     };
     config
         .validate()
