@@ -130,7 +130,8 @@ impl XcoderConfig {
                         "a CLT keeps its weights in raw units (scales folded in), so its scales are all 1",
                     ));
                 }
-                Xcoder::Clt(Clt::from_params(c.clone(), params)?)
+                // Checked (shapes, tensors, structure) as it is built.
+                return Ok(Xcoder::Clt(Clt::from_params(c.clone(), params)?));
             }
         };
         xcoder.check_shapes()?;
@@ -181,8 +182,7 @@ impl Xcoder {
     /// exactly the optional tensors the architecture uses are present.
     pub fn check_shapes(&self) -> Result<(), XcoderError> {
         if let Xcoder::Clt(c) = self {
-            // Checked (shapes, tensors, structure) whenever one is built.
-            return Clt::from_params(c.config().clone(), c.params().clone()).map(|_| ());
+            return c.check();
         }
         let (d_in, d_out, d_sae) = (self.d_in(), self.d_out(), Xcoder::d_sae(self));
         let p = self.params();

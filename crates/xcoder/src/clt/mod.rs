@@ -328,9 +328,43 @@ impl Clt {
     /// the tensors the architecture needs, and zeros outside the structure.
     pub fn from_params(config: CltConfig, params: Params) -> Result<Clt, XcoderError> {
         config.validate()?;
+        // The masks need the shapes checked first (a wrong width would
+        // only surface as a broadcast error).
         params.check_dims(config.d_in(), config.d_sae(), config.d_in())?;
-        let arch = &config.architecture;
-        match (&params.threshold, arch) {
+        let device = params.w_enc.device();
+        let masks = (
+            from_host(
+                config.encoder_mask(),
+                config.d_in(),
+                config.d_sae(),
+                &device,
+            ),
+            from_host(
+                config.decoder_mask(),
+                config.d_sae(),
+                config.d_in(),
+                &device,
+            ),
+        );
+        let clt = Clt {
+            sae: Sae {
+                config: config.sae_config(),
+                params,
+            },
+            config,
+            masks,
+        };
+        clt.check()?;
+        Ok(clt)
+    }
+
+    /// Checks the weights against the configuration: shapes, the tensors
+    /// the architecture needs, and zeros outside the structure (with the
+    /// masks this CLT already holds).
+    pub fn check(&self) -> Result<(), XcoderError> {
+        let (config, params) = (&self.config, &self.sae.params);
+        params.check_dims(config.d_in(), config.d_sae(), config.d_in())?;
+        match (&params.threshold, &config.architecture) {
             (None, Architecture::JumpRelu { .. }) => {
                 return Err(XcoderError::config(
                     "clt parameters",
@@ -351,24 +385,9 @@ impl Clt {
                 "a CLT has no gated parameters (b_mag, r_mag) and no skip path (w_skip)",
             ));
         }
-        let device = params.w_enc.device();
-        let masks = (
-            from_host(
-                config.encoder_mask(),
-                config.d_in(),
-                config.d_sae(),
-                &device,
-            ),
-            from_host(
-                config.decoder_mask(),
-                config.d_sae(),
-                config.d_in(),
-                &device,
-            ),
-        );
         for (what, w, mask) in [
-            ("encoder", &params.w_enc, &masks.0),
-            ("decoder", &params.w_dec, &masks.1),
+            ("encoder", &params.w_enc, &self.masks.0),
+            ("decoder", &params.w_dec, &self.masks.1),
         ] {
             let outside = to_host(
                 (w.clone() * (mask.clone().neg().add_scalar(1.0)))
@@ -386,14 +405,7 @@ impl Clt {
                 ));
             }
         }
-        Ok(Clt {
-            sae: Sae {
-                config: config.sae_config(),
-                params,
-            },
-            config,
-            masks,
-        })
+        Ok(())
     }
 
     /// Shape and behaviour.
