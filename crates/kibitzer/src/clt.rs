@@ -314,18 +314,22 @@ impl Totals {
                         "token {target} is outside the vocabulary of {vocab}"
                     ))
                 })?;
-            let at = |lp: &[f32]| -> Vec<f32> { lp[row * vocab..(row + 1) * vocab].to_vec() };
-            let (c, r, a) = (at(&clean), at(&replaced), at(&ablated));
+            let span = row * vocab..(row + 1) * vocab;
+            let (c, r, a) = (
+                &clean[span.clone()],
+                &replaced[span.clone()],
+                &ablated[span],
+            );
             self.predictions += 1;
             self.clean -= c[target] as f64;
             self.replaced -= r[target] as f64;
             self.ablated -= a[target] as f64;
             self.kl += c
                 .iter()
-                .zip(&r)
+                .zip(r)
                 .map(|(&lc, &lr)| (lc.exp() * (lc - lr)) as f64)
                 .sum::<f64>();
-            if argmax(&c) == argmax(&r) {
+            if argmax(c) == argmax(r) {
                 self.agree += 1;
             }
         }
