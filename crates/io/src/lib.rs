@@ -7,6 +7,8 @@
 //!   half a file and a crash leaves the old one (or none). A path that
 //!   exists and is not a regular file (a symbolic link, `/dev/null`, a
 //!   FIFO, a directory) is refused rather than replaced.
+//! - [`file_error`]: [`FileError`], the one error for a file that could
+//!   not be read, written or understood: its path and its cause, kept whole.
 //! - [`fault`]: named kill points for the tests of interrupted jobs
 //!   (`KIBITZER_FAULT=<point>:<n>`).
 //! - [`progress`]: the progress bar of every long job.
@@ -23,7 +25,10 @@
 
 pub mod atomic;
 pub mod fault;
+pub mod file_error;
 pub mod progress;
+
+pub use file_error::{FileError, FileResultExt};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -17,6 +17,7 @@ use kibitzer_games::mcts::MctsConfig;
 use kibitzer_games::othello::{Othello, OthelloMove};
 use kibitzer_games::players::{Agent, MctsAgent};
 use kibitzer_hooks::{HarvestConfig as HookHarvestConfig, HookSite};
+use kibitzer_io::{FileError, FileResultExt};
 use kibitzer_models::alphazero::coach::{Baseline, CoachConfig, net_vs_baseline};
 use kibitzer_models::{AlphaZeroNet, ModelError, PositionSource};
 use kibitzer_store::StoreConfig;
@@ -50,14 +51,10 @@ pub enum AlphaZeroError {
     /// A bad setting.
     #[error("{0}")]
     Config(String),
-    /// A file.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    /// A file could not be read or written, or holds what it should not:
+    /// its path, then the cause.
+    #[error(transparent)]
+    File(#[from] kibitzer_io::FileError),
 }
 
 /// Where a network comes from: a file written by `kibitzer alphazero train`
@@ -258,10 +255,8 @@ pub fn final_check(
 pub fn write_check(path: &Path, reports: &[ArenaReport]) -> Result<(), AlphaZeroError> {
     let text =
         serde_json::to_string_pretty(reports).expect("arena reports have only serialisable fields");
-    kibitzer_store::atomic_write(path, text.as_bytes()).map_err(|e| AlphaZeroError::File {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
+    kibitzer_store::atomic_write(path, text.as_bytes())
+        .map_err(|e| FileError::new(path.to_owned(), e).into())
 }
 
 /// Games of a network against itself, each move sampled from its policy
@@ -433,10 +428,7 @@ pub fn harvest(config: &HarvestConfig) -> Result<HarvestReport, AlphaZeroError> 
         ));
     }
     let out = &config.out;
-    std::fs::create_dir_all(out).map_err(|e| AlphaZeroError::File {
-        path: out.clone(),
-        message: e.to_string(),
-    })?;
+    std::fs::create_dir_all(out).at_file(out)?;
     let net = config.net.load(&config.device)?;
     let size = net.config().board_size;
 
@@ -501,10 +493,7 @@ pub fn harvest(config: &HarvestConfig) -> Result<HarvestReport, AlphaZeroError> 
     };
     let activations = out.join(harvest_files::ACTIVATIONS);
     if activations.exists() {
-        std::fs::remove_dir_all(&activations).map_err(|e| AlphaZeroError::File {
-            path: activations.clone(),
-            message: e.to_string(),
-        })?;
+        std::fs::remove_dir_all(&activations).at_file(&activations)?;
     }
     let source = PositionSource::new(&subject, all.positions)?;
     let hook_config = HookHarvestConfig {
@@ -536,10 +525,7 @@ pub fn harvest(config: &HarvestConfig) -> Result<HarvestReport, AlphaZeroError> 
             (r.game as i64, r.token as i64)
         },
     )?;
-    let store = kibitzer_store::Store::open(&activations).map_err(|e| AlphaZeroError::File {
-        path: activations.clone(),
-        message: e.to_string(),
-    })?;
+    let store = kibitzer_store::Store::open(&activations).at_file(&activations)?;
     check_rows_match_labels(&store, &labelled.refs, &labels_file)?;
     let harvest_s = clock.elapsed().as_secs_f64();
     let report = HarvestReport {
@@ -556,10 +542,7 @@ pub fn harvest(config: &HarvestConfig) -> Result<HarvestReport, AlphaZeroError> 
     };
     let text = serde_json::to_string_pretty(&report).expect("the report serialises");
     let path = out.join(harvest_files::REPORT);
-    kibitzer_store::atomic_write(&path, text.as_bytes()).map_err(|e| AlphaZeroError::File {
-        path,
-        message: e.to_string(),
-    })?;
+    kibitzer_store::atomic_write(&path, text.as_bytes()).at_file(&path)?;
     Ok(report)
 }
 

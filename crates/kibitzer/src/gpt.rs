@@ -26,6 +26,7 @@ use kibitzer_games::othello::transcript::vocab_size;
 use kibitzer_hooks::{
     ExampleSource, Examples, HarvestConfig, HookError, HookSite, TokenSequences, harvest,
 };
+use kibitzer_io::{FileError, FileResultExt};
 use kibitzer_models::gpt::LegalMoveAccuracy;
 use kibitzer_models::gpt::othello::{legal_move_accuracy, othello_gpt_config, othello_sequences};
 use kibitzer_models::{
@@ -89,14 +90,10 @@ pub enum GptRunError {
     /// A run that cannot fit in memory.
     #[error(transparent)]
     Memory(#[from] MemoryError),
-    /// A file of the run directory.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    /// A file could not be read or written, or holds what it should not:
+    /// its path, then the cause.
+    #[error(transparent)]
+    File(#[from] kibitzer_io::FileError),
 }
 
 /// The pipeline's results.
@@ -104,13 +101,6 @@ pub type Result<T> = std::result::Result<T, GptRunError>;
 
 fn invalid(message: impl Into<String>) -> GptRunError {
     GptRunError::Invalid(message.into())
-}
-
-fn file_error(path: &Path, message: impl ToString) -> GptRunError {
-    GptRunError::File {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
 }
 
 /// The games of a games file, by game.
@@ -528,13 +518,14 @@ impl GptRun {
 
     /// Reads a run file, checking its format.
     pub fn read(path: &Path) -> Result<GptRun> {
-        let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
-        let run: GptRun = serde_json::from_str(&text).map_err(|e| file_error(path, e))?;
+        let text = std::fs::read_to_string(path).at_file(path)?;
+        let run: GptRun = serde_json::from_str(&text).at_file(path)?;
         if run.format != RUN_FORMAT {
-            return Err(file_error(
+            return Err(FileError::new(
                 path,
                 format!("format is {:?}, expected {RUN_FORMAT:?}", run.format),
-            ));
+            )
+            .into());
         }
         Ok(run)
     }
@@ -836,10 +827,9 @@ pub fn train(
     if !resume {
         // Only once the games and settings have passed every check, so a
         // refused run leaves no directory behind.
-        std::fs::create_dir_all(out).map_err(|e| file_error(out, e))?;
-        let text = serde_json::to_string_pretty(&run).map_err(|e| file_error(&run_file, e))?;
-        kibitzer_io::atomic::write(&run_file, text.as_bytes())
-            .map_err(|e| file_error(&run_file, e))?;
+        std::fs::create_dir_all(out).at_file(out)?;
+        let text = serde_json::to_string_pretty(&run).at_file(&run_file)?;
+        kibitzer_io::atomic::write(&run_file, text.as_bytes()).at_file(&run_file)?;
     }
     let history = trainer.train(&data, eval.as_ref(), Some(&checkpoint), progress)?;
     trainer.model.save_transformer_lens(out)?;
@@ -886,8 +876,8 @@ pub fn train(
         "history": history,
     });
     let training = out.join(files::TRAINING);
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| file_error(&training, e))?;
-    kibitzer_io::atomic::write(&training, text.as_bytes()).map_err(|e| file_error(&training, e))?;
+    let text = serde_json::to_string_pretty(&summary).at_file(&training)?;
+    kibitzer_io::atomic::write(&training, text.as_bytes()).at_file(&training)?;
     Ok(report)
 }
 

@@ -32,6 +32,7 @@ use kibitzer_games::dataset::OthelloDataset;
 use kibitzer_hooks::{
     HookError, HookSite, HookedModel, LossRecovered, SharedDictionary, next_token_cross_entropy,
 };
+use kibitzer_io::{FileError, FileResultExt};
 use kibitzer_models::{AlphaZeroNet, Gpt};
 use kibitzer_store::{ReaderConfig, Store};
 use serde::{Deserialize, Serialize};
@@ -385,21 +386,10 @@ pub enum LeaderboardError {
     /// The OthelloGPT, its games and its harvest.
     #[error(transparent)]
     Gpt(#[from] crate::gpt::GptRunError),
-    /// A file.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-}
-
-fn file_err(path: &Path, message: impl ToString) -> LeaderboardError {
-    LeaderboardError::File {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
+    /// A file could not be read or written, or holds what it should not:
+    /// its path, then the cause.
+    #[error(transparent)]
+    File(#[from] kibitzer_io::FileError),
 }
 
 /// Harvests (or reuses the harvest), trains and judges every sweep (or
@@ -409,7 +399,7 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
     let s = &config.settings;
     s.validate()?;
     let out = &config.out;
-    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    std::fs::create_dir_all(out).at_file(out)?;
     check_settings(out, s)?;
     let say = |text: String| {
         if config.progress {
@@ -467,7 +457,7 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
         Some(_) => sweep_game(&GameCorpus::open(&games_file, Some(1))?),
         None => SweepGame::Othello {
             size: OthelloDataset::open(&games_file)
-                .map_err(|e| file_err(&games_file, e))?
+                .at_file(&games_file)?
                 .board_size(),
         },
     };
@@ -555,8 +545,7 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
             Some(l) => *l,
             None => {
                 let dir = out.join(files::SWEEPS).join(&sweep).join(&result.spec.name);
-                let sae = kibitzer_sae::saelens::load(&dir, &config.device)
-                    .map_err(|e| file_err(&dir, e))?;
+                let sae = kibitzer_sae::saelens::load(&dir, &config.device).at_file(&dir)?;
                 let l = subject.loss_recovered(site, Arc::new(sae))?;
                 spliced.insert(key, l);
                 l
@@ -598,9 +587,8 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
 fn check_settings(out: &Path, s: &LeaderboardSettings) -> Result<(), LeaderboardError> {
     let path = out.join(files::SETTINGS);
     if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
-        let before: LeaderboardSettings =
-            serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;
+        let text = std::fs::read_to_string(&path).at_file(&path)?;
+        let before: LeaderboardSettings = serde_json::from_str(&text).at_file(&path)?;
         if &before != s {
             let (a, b) = (
                 serde_json::to_value(&before).expect("settings serialise"),
@@ -613,18 +601,19 @@ fn check_settings(out: &Path, s: &LeaderboardSettings) -> Result<(), Leaderboard
                 .filter(|(k, v)| b.get(k.as_str()) != Some(v))
                 .map(|(k, v)| format!("{k} (was {v}, now {})", b[k.as_str()]))
                 .collect();
-            return Err(file_err(
+            return Err(FileError::new(
                 &path,
                 format!(
                     "this directory holds a leaderboard made with other settings: {}; choose another --out",
                     changed.join(", ")
                 ),
-            ));
+            ).into());
         }
         return Ok(());
     }
     let text = serde_json::to_string_pretty(s).expect("settings serialise");
-    kibitzer_store::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
+    kibitzer_store::atomic_write(&path, text.as_bytes())
+        .map_err(|e| FileError::new(&path, e).into())
 }
 
 /// The network dictionaries are spliced into, with the inputs it runs on
@@ -646,7 +635,7 @@ impl Subject {
         device: &Device,
     ) -> Result<Subject, LeaderboardError> {
         let Some(model_dir) = &s.model else {
-            let games = OthelloDataset::open(games_file).map_err(|e| file_err(games_file, e))?;
+            let games = OthelloDataset::open(games_file).at_file(games_file)?;
             let net = net.load(device)?;
             let boards = splice_inputs(&net, &games, s.splice_positions)?;
             return Ok(Subject::AlphaZero(net, boards));
@@ -723,16 +712,17 @@ fn harvest_gpt(
         taken += 1;
     }
     if rows < s.positions {
-        return Err(file_err(
+        return Err(FileError::new(
             games,
             format!(
                 "{} games hold {rows} positions, fewer than the {} asked for (--positions)",
                 sequences.len(),
                 s.positions
             ),
-        ));
+        )
+        .into());
     }
-    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    std::fs::create_dir_all(out).at_file(out)?;
     let report = crate::gpt::harvest_games(
         model_dir,
         games,
@@ -756,7 +746,7 @@ fn harvest_gpt(
     let labels_file = out.join(harvest_files::LABELS);
     let labelled_rows = match game {
         SweepGame::Othello { size } => {
-            let dataset = OthelloDataset::open(games).map_err(|e| file_err(games, e))?;
+            let dataset = OthelloDataset::open(games).at_file(games)?;
             let moves: Vec<_> = dataset.iter().take(labelled_games).collect();
             let labelled = othello_at_moves(size, &moves)?;
             let set = kibitzer_bsp::othello::othello_bsps(size, Default::default())?;
@@ -766,7 +756,7 @@ fn harvest_gpt(
         #[cfg(feature = "chess")]
         SweepGame::Chess => {
             let chess = kibitzer_games::files::read_chess_games(games, Some(labelled_games))
-                .map_err(|e| file_err(games, e))?;
+                .at_file(games)?;
             let labelled = kibitzer_bsp::labelling::chess_at_dots(&chess, Some(n_ctx))?;
             let set = crate::board_eval::chess_set()?;
             save_labels_jsonl(&labels_file, &labelled, &set.label(&labelled.positions)?)?;
@@ -785,7 +775,8 @@ fn harvest_gpt(
     });
     let path = out.join(harvest_files::REPORT);
     let text = serde_json::to_string_pretty(&summary).expect("a JSON value serialises");
-    kibitzer_store::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
+    kibitzer_store::atomic_write(&path, text.as_bytes())
+        .map_err(|e| FileError::new(&path, e).into())
 }
 
 /// The game of a GPT's corpus, as the sweep judges it.
@@ -814,7 +805,7 @@ fn splice_inputs(
         }
         let game = games
             .game(g)
-            .ok_or_else(|| file_err(games.path(), format!("game {g} is unreadable")))?;
+            .ok_or_else(|| FileError::new(games.path(), format!("game {g} is unreadable")))?;
         positions += game.len();
         moves.push(game);
     }
@@ -1169,7 +1160,8 @@ impl Leaderboard {
 fn write(out: &Path, leaderboard: &Leaderboard) -> Result<(), LeaderboardError> {
     let put = |name: &str, text: &str| {
         let path = out.join(name);
-        kibitzer_store::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
+        kibitzer_store::atomic_write(&path, text.as_bytes())
+            .map_err(|e| FileError::new(&path, e).into())
     };
     put(files::MARKDOWN, &leaderboard.markdown())?;
     put(files::HTML, &leaderboard.html())?;

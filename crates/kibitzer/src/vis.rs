@@ -26,6 +26,7 @@ use crate::sweep::{
     FeatureStats, PositionRecord, PositionsFile, RunResult, ScalingReport, SweepError, files,
     read_json,
 };
+use kibitzer_io::{FileError, FileResultExt};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,14 +38,10 @@ const STYLE_CSS: &str = include_str!("../assets/vis/style.css");
 /// What can go wrong while building the viewer.
 #[derive(Debug, thiserror::Error)]
 pub enum VisError {
-    /// A file could not be read or written.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    /// A file could not be read or written, or holds what it should not:
+    /// its path, then the cause.
+    #[error(transparent)]
+    File(#[from] kibitzer_io::FileError),
     /// A sweep file is missing or unreadable.
     #[error(transparent)]
     Sweep(#[from] SweepError),
@@ -58,15 +55,8 @@ pub enum VisError {
     },
 }
 
-fn file_err(path: &Path, message: impl ToString) -> VisError {
-    VisError::File {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
-}
-
 fn write(path: &Path, bytes: &[u8]) -> Result<u64, VisError> {
-    kibitzer_sae::io::atomic_write(path, bytes).map_err(|e| file_err(path, e))?;
+    kibitzer_sae::io::atomic_write(path, bytes).at_file(path)?;
     Ok(bytes.len() as u64)
 }
 
@@ -260,10 +250,11 @@ pub fn build_site(config: &VisConfig) -> Result<VisSummary, VisError> {
     let sweep = &config.sweep;
     let scaling_path = sweep.join(files::SCALING_JSON);
     if !scaling_path.exists() {
-        return Err(file_err(
+        return Err(FileError::new(
             &scaling_path,
             "missing: not a finished sweep (run `kibitzer sweep` to the end first)",
-        ));
+        )
+        .into());
     }
     let report: ScalingReport = read_json(&scaling_path)?;
     let positions_path = sweep.join(files::POSITIONS);
@@ -296,7 +287,7 @@ pub fn build_site(config: &VisConfig) -> Result<VisSummary, VisError> {
         out.join("charts"),
         out.join("density"),
     ] {
-        std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
+        std::fs::create_dir_all(&dir).at_file(&dir)?;
     }
     let mut bytes = 0;
     bytes += write(&out.join("index.html"), INDEX_HTML.as_bytes())?;
@@ -337,7 +328,7 @@ pub fn build_site(config: &VisConfig) -> Result<VisSummary, VisError> {
         let density_src = run_dir.join(files::DENSITY_SVG);
         let density = if density_src.exists() {
             let name = format!("density/{}.svg", r.spec.name);
-            let svg = std::fs::read(&density_src).map_err(|e| file_err(&density_src, e))?;
+            let svg = std::fs::read(&density_src).at_file(&density_src)?;
             bytes += write(&out.join(&name), &svg)?;
             Some(name)
         } else {
@@ -350,7 +341,7 @@ pub fn build_site(config: &VisConfig) -> Result<VisSummary, VisError> {
     let charts_dir = sweep.join(files::CHARTS);
     if charts_dir.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&charts_dir)
-            .map_err(|e| file_err(&charts_dir, e))?
+            .at_file(&charts_dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "svg"))
             .collect();
@@ -361,7 +352,7 @@ pub fn build_site(config: &VisConfig) -> Result<VisSummary, VisError> {
                 .expect("read_dir entries have names")
                 .to_string_lossy()
                 .into_owned();
-            let svg = std::fs::read(&src).map_err(|e| file_err(&src, e))?;
+            let svg = std::fs::read(&src).at_file(&src)?;
             bytes += write(&out.join("charts").join(&name), &svg)?;
             charts.push(format!("charts/{name}"));
         }

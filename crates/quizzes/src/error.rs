@@ -93,3 +93,22 @@ impl QuizError {
         }
     }
 }
+
+/// A rule of the quiz world that a scene or a task's parameters break
+/// (three rectangles, at least 3x3, no overlap, distinct colours, and each
+/// task's own), saying which and by how much.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Violation(pub String);
+
+impl From<&str> for Violation {
+    fn from(message: &str) -> Violation {
+        Violation(message.to_string())
+    }
+}
+
+impl From<String> for Violation {
+    fn from(message: String) -> Violation {
+        Violation(message)
+    }
+}

@@ -13,7 +13,7 @@ pub mod scene;
 mod task;
 pub mod tasks;
 
-pub use error::QuizError;
+pub use error::{QuizError, Violation};
 pub use file::{QUIZ_FILE_FORMAT, QuizFileHeader, read_quiz_file, write_quiz_file};
 pub use generator::{BuildStats, MAX_SCENE_TRIES, QuizGenerator};
 pub use grid::{Grid, Rect};

@@ -1,6 +1,7 @@
 //! Scenes: the three coloured rectangles behind a grid, how they are drawn
 //! at random, and the constraints every task shares.
 
+use crate::error::Violation;
 use rand_chacha::ChaCha8Rng;
 
 use crate::grid::{Grid, Rect};
@@ -49,47 +50,50 @@ pub fn max_area(size: usize) -> usize {
 /// The constraints every task shares: three rectangles inside the grid, each
 /// at least 3x3 and at most half the grid, none overlapping another, colours
 /// (lines included) distinct and in `1..=10`.
-pub fn check_common(scene: &Scene, size: usize) -> Result<(), String> {
+pub fn check_common(scene: &Scene, size: usize) -> Result<(), Violation> {
     if scene.len() != N_RECTS {
-        return Err(format!("{} rectangles: expected {N_RECTS}", scene.len()));
+        return Err(Violation(format!(
+            "{} rectangles: expected {N_RECTS}",
+            scene.len()
+        )));
     }
     let mut seen = 0u16;
     for (i, s) in scene.iter().enumerate() {
         let r = s.rect;
         if !r.fits(size) {
-            return Err(format!(
+            return Err(Violation(format!(
                 "rectangle {i} {r:?} is not inside the {size}x{size} grid"
-            ));
+            )));
         }
         if r.height() < MIN_SIDE || r.width() < MIN_SIDE {
-            return Err(format!(
+            return Err(Violation(format!(
                 "rectangle {i} is {}x{}: expected at least {MIN_SIDE}x{MIN_SIDE}",
                 r.height(),
                 r.width()
-            ));
+            )));
         }
         if r.area() > max_area(size) {
-            return Err(format!(
+            return Err(Violation(format!(
                 "rectangle {i} covers {} cells: expected at most {}",
                 r.area(),
                 max_area(size)
-            ));
+            )));
         }
         for c in std::iter::once(s.colour).chain((s.line != 0).then_some(s.line)) {
             if !(1..N_COLOURS as u8).contains(&c) {
-                return Err(format!(
+                return Err(Violation(format!(
                     "rectangle {i} has colour {c}: expected 1..={}",
                     N_COLOURS - 1
-                ));
+                )));
             }
             if seen & (1 << c) != 0 {
-                return Err(format!("colour {c} is used twice"));
+                return Err(Violation(format!("colour {c} is used twice")));
             }
             seen |= 1 << c;
         }
         for (j, t) in scene.iter().enumerate().take(i) {
             if r.overlaps(&t.rect) {
-                return Err(format!("rectangles {j} and {i} overlap"));
+                return Err(Violation(format!("rectangles {j} and {i} overlap")));
             }
         }
     }
@@ -102,7 +106,7 @@ pub fn check_scene(
     params: &Params,
     scene: &Scene,
     size: usize,
-) -> Result<(), String> {
+) -> Result<(), Violation> {
     check_common(scene, size)?;
     task.scene_ok(params, scene, size)
 }

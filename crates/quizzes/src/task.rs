@@ -1,6 +1,7 @@
 //! [`TaskKind`] (the eight tasks by name), [`Params`] (what a quiz fixes for
 //! both of its pairs) and the [`Task`] trait every task implements.
 
+use crate::error::Violation;
 use rand_chacha::ChaCha8Rng;
 
 use crate::grid::{Grid, Rect};
@@ -278,15 +279,15 @@ impl Params {
 
     /// Checks the values: colours in `1..=10`, two role colours distinct, a
     /// translation one of the 8 neighbours.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Violation> {
         let colour = |c: u8, what: &str| {
             if (1..crate::N_COLOURS as u8).contains(&c) {
                 Ok(())
             } else {
-                Err(format!(
+                Err(Violation(format!(
                     "{what} colour {c}: expected 1..={}",
                     crate::N_COLOURS - 1
-                ))
+                )))
             }
         };
         match *self {
@@ -294,15 +295,15 @@ impl Params {
                 colour(from, "`from`")?;
                 colour(to, "`to`")?;
                 if from == to {
-                    return Err(format!("`from` and `to` are both colour {from}"));
+                    return Err(Violation(format!("`from` and `to` are both colour {from}")));
                 }
             }
             Params::Translate { colour: c, dr, dc } => {
                 colour(c, "moved")?;
                 if !(-1..=1).contains(&dr) || !(-1..=1).contains(&dc) || (dr, dc) == (0, 0) {
-                    return Err(format!(
+                    return Err(Violation(format!(
                         "translation ({dr}, {dc}): expected one of the 8 neighbours"
-                    ));
+                    )));
                 }
             }
             Params::Grow { colour: c, .. }
@@ -312,7 +313,9 @@ impl Params {
                 colour(unmarked, "unmarked")?;
                 colour(mark, "mark")?;
                 if unmarked == mark {
-                    return Err(format!("unmarked and mark are both colour {mark}"));
+                    return Err(Violation(format!(
+                        "unmarked and mark are both colour {mark}"
+                    )));
                 }
             }
             Params::Corners { .. } => {}
@@ -355,7 +358,7 @@ pub trait Task: Send + Sync {
 
     /// The task's own constraints on a scene, beyond the common ones (three
     /// rectangles, at least 3x3, at most half the grid, no overlap, distinct colours).
-    fn scene_ok(&self, params: &Params, scene: &Scene, size: usize) -> Result<(), String>;
+    fn scene_ok(&self, params: &Params, scene: &Scene, size: usize) -> Result<(), Violation>;
 
     /// The input grid of a scene and its image under f.
     fn draw(&self, params: &Params, scene: &Scene, size: usize) -> (Grid, Grid);

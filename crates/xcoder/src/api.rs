@@ -27,6 +27,7 @@ use crate::train::XTrainer;
 use crate::transcoder::TranscoderConfig;
 use crate::xcoder::{Kind, Xcoder, XcoderConfig};
 use burn::tensor::Device;
+use kibitzer_io::FileError;
 use kibitzer_sae::Architecture;
 use kibitzer_sae::train::StepLog;
 use kibitzer_sae::train::{RunOptions, TrainConfig};
@@ -241,13 +242,14 @@ pub fn train(req: &TrainRequest, device: &Device) -> Result<TrainOutcome, Xcoder
                 _ => false,
             };
             if !same_shape {
-                return Err(XcoderError::file(
+                return Err(FileError::new(
                     dir,
                     format!(
                         "the saved dictionary {:?} does not match the one asked for {config:?}",
                         loaded.config()
                     ),
-                ));
+                )
+                .into());
             }
             let scales = loaded.row_scales();
             (loaded, Some(scales))

@@ -47,6 +47,7 @@ use crate::source::RowSource;
 use crate::train::XTrainer;
 use crate::xcoder::{Xcoder, XcoderConfig};
 use burn::tensor::Device;
+use kibitzer_io::FileResultExt;
 use kibitzer_sae::ops::to_host;
 use kibitzer_sae::train::{RunOptions, TrainConfig};
 use std::path::Path;
@@ -507,7 +508,7 @@ pub fn run_stagewise<S: RowSource>(
     )?;
     let write = |name: &str, bytes: &[u8]| {
         let path = out.join(name);
-        kibitzer_sae::io::atomic_write(&path, bytes).map_err(|e| XcoderError::file(&path, e))
+        kibitzer_sae::io::atomic_write(&path, bytes).at_file(&path)
     };
     write(
         "diff.json",

@@ -1,8 +1,6 @@
 //! The errors of kibitzer-xcoder: one enum, each variant naming the file,
 //! field or shape at fault and what was expected.
 
-use std::path::PathBuf;
-
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum XcoderError {
@@ -24,14 +22,10 @@ pub enum XcoderError {
         /// The shape found.
         found: String,
     },
-    /// A saved dictionary or run directory is malformed.
-    #[error("{}: {message}", path.display())]
-    File {
-        /// The file (or directory) at fault.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
+    /// A file could not be read or written, or holds what it should not:
+    /// its path, then the cause.
+    #[error(transparent)]
+    File(#[from] kibitzer_io::FileError),
     /// A training config value is out of range (the field named).
     #[error(transparent)]
     TrainConfig(#[from] kibitzer_sae::ConfigError),
@@ -68,14 +62,6 @@ impl XcoderError {
             what: what.into(),
             expected: expected.into(),
             found: found.into(),
-        }
-    }
-
-    /// A [`XcoderError::File`] error.
-    pub fn file(path: impl Into<PathBuf>, message: impl ToString) -> Self {
-        XcoderError::File {
-            path: path.into(),
-            message: message.to_string(),
         }
     }
 }

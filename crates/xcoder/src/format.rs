@@ -75,6 +75,7 @@ use crate::error::XcoderError;
 use crate::transcoder::Transcoder;
 use crate::xcoder::Xcoder;
 use burn::tensor::Device;
+use kibitzer_io::{FileError, FileResultExt};
 use kibitzer_sae::io::{HostTensor, atomic_write, f32_safetensors, read_f32_safetensors};
 use kibitzer_sae::ops::{from_host, to_host};
 use kibitzer_sae::saelens::{self, SaveOptions};
@@ -140,11 +141,11 @@ pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Xcoder, XcoderErro
     if crate::clt::format::is_clt_dir(dir) {
         return crate::clt::format::load(dir, device).map(Xcoder::Clt);
     }
-    let text = std::fs::read_to_string(&cfg_path).map_err(|e| XcoderError::file(&cfg_path, e))?;
+    let text = std::fs::read_to_string(&cfg_path).at_file(&cfg_path)?;
     let cfg: Value = serde_json::from_str(&text)
-        .map_err(|e| XcoderError::file(&cfg_path, format!("not valid JSON: {e}")))?;
+        .map_err(|e| FileError::new(&cfg_path, format!("not valid JSON: {e}")))?;
     if !cfg.is_object() {
-        return Err(XcoderError::file(&cfg_path, "expected a JSON object"));
+        return Err(FileError::new(&cfg_path, "expected a JSON object").into());
     }
     if cfg.get("format").and_then(Value::as_str) == Some(CROSSCODER_FORMAT) {
         return load_crosscoder(dir, &cfg, device).map(Xcoder::Crosscoder);
@@ -156,7 +157,7 @@ pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Xcoder, XcoderErro
     let (input, output) = sites(&cfg);
     Transcoder::from_sae(sae, input, output)
         .map(Xcoder::Transcoder)
-        .map_err(|e| XcoderError::file(dir, format!("not a transcoder or crosscoder: {e}")))
+        .map_err(|e| FileError::new(dir, format!("not a transcoder or crosscoder: {e}")).into())
 }
 
 /// Input and output sites from `metadata` (`"input"`, `"output"` when absent).
@@ -187,15 +188,15 @@ fn write(
     tensors: &[HostTensor],
     cfg: &Value,
 ) -> Result<(), XcoderError> {
-    std::fs::create_dir_all(dir).map_err(|e| XcoderError::file(dir, e))?;
+    std::fs::create_dir_all(dir).at_file(dir)?;
     write_tensors(&dir.join(weights_file), tensors)?;
     write_cfg(dir, cfg)
 }
 
 /// `tensors` as an f32 safetensors file at `path`, atomically.
 pub(crate) fn write_tensors(path: &Path, tensors: &[HostTensor]) -> Result<(), XcoderError> {
-    let bytes = f32_safetensors(tensors, None).map_err(|e| XcoderError::file(path, e))?;
-    atomic_write(path, &bytes).map_err(|e| XcoderError::file(path, e))
+    let bytes = f32_safetensors(tensors, None).at_file(path)?;
+    atomic_write(path, &bytes).map_err(|e| FileError::new(path, e).into())
 }
 
 /// `cfg` as `dir/cfg.json`, atomically: written last, it marks a complete
@@ -203,7 +204,7 @@ pub(crate) fn write_tensors(path: &Path, tensors: &[HostTensor]) -> Result<(), X
 pub(crate) fn write_cfg(dir: &Path, cfg: &Value) -> Result<(), XcoderError> {
     let path = dir.join(CFG_FILE);
     let text = serde_json::to_string_pretty(cfg).expect("a serde_json::Value always serialises");
-    atomic_write(&path, text.as_bytes()).map_err(|e| XcoderError::file(&path, e))
+    atomic_write(&path, text.as_bytes()).map_err(|e| FileError::new(&path, e).into())
 }
 
 /// The `architecture` of a kibitzer transcoder directory: `{topk,
@@ -294,49 +295,52 @@ pub(crate) struct Cfg<'a> {
 
 impl Cfg<'_> {
     pub(crate) fn get(&self, key: &str) -> Result<&Value, XcoderError> {
-        self.value
-            .get(key)
-            .ok_or_else(|| XcoderError::file(self.path, format!("required key `{key}` is missing")))
+        self.value.get(key).ok_or_else(|| {
+            FileError::new(self.path, format!("required key `{key}` is missing")).into()
+        })
     }
     pub(crate) fn usize(&self, key: &str) -> Result<usize, XcoderError> {
         self.get(key)?.as_u64().map(|v| v as usize).ok_or_else(|| {
-            XcoderError::file(
+            FileError::new(
                 self.path,
                 format!(
                     "key `{key}` must be a non-negative integer, found {}",
                     self.value[key]
                 ),
             )
+            .into()
         })
     }
     pub(crate) fn str(&self, key: &str) -> Result<&str, XcoderError> {
         self.get(key)?.as_str().ok_or_else(|| {
-            XcoderError::file(
+            FileError::new(
                 self.path,
                 format!("key `{key}` must be a string, found {}", self.value[key]),
             )
+            .into()
         })
     }
     /// The `version` and `dtype` every kibitzer layout records.
     pub(crate) fn check_format(&self, format: &str) -> Result<(), XcoderError> {
         let version = self.usize("version")? as u64;
         if version != FORMAT_VERSION {
-            return Err(XcoderError::file(
+            return Err(FileError::new(
                 self.path,
                 format!(
                     "{format} version {version} is not supported (this build reads version {FORMAT_VERSION})"
                 ),
-            ));
+            ).into());
         }
         let dtype = self.str("dtype")?;
         if !matches!(
             dtype,
             "float32" | "torch.float32" | "float16" | "bfloat16" | "float64"
         ) {
-            return Err(XcoderError::file(
+            return Err(FileError::new(
                 self.path,
                 format!("key `dtype` is {dtype:?}, expected a float type such as \"float32\""),
-            ));
+            )
+            .into());
         }
         Ok(())
     }
@@ -366,42 +370,45 @@ fn read_tensors(
     expected: &[Expected],
     device: &Device,
 ) -> Result<Vec<Option<burn::tensor::Tensor<2>>>, XcoderError> {
-    let bytes = std::fs::read(path).map_err(|e| XcoderError::file(path, e))?;
-    let (tensors, _) = read_f32_safetensors(&bytes).map_err(|e| XcoderError::file(path, e))?;
+    let bytes = std::fs::read(path).at_file(path)?;
+    let (tensors, _) = read_f32_safetensors(&bytes).at_file(path)?;
     let names: Vec<&str> = expected.iter().map(|e| e.name).collect();
     if let Some(extra) = tensors.iter().find(|t| !names.contains(&t.name.as_str())) {
-        return Err(XcoderError::file(
+        return Err(FileError::new(
             path,
             format!(
                 "unexpected tensor `{}` (this layout holds {names:?})",
                 extra.name
             ),
-        ));
+        )
+        .into());
     }
     expected
         .iter()
         .map(|e| {
             let Some(t) = tensors.iter().find(|t| t.name == e.name) else {
                 return if e.required {
-                    Err(XcoderError::file(
+                    Err(FileError::new(
                         path,
                         format!(
                             "tensor `{}` is missing (this layout holds {names:?})",
                             e.name
                         ),
-                    ))
+                    )
+                    .into())
                 } else {
                     Ok(None)
                 };
             };
             if t.shape != e.shape {
-                return Err(XcoderError::file(
+                return Err(FileError::new(
                     path,
                     format!(
                         "tensor `{}` has shape {:?}, expected {:?}",
                         e.name, t.shape, e.shape
                     ),
-                ));
+                )
+                .into());
             }
             let (r, c) = match e.shape[..] {
                 [n] => (1, n),
@@ -457,12 +464,12 @@ fn load_kibitzer_transcoder(
             (Architecture::Gated, name.contains("skip"))
         }
         other => {
-            return Err(XcoderError::file(
+            return Err(FileError::new(
                 &cfg_path,
                 format!(
                     "key `architecture` is {other:?}; a {TRANSCODER_FORMAT} directory holds topk_transcoder, topk_skip_transcoder, gated_transcoder or gated_skip_transcoder"
                 ),
-            ));
+            ).into());
         }
     };
     let gated = matches!(architecture, Architecture::Gated);
@@ -497,19 +504,21 @@ fn load_kibitzer_transcoder(
     params.r_mag = rest.next().flatten();
     params.w_skip = rest.next().flatten();
     if params.w_skip.is_some() != skip {
-        return Err(XcoderError::file(
+        return Err(FileError::new(
             dir.join(TRANSCODER_WEIGHTS_FILE),
             format!(
                 "tensor `W_skip` is present but the architecture is {name} (use {})",
                 kibitzer_transcoder_name(&architecture, true)
             ),
-        ));
+        )
+        .into());
     }
     if !gated && (params.b_mag.is_some() || params.r_mag.is_some()) {
-        return Err(XcoderError::file(
+        return Err(FileError::new(
             dir.join(TRANSCODER_WEIGHTS_FILE),
             format!("tensors `b_mag` and `r_mag` belong to gated transcoders, not {name}"),
-        ));
+        )
+        .into());
     }
     let k = match architecture {
         Architecture::TopK { k } => Some(k),
@@ -530,14 +539,15 @@ fn load_kibitzer_transcoder(
     let (input, output) = sites(cfg);
     let t = Transcoder::from_sae(sae, input, output)?;
     let xc = Xcoder::Transcoder(t.clone());
-    xc.check_shapes().map_err(|e| XcoderError::file(dir, e))?;
+    xc.check_shapes().at_file(dir)?;
     if let Some(k) = k
         && (k == 0 || k > d_sae)
     {
-        return Err(XcoderError::file(
+        return Err(FileError::new(
             &cfg_path,
             format!("key `k` is {k}, expected 1..={d_sae} (d_sae)"),
-        ));
+        )
+        .into());
     }
     Ok(t)
 }
@@ -551,7 +561,7 @@ fn load_crosscoder(dir: &Path, cfg: &Value, device: &Device) -> Result<Crosscode
     c.check_format(CROSSCODER_FORMAT)?;
     let d_sae = c.usize("d_sae")?;
     let blocks: Vec<Block> = serde_json::from_value(c.get("blocks")?.clone()).map_err(|e| {
-        XcoderError::file(
+        FileError::new(
             &cfg_path,
             format!("key `blocks` must be a list of {{name, width}}: {e}"),
         )
@@ -561,12 +571,12 @@ fn load_crosscoder(dir: &Path, cfg: &Value, device: &Device) -> Result<Crosscode
         "topk" => Architecture::TopK { k: c.usize("k")? },
         "batchtopk" => Architecture::BatchTopK { k: c.usize("k")? },
         other => {
-            return Err(XcoderError::file(
+            return Err(FileError::new(
                 &cfg_path,
                 format!(
                     "key `architecture` is {other:?}, expected \"standard\", \"topk\" or \"batchtopk\""
                 ),
-            ));
+            ).into());
         }
     };
     let config = CrosscoderConfig {
@@ -574,12 +584,10 @@ fn load_crosscoder(dir: &Path, cfg: &Value, device: &Device) -> Result<Crosscode
         blocks,
         d_sae,
     };
-    config
-        .validate()
-        .map_err(|e| XcoderError::file(&cfg_path, e))?;
+    config.validate().at_file(&cfg_path)?;
     let block_scales: Vec<f32> =
         serde_json::from_value(c.get("block_scales")?.clone()).map_err(|e| {
-            XcoderError::file(
+            FileError::new(
                 &cfg_path,
                 format!("key `block_scales` must be a list of numbers: {e}"),
             )
@@ -587,13 +595,14 @@ fn load_crosscoder(dir: &Path, cfg: &Value, device: &Device) -> Result<Crosscode
     if block_scales.len() != config.blocks.len()
         || block_scales.iter().any(|v| !(v.is_finite() && *v > 0.0))
     {
-        return Err(XcoderError::file(
+        return Err(FileError::new(
             &cfg_path,
             format!(
                 "key `block_scales` must hold {} positive numbers, found {block_scales:?}",
                 config.blocks.len()
             ),
-        ));
+        )
+        .into());
     }
     let width = config.width();
     let weights = dir.join(CROSSCODER_WEIGHTS_FILE);
@@ -613,13 +622,14 @@ fn load_crosscoder(dir: &Path, cfg: &Value, device: &Device) -> Result<Crosscode
     params.threshold = rest.into_iter().next().flatten();
     if params.threshold.is_some() && !matches!(config.architecture, Architecture::BatchTopK { .. })
     {
-        return Err(XcoderError::file(
+        return Err(FileError::new(
             &weights,
             format!(
                 "tensor `threshold` is present but a {} crosscoder has none",
                 config.architecture.name()
             ),
-        ));
+        )
+        .into());
     }
     Ok(Crosscoder {
         config,

@@ -31,6 +31,7 @@ use crate::error::XcoderError;
 use crate::train::XTrainer;
 use crate::xcoder::{Xcoder, XcoderConfig};
 use burn::tensor::Device;
+use kibitzer_io::{FileError, FileResultExt};
 use kibitzer_sae::train::{
     MemberSpec, RunOptions, SourcePosition, StepLog, Sweep, SweepMember, TrainConfig,
 };
@@ -162,30 +163,30 @@ impl XRun {
             Sweep::resume_from(out_dir, device)?
         };
         if sweep.members.len() != 1 {
-            return Err(XcoderError::file(
+            return Err(FileError::new(
                 out_dir.join("sweep.json"),
                 format!(
                     "holds {} dictionaries; a transcoder or crosscoder run holds one",
                     sweep.members.len()
                 ),
-            ));
+            )
+            .into());
         }
         Ok((XRun { sweep }, position))
     }
 }
 
 fn read_legacy_manifest(path: &Path) -> Result<LegacyRunManifest, XcoderError> {
-    let text = std::fs::read_to_string(path).map_err(|e| XcoderError::file(path, e))?;
-    let manifest: LegacyRunManifest =
-        serde_json::from_str(&text).map_err(|e| XcoderError::file(path, e))?;
+    let text = std::fs::read_to_string(path).at_file(path)?;
+    let manifest: LegacyRunManifest = serde_json::from_str(&text).at_file(path)?;
     if manifest.format != LEGACY_RUN_FORMAT || manifest.version != 1 {
-        return Err(XcoderError::file(
+        return Err(FileError::new(
             path,
             format!(
                 "format {:?} version {} is not a kibitzer xcoder run ({LEGACY_RUN_FORMAT:?} version 1)",
                 manifest.format, manifest.version
             ),
-        ));
+        ).into());
     }
     Ok(manifest)
 }

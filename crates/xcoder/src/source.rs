@@ -15,6 +15,7 @@
 
 use crate::blocks::Block;
 use crate::error::XcoderError;
+use kibitzer_io::FileError;
 use kibitzer_sae::train::SourcePosition;
 use kibitzer_store::{
     ActivationSource, ReaderConfig, ReaderPosition, ShuffledReader, Store, StoreError,
@@ -114,7 +115,7 @@ impl AlignedStores {
         let layout = |s: &Store| s.shards().iter().map(|sh| sh.rows).collect::<Vec<_>>();
         for (store, path) in stores.iter().zip(paths).skip(1) {
             if layout(store) != layout(first) {
-                return Err(XcoderError::file(
+                return Err(FileError::new(
                     path,
                     format!(
                         "its shards hold {:?} rows but {} holds {:?}; aligned stores must be harvested from the same \
@@ -123,7 +124,7 @@ impl AlignedStores {
                         paths[0].display(),
                         layout(first)
                     ),
-                ));
+                ).into());
             }
         }
         // Ceilings in the ratio of the row sizes make every reader's windows

@@ -2,6 +2,7 @@
 //! and Maia-2's evaluation: move-match per rating bucket and the skill
 //! sensitivity.
 
+use kibitzer_io::{FileError, FileResultExt};
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
@@ -39,7 +40,7 @@ pub fn read_rated_games(path: &Path, max_games: Option<usize>) -> Result<Vec<Rat
             }
         }
         "pgn" => {
-            let file = File::open(path).map_err(|e| SkillError::file(path, e))?;
+            let file = File::open(path).at_file(path)?;
             let reader = PgnReader::new(BufReader::new(file), path.display().to_string());
             for (i, game) in reader.enumerate() {
                 if games.len() >= limit {
@@ -48,22 +49,19 @@ pub fn read_rated_games(path: &Path, max_games: Option<usize>) -> Result<Vec<Rat
                 let game = game.map_err(kibitzer_games::chess::rated::RatedError::from)?;
                 games.push(
                     RatedGame::from_pgn(&game)
-                        .map_err(|e| SkillError::file(path, format!("game {}: {e}", i + 1)))?,
+                        .map_err(|e| FileError::new(path, format!("game {}: {e}", i + 1)))?,
                 );
             }
         }
         _ => {
-            return Err(SkillError::file(
+            return Err(FileError::new(
                 path,
                 "unknown extension; expected rated games as .jsonl (kibitzer games generate chess) or .pgn with Elo tags",
-            ));
+            ).into());
         }
     }
     if games.is_empty() {
-        return Err(SkillError::file(
-            path,
-            "holds no game; expected rated chess games",
-        ));
+        return Err(FileError::new(path, "holds no game; expected rated chess games").into());
     }
     Ok(games)
 }
@@ -260,44 +258,45 @@ pub fn train_policy(
             "no training positions; expected games with moves".into(),
         ));
     }
-    std::fs::create_dir_all(dir).map_err(|e| SkillError::file(dir, e))?;
+    std::fs::create_dir_all(dir).at_file(dir)?;
     let checkpoint = dir.join(CHECKPOINT_FILE);
     let data = fingerprint(positions);
     if resume && !checkpoint.exists() {
-        return Err(SkillError::file(
+        return Err(FileError::new(
             &checkpoint,
             "no checkpoint to resume; start without --resume",
-        ));
+        )
+        .into());
     }
     if !resume && checkpoint.exists() {
-        return Err(SkillError::file(
+        return Err(FileError::new(
             &checkpoint,
             "a training run is already here; pass --resume to carry it on, or train into another directory",
-        ));
+        ).into());
     }
     let (mut trainer, mut record) = if resume {
         let (trainer, extra) = ChessPolicyTrainer::resume(&checkpoint, device)?;
         let saved: PolicyTraining = serde_json::from_value(extra)
-            .map_err(|e| SkillError::file(&checkpoint, format!("run record: {e}")))?;
+            .map_err(|e| FileError::new(&checkpoint, format!("run record: {e}")))?;
         let mut same = saved.config.clone();
         same.steps = config.steps;
         if &same != config {
-            return Err(SkillError::file(
+            return Err(FileError::new(
                 &checkpoint,
                 format!(
                     "was trained with other settings ({}); resume with the same flags (only --steps may change), or train into a new directory",
                     serde_json::to_string(&saved.config).unwrap_or_default()
                 ),
-            ));
+            ).into());
         }
         if saved.data != data {
-            return Err(SkillError::file(
+            return Err(FileError::new(
                 &checkpoint,
                 format!(
                     "was trained on other positions (fingerprint {}, these are {data}); resume with the same games and --test-games",
                     saved.data
                 ),
-            ));
+            ).into());
         }
         let record = PolicyTraining {
             config: config.clone(),

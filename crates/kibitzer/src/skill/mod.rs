@@ -27,6 +27,7 @@ pub mod concepts;
 pub mod data;
 pub mod intervene;
 
+use kibitzer_io::{FileError, FileResultExt};
 use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
@@ -66,26 +67,13 @@ pub enum SkillError {
     /// Judging moves failed.
     #[error(transparent)]
     Judge(#[from] kibitzer_games::chess::judge::JudgeError),
-    /// A file could not be read or written.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        message: String,
-    },
+    /// A file could not be read or written, or holds what it should not:
+    /// its path, then the cause.
+    #[error(transparent)]
+    File(#[from] kibitzer_io::FileError),
     /// Bad input: names what was given and what was expected.
     #[error("{0}")]
     Input(String),
-}
-
-impl SkillError {
-    pub(crate) fn file(path: &Path, message: impl std::fmt::Display) -> SkillError {
-        SkillError::File {
-            path: path.display().to_string(),
-            message: message.to_string(),
-        }
-    }
 }
 
 /// The experiment's result type.
@@ -451,25 +439,25 @@ pub fn harvest_site(
 pub fn write_positions(path: &Path, lines: &[PositionLine]) -> Result<()> {
     let mut text = Vec::new();
     for line in lines {
-        serde_json::to_writer(&mut text, line).map_err(|e| SkillError::file(path, e))?;
+        serde_json::to_writer(&mut text, line).at_file(path)?;
         text.push(b'\n');
     }
-    kibitzer_store::atomic_write(path, &text).map_err(|e| SkillError::file(path, e))
+    kibitzer_store::atomic_write(path, &text).map_err(|e| FileError::new(path, e).into())
 }
 
 /// Reads a [`POSITIONS_FILE`]; every FEN must parse.
 pub fn read_positions(path: &Path) -> Result<Vec<(PositionLine, Chess)>> {
-    let file = std::fs::File::open(path).map_err(|e| SkillError::file(path, e))?;
+    let file = std::fs::File::open(path).at_file(path)?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| SkillError::file(path, e))?;
+        let line = line.at_file(path)?;
         if line.trim().is_empty() {
             continue;
         }
         let parsed: PositionLine = serde_json::from_str(&line)
-            .map_err(|e| SkillError::file(path, format!("line {}: {e}", i + 1)))?;
+            .map_err(|e| FileError::new(path, format!("line {}: {e}", i + 1)))?;
         let position = Chess::from_fen(&parsed.fen).map_err(|e| {
-            SkillError::file(path, format!("line {}: FEN {:?}: {e}", i + 1, parsed.fen))
+            FileError::new(path, format!("line {}: FEN {:?}: {e}", i + 1, parsed.fen))
         })?;
         out.push((parsed, position));
     }
@@ -510,12 +498,13 @@ pub fn load_harvest(dir: &Path) -> Result<Vec<(PositionLine, Chess)>> {
     let column = |name: &str| -> Result<Vec<i64>> {
         match store.column(name)? {
             kibitzer_store::ColumnData::I64(v) => Ok(v),
-            _ => Err(SkillError::file(
+            _ => Err(FileError::new(
                 dir,
                 format!(
                     "column {name:?} is not i64; expected a store written by kibitzer skill harvest"
                 ),
-            )),
+            )
+            .into()),
         }
     };
     let (examples, tokens) = (column("example")?, column("position")?);
@@ -526,8 +515,8 @@ pub fn load_harvest(dir: &Path) -> Result<Vec<(PositionLine, Chess)>> {
 
 /// Writes `value` as pretty JSON, atomically, naming the file on failure.
 pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_vec_pretty(value).map_err(|e| SkillError::file(path, e))?;
-    kibitzer_store::atomic_write(path, &text).map_err(|e| SkillError::file(path, e))
+    let text = serde_json::to_vec_pretty(value).at_file(path)?;
+    kibitzer_store::atomic_write(path, &text).map_err(|e| FileError::new(path, e).into())
 }
 
 /// The policy's most likely legal move for each of `inputs`, `batch` inputs

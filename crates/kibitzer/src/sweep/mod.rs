@@ -29,6 +29,7 @@
 //! ```
 
 use crate::board_eval::BoardEvalError;
+use kibitzer_io::{FileError, FileResultExt};
 use kibitzer_sae::metrics::MetricsError;
 use kibitzer_sae::train::TrainError;
 use kibitzer_store::StoreError;
@@ -61,14 +62,10 @@ pub enum SweepError {
     /// Settings that cannot work together.
     #[error("{0}")]
     Config(String),
-    /// A file could not be read, parsed or written.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    /// A file could not be read or written, or holds what it should not:
+    /// its path, then the cause.
+    #[error(transparent)]
+    File(#[from] kibitzer_io::FileError),
     /// The activation store.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -115,34 +112,28 @@ pub enum SweepError {
     },
 }
 
-fn file_err(path: &Path, message: impl ToString) -> SweepError {
-    SweepError::File {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
-}
-
 /// Reads and parses a JSON file, naming it in errors.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SweepError> {
-    let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
-    serde_json::from_str(&text).map_err(|e| file_err(path, format!("not the expected JSON: {e}")))
+    let text = std::fs::read_to_string(path).at_file(path)?;
+    serde_json::from_str(&text)
+        .map_err(|e| FileError::new(path, format!("not the expected JSON: {e}")).into())
 }
 
 /// Writes `value` as pretty JSON, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), SweepError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| file_err(path, e))?;
+    let text = serde_json::to_string_pretty(value).at_file(path)?;
     write_file(path, text.as_bytes())
 }
 
 /// Writes `value` as compact JSON, atomically: for the large per-feature
 /// and position files.
 fn write_json_compact<T: Serialize>(path: &Path, value: &T) -> Result<(), SweepError> {
-    let text = serde_json::to_string(value).map_err(|e| file_err(path, e))?;
+    let text = serde_json::to_string(value).at_file(path)?;
     write_file(path, text.as_bytes())
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
-    kibitzer_sae::io::atomic_write(path, bytes).map_err(|e| file_err(path, e))
+    kibitzer_sae::io::atomic_write(path, bytes).map_err(|e| FileError::new(path, e).into())
 }
 
 mod config;

@@ -1,7 +1,8 @@
 //! The boards of the rows the feature viewer shows.
 
-use super::{SweepError, file_err};
+use super::SweepError;
 use kibitzer_bsp::BspLabels;
+use kibitzer_io::{FileError, FileResultExt};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -43,14 +44,14 @@ pub fn read_positions(
     board_size: usize,
 ) -> Result<Vec<PositionRecord>, SweepError> {
     use std::io::BufRead;
-    let file = std::fs::File::open(path).map_err(|e| file_err(path, e))?;
+    let file = std::fs::File::open(path).at_file(path)?;
     let catalog = labels.catalog();
     let mut out = Vec::with_capacity(rows.len());
     let mut wanted = rows.iter().copied().peekable();
     let mut row = 0usize;
     for (i, text) in std::io::BufReader::new(file).lines().enumerate() {
         let Some(&next) = wanted.peek() else { break };
-        let text = text.map_err(|e| file_err(path, e))?;
+        let text = text.at_file(path)?;
         if text.trim().is_empty() {
             continue;
         }
@@ -104,10 +105,11 @@ pub fn read_positions(
         row += 1;
     }
     if let Some(missing) = wanted.next() {
-        return Err(file_err(
+        return Err(FileError::new(
             path,
             format!("has {row} labelled positions, but row {missing} is needed"),
-        ));
+        )
+        .into());
     }
     Ok(out)
 }

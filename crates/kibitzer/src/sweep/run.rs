@@ -3,12 +3,13 @@
 use super::evaluate::run_result;
 use super::{
     EvaluationFile, FeatureStats, PositionsFile, RunSpec, ScalingReport, SweepConfig, SweepError,
-    SweepGame, SweepSettings, evaluate_member, file_err, files, read_json, read_positions,
-    scaling_charts, scaling_markdown, write_file, write_json, write_json_compact,
+    SweepGame, SweepSettings, evaluate_member, files, read_json, read_positions, scaling_charts,
+    scaling_markdown, write_file, write_json, write_json_compact,
 };
 use crate::board_eval::{RowCheck, check_rows_match_labels};
 use burn::tensor::Device;
 use kibitzer_bsp::{BspLabels, TokenRef};
+use kibitzer_io::{FileError, FileResultExt};
 use kibitzer_sae::train::{RunOptions, Sweep};
 use kibitzer_store::{ReaderConfig, Store};
 use std::collections::BTreeSet;
@@ -32,7 +33,7 @@ pub fn run_sweep(config: &SweepConfig, device: &Device) -> Result<ScalingReport,
         refs.truncate(n);
     }
     if labels.rows() == 0 {
-        return Err(file_err(&config.labels, "no labelled position"));
+        return Err(FileError::new(&config.labels, "no labelled position").into());
     }
     let store = Store::open(&config.activations)?;
     // Row i must be labelled position i: checked on the store's row columns
@@ -59,15 +60,16 @@ pub fn run_sweep(config: &SweepConfig, device: &Device) -> Result<ScalingReport,
     };
     let (mut sweep, mut reader, mut settings) = if config.resume {
         if !out.join("checkpoint.json").exists() {
-            return Err(file_err(
+            return Err(FileError::new(
                 out,
                 "holds no sweep checkpoint to resume; run without --resume to start one",
-            ));
+            )
+            .into());
         }
         let settings: SweepSettings = read_json(&settings_path)?;
         let (sweep, position) = Sweep::resume(out, device)?;
         let position = serde_json::from_value(position).map_err(|e| {
-            file_err(
+            FileError::new(
                 &out.join("checkpoint.json"),
                 format!("the reader position is unreadable: {e}"),
             )
@@ -84,10 +86,11 @@ pub fn run_sweep(config: &SweepConfig, device: &Device) -> Result<ScalingReport,
         (sweep, reader, settings)
     } else {
         if out.join("checkpoint.json").exists() {
-            return Err(file_err(
+            return Err(FileError::new(
                 out,
                 "already holds a sweep; pass --resume to continue it or choose another --out",
-            ));
+            )
+            .into());
         }
         let steps = config
             .grid
@@ -96,7 +99,7 @@ pub fn run_sweep(config: &SweepConfig, device: &Device) -> Result<ScalingReport,
         let members = config
             .grid
             .members(store.d_in(), steps, config.seed, device)?;
-        std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+        std::fs::create_dir_all(out).at_file(out)?;
         let settings = SweepSettings {
             format: "kibitzer-sweep-settings".into(),
             grid: config.grid.clone(),
@@ -278,7 +281,7 @@ fn write_outputs(
         },
     )?;
     let charts_dir = out.join(files::CHARTS);
-    std::fs::create_dir_all(&charts_dir).map_err(|e| file_err(&charts_dir, e))?;
+    std::fs::create_dir_all(&charts_dir).at_file(&charts_dir)?;
     let charts = scaling_charts(&report.runs);
     for (file, chart) in &charts {
         write_file(&charts_dir.join(file), chart.svg().as_bytes())?;

@@ -8,6 +8,7 @@
 //! rectangle, which is its neighbour. The first rectangle's own border is in
 //! its own colour, so it looks unchanged.
 
+use crate::error::Violation;
 use rand_chacha::ChaCha8Rng;
 
 use crate::grid::Grid;
@@ -38,16 +39,18 @@ impl Task for Contact {
         Params::Contact { first: palette[0] }
     }
 
-    fn scene_ok(&self, p: &Params, scene: &Scene, _size: usize) -> Result<(), String> {
+    fn scene_ok(&self, p: &Params, scene: &Scene, _size: usize) -> Result<(), Violation> {
         let first = params(p).ok_or("not contact parameters")?;
         if scene[0].colour != first {
-            return Err(format!(
+            return Err(Violation(format!(
                 "the first rectangle has colour {}, the parameters say {first}",
                 scene[0].colour
-            ));
+            )));
         }
         if !scene[1..].iter().any(|s| s.rect.touches(&scene[0].rect)) {
-            return Err("no rectangle touches the first along a side".into());
+            return Err(Violation(
+                "no rectangle touches the first along a side".into(),
+            ));
         }
         Ok(())
     }

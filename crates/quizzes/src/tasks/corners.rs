@@ -1,6 +1,7 @@
 //! corners: the input shows only L marks (three cells) at two opposite
 //! corners of each rectangle; f fills the rectangles.
 
+use crate::error::Violation;
 use rand_chacha::ChaCha8Rng;
 
 use crate::grid::{Grid, Rect};
@@ -68,7 +69,7 @@ impl Task for Corners {
         }
     }
 
-    fn scene_ok(&self, p: &Params, _scene: &Scene, _size: usize) -> Result<(), String> {
+    fn scene_ok(&self, p: &Params, _scene: &Scene, _size: usize) -> Result<(), Violation> {
         params(p)
             .map(|_| ())
             .ok_or_else(|| "not corners parameters".into())

@@ -1,6 +1,7 @@
 //! detect: every rectangle but the last gets a three-cell L mark of a fourth
 //! colour at its top-left corner.
 
+use crate::error::Violation;
 use rand_chacha::ChaCha8Rng;
 
 use crate::grid::{Grid, Rect, colours_of};
@@ -47,16 +48,18 @@ impl Task for Detect {
         }
     }
 
-    fn scene_ok(&self, p: &Params, scene: &Scene, _size: usize) -> Result<(), String> {
+    fn scene_ok(&self, p: &Params, scene: &Scene, _size: usize) -> Result<(), Violation> {
         let (unmarked, mark) = params(p).ok_or("not detect parameters")?;
         if scene[2].colour != unmarked {
-            return Err(format!(
+            return Err(Violation(format!(
                 "the last rectangle has colour {}, the parameters say {unmarked}",
                 scene[2].colour
-            ));
+            )));
         }
         if scene.iter().any(|s| s.colour == mark) {
-            return Err(format!("the mark colour {mark} is already in the grid"));
+            return Err(Violation(format!(
+                "the mark colour {mark} is already in the grid"
+            )));
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! frame: the last rectangle is hollowed out to its one-cell border.
 
+use crate::error::Violation;
 use rand_chacha::ChaCha8Rng;
 
 use crate::grid::Grid;
@@ -30,13 +31,13 @@ impl Task for Frame {
         Params::Frame { colour: palette[2] }
     }
 
-    fn scene_ok(&self, p: &Params, scene: &Scene, _size: usize) -> Result<(), String> {
+    fn scene_ok(&self, p: &Params, scene: &Scene, _size: usize) -> Result<(), Violation> {
         let colour = params(p).ok_or("not frame parameters")?;
         if scene[2].colour != colour {
-            return Err(format!(
+            return Err(Violation(format!(
                 "the last rectangle has colour {}, the parameters say {colour}",
                 scene[2].colour
-            ));
+            )));
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! grow: the last rectangle grows by one cell on every side, or shrinks by one.
 
+use crate::error::Violation;
 use rand_chacha::ChaCha8Rng;
 
 use crate::grid::{Grid, Rect};
@@ -42,21 +43,21 @@ impl Task for Grow {
         index != 2 || (rect.height() >= MIN_LARGE_SIDE && rect.width() >= MIN_LARGE_SIDE)
     }
 
-    fn scene_ok(&self, p: &Params, scene: &Scene, _size: usize) -> Result<(), String> {
+    fn scene_ok(&self, p: &Params, scene: &Scene, _size: usize) -> Result<(), Violation> {
         let (colour, _) = params(p).ok_or("not grow parameters")?;
         if scene[2].colour != colour {
-            return Err(format!(
+            return Err(Violation(format!(
                 "the last rectangle has colour {}, the parameters say {colour}",
                 scene[2].colour
-            ));
+            )));
         }
         let r = scene[2].rect;
         if r.height() < MIN_LARGE_SIDE || r.width() < MIN_LARGE_SIDE {
-            return Err(format!(
+            return Err(Violation(format!(
                 "the last rectangle is {}x{}: expected at least {MIN_LARGE_SIDE}x{MIN_LARGE_SIDE} at its large size",
                 r.height(),
                 r.width()
-            ));
+            )));
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! middle; in f the last rectangle's half on a fixed side is filled with the
 //! line's colour.
 
+use crate::error::Violation;
 use rand_chacha::ChaCha8Rng;
 
 use crate::grid::{Grid, Rect};
@@ -54,16 +55,16 @@ impl Task for HalfFill {
             .collect()
     }
 
-    fn scene_ok(&self, p: &Params, scene: &Scene, _size: usize) -> Result<(), String> {
+    fn scene_ok(&self, p: &Params, scene: &Scene, _size: usize) -> Result<(), Violation> {
         let (colour, _) = params(p).ok_or("not half_fill parameters")?;
         if scene[2].colour != colour {
-            return Err(format!(
+            return Err(Violation(format!(
                 "the last rectangle has colour {}, the parameters say {colour}",
                 scene[2].colour
-            ));
+            )));
         }
         if let Some(i) = scene.iter().position(|s| s.line == 0) {
-            return Err(format!("rectangle {i} has no line colour"));
+            return Err(Violation(format!("rectangle {i} has no line colour")));
         }
         Ok(())
     }

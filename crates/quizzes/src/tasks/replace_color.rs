@@ -1,5 +1,6 @@
 //! replace_color: the first rectangle's colour is replaced by a fourth colour.
 
+use crate::error::Violation;
 use rand_chacha::ChaCha8Rng;
 
 use crate::grid::Grid;
@@ -33,18 +34,18 @@ impl Task for ReplaceColor {
         }
     }
 
-    fn scene_ok(&self, p: &Params, scene: &Scene, _size: usize) -> Result<(), String> {
+    fn scene_ok(&self, p: &Params, scene: &Scene, _size: usize) -> Result<(), Violation> {
         let (from, to) = params(p).ok_or("not replace_color parameters")?;
         if scene[0].colour != from {
-            return Err(format!(
+            return Err(Violation(format!(
                 "the first rectangle has colour {}, the parameters say {from}",
                 scene[0].colour
-            ));
+            )));
         }
         if scene.iter().any(|s| s.colour == to) {
-            return Err(format!(
+            return Err(Violation(format!(
                 "the replacement colour {to} is already in the grid"
-            ));
+            )));
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! translate: the last rectangle moves one cell in a fixed direction.
 
+use crate::error::Violation;
 use rand_chacha::ChaCha8Rng;
 
 use crate::grid::Grid;
@@ -52,20 +53,20 @@ impl Task for Translate {
         index != 2 || params(p).is_some_and(|(_, dr, dc)| rect.shifted(dr, dc, size).is_some())
     }
 
-    fn scene_ok(&self, p: &Params, scene: &Scene, size: usize) -> Result<(), String> {
+    fn scene_ok(&self, p: &Params, scene: &Scene, size: usize) -> Result<(), Violation> {
         let (colour, dr, dc) = params(p).ok_or("not translate parameters")?;
         if scene[2].colour != colour {
-            return Err(format!(
+            return Err(Violation(format!(
                 "the last rectangle has colour {}, the parameters say {colour}",
                 scene[2].colour
-            ));
+            )));
         }
         let moved = scene[2]
             .rect
             .shifted(dr, dc, size)
             .ok_or("the moved rectangle leaves the grid")?;
         if scene[..2].iter().any(|s| s.rect.overlaps(&moved)) {
-            return Err("the moved rectangle overlaps another".into());
+            return Err(Violation("the moved rectangle overlaps another".into()));
         }
         Ok(())
     }

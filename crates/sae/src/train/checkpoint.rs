@@ -12,11 +12,12 @@
 
 use super::optim::DictTrainer;
 use super::trainable::Trainable;
-use super::{MemberSpec, StepLog, Sweep, SweepMember, TrainConfig, TrainError, file_err};
+use super::{MemberSpec, StepLog, Sweep, SweepMember, TrainConfig, TrainError};
 use crate::io::{HostTensor, atomic_write, f32_safetensors, read_f32_safetensors};
 use crate::ops::{from_host, to_host};
 use crate::sae::Params;
 use burn::tensor::Device;
+use kibitzer_io::{FileError, FileResultExt};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -98,11 +99,11 @@ pub(super) fn write_sweep_manifest<D: Trainable>(
             member.insert("name".into(), m.name.clone().into());
             member.insert(
                 D::CONFIG_KEY.into(),
-                serde_json::to_value(m.trainer.dict.config()).map_err(|e| file_err(&path, e))?,
+                serde_json::to_value(m.trainer.dict.config()).at_file(&path)?,
             );
             member.insert(
                 "training".into(),
-                serde_json::to_value(&m.trainer.config).map_err(|e| file_err(&path, e))?,
+                serde_json::to_value(&m.trainer.config).at_file(&path)?,
             );
             Ok(member)
         })
@@ -114,8 +115,8 @@ pub(super) fn write_sweep_manifest<D: Trainable>(
         fixed_scales: sweep.fixed_scales.clone(),
         fixed_scales_bits: sweep.fixed_scales.as_deref().map(to_bits),
     };
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| file_err(&path, e))?;
-    atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
+    let text = serde_json::to_string_pretty(&manifest).at_file(&path)?;
+    atomic_write(&path, text.as_bytes()).map_err(|e| FileError::new(&path, e).into())
 }
 
 fn checkpoint_name(step: usize) -> String {
@@ -152,8 +153,8 @@ pub(super) fn save<D: Trainable>(
             .chain(t.dict.dictionary_metadata())
             .collect();
         let path = out.join(&m.name).join(checkpoint_name(sweep.step));
-        let bytes = f32_safetensors(&tensors, Some(meta)).map_err(|e| file_err(&path, e))?;
-        atomic_write(&path, &bytes).map_err(|e| file_err(&path, e))?;
+        let bytes = f32_safetensors(&tensors, Some(meta)).at_file(&path)?;
+        atomic_write(&path, &bytes).at_file(&path)?;
         checksums.insert(m.name.clone(), xxh64_hex(&bytes));
     }
     // A kill here leaves the members' new files beside the old checkpoint.json.
@@ -168,8 +169,8 @@ pub(super) fn save<D: Trainable>(
         checksums,
     };
     let path = out.join(CHECKPOINT_FILE);
-    let text = serde_json::to_string_pretty(&manifest).map_err(|e| file_err(&path, e))?;
-    atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
+    let text = serde_json::to_string_pretty(&manifest).at_file(&path)?;
+    atomic_write(&path, text.as_bytes()).at_file(&path)?;
     // Older checkpoints are superseded only now that the new one is complete.
     let keep = checkpoint_name(sweep.step);
     for m in &sweep.members {
@@ -198,7 +199,7 @@ fn params_from(
             .map(|t| match t.shape[..] {
                 [r, c] => Ok(from_host(t.data, r, c, device)),
                 [r] => Ok(from_host(t.data, r, 1, device)),
-                _ => Err(file_err(
+                _ => Err(FileError::new(
                     path,
                     format!(
                         "tensor {prefix}.{name} has shape {:?}, expected 1-D or 2-D",
@@ -209,8 +210,9 @@ fn params_from(
             .transpose()
     };
     let mut need = |name: &str| {
-        take(name)?
-            .ok_or_else(|| file_err(path, format!("checkpoint has no tensor {prefix}.{name}")))
+        take(name)?.ok_or_else(|| {
+            FileError::new(path, format!("checkpoint has no tensor {prefix}.{name}"))
+        })
     };
     Ok(Params {
         w_enc: need("w_enc")?,
@@ -227,14 +229,14 @@ fn params_from(
 fn read_json(out: &Path, name: &str) -> Result<serde_json::Value, TrainError> {
     let path = out.join(name);
     let text = fs::read_to_string(&path).map_err(|e| {
-        file_err(
+        FileError::new(
             &path,
             format!(
                 "{e} (is this the output directory of a training run that wrote a checkpoint?)"
             ),
         )
     })?;
-    serde_json::from_str(&text).map_err(|e| file_err(&path, e))
+    serde_json::from_str(&text).map_err(|e| FileError::new(&path, e).into())
 }
 
 /// The members and fixed scales recorded in `out/sweep.json`.
@@ -243,15 +245,16 @@ fn read_sweep_manifest<D: Trainable>(
 ) -> Result<(Vec<MemberSpec<D>>, Option<Vec<f32>>), TrainError> {
     let path = out.join(SWEEP_FILE);
     let manifest: SweepManifest =
-        serde_json::from_value(read_json(out, SWEEP_FILE)?).map_err(|e| file_err(&path, e))?;
+        serde_json::from_value(read_json(out, SWEEP_FILE)?).at_file(&path)?;
     if manifest.format != SWEEP_FORMAT || manifest.version != 1 {
-        return Err(file_err(
+        return Err(FileError::new(
             &path,
             format!(
                 "format {:?} version {} is not a kibitzer sweep ({SWEEP_FORMAT:?} version 1)",
                 manifest.format, manifest.version
             ),
-        ));
+        )
+        .into());
     }
     let members = manifest
         .members
@@ -260,7 +263,7 @@ fn read_sweep_manifest<D: Trainable>(
         .map(|(i, mut member)| {
             let mut field = |key: &str| {
                 member.remove(key).ok_or_else(|| {
-                    file_err(
+                    FileError::new(
                         &path,
                         format!(
                             "member {i} has no `{key}` (a sweep of {} dictionaries records `{}`)",
@@ -271,11 +274,12 @@ fn read_sweep_manifest<D: Trainable>(
                 })
             };
             let name: String = serde_json::from_value(field("name")?)
-                .map_err(|e| file_err(&path, format!("member {i}, `name`: {e}")))?;
-            let config: D::Config = serde_json::from_value(field(D::CONFIG_KEY)?)
-                .map_err(|e| file_err(&path, format!("member {name}, `{}`: {e}", D::CONFIG_KEY)))?;
+                .map_err(|e| FileError::new(&path, format!("member {i}, `name`: {e}")))?;
+            let config: D::Config = serde_json::from_value(field(D::CONFIG_KEY)?).map_err(|e| {
+                FileError::new(&path, format!("member {name}, `{}`: {e}", D::CONFIG_KEY))
+            })?;
             let training: TrainConfig = serde_json::from_value(field("training")?)
-                .map_err(|e| file_err(&path, format!("member {name}, `training`: {e}")))?;
+                .map_err(|e| FileError::new(&path, format!("member {name}, `training`: {e}")))?;
             Ok(MemberSpec {
                 name,
                 config,
@@ -303,37 +307,37 @@ pub(super) fn load<D: Trainable>(
         None => read_sweep_manifest(out)?,
     };
     let ckpt: CheckpointManifest = serde_json::from_value(read_json(out, CHECKPOINT_FILE)?)
-        .map_err(|e| file_err(&out.join(CHECKPOINT_FILE), e))?;
+        .at_file(&out.join(CHECKPOINT_FILE))?;
     let mut members = Vec::new();
     for spec in specs {
         let path = out.join(&spec.name).join(checkpoint_name(ckpt.step));
-        let bytes = fs::read(&path).map_err(|e| file_err(&path, e))?;
+        let bytes = fs::read(&path).at_file(&path)?;
         if let Some(expected) = ckpt.checksums.get(&spec.name) {
             let found = xxh64_hex(&bytes);
             if &found != expected {
-                return Err(file_err(
+                return Err(FileError::new(
                     &path,
                     format!(
                         "checksum mismatch (XXH64 {found}, {} records {expected}): the checkpoint is corrupt and was not loaded; older checkpoints are removed once a newer one is complete, so restart the run without --resume (or from a backup of this directory)",
                         out.join(CHECKPOINT_FILE).display()
                     ),
-                ));
+                ).into());
             }
         }
-        let (tensors, meta) = read_f32_safetensors(&bytes).map_err(|e| file_err(&path, e))?;
+        let (tensors, meta) = read_f32_safetensors(&bytes).at_file(&path)?;
         let mut tensors: HashMap<String, HostTensor> =
             tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
         let params = params_from(&mut tensors, "param", &path, device)?;
         let m = params_from(&mut tensors, "adam_m", &path, device)?;
         let v = params_from(&mut tensors, "adam_v", &path, device)?;
         let get = |key: &str| meta.get(key).cloned();
-        let dict = D::from_checkpoint(spec.config, params, &get).map_err(|e| file_err(&path, e))?;
+        let dict = D::from_checkpoint(spec.config, params, &get).at_file(&path)?;
         let mut trainer =
             DictTrainer::new(dict, spec.training).map_err(|e| TrainError::Member {
                 name: spec.name.clone(),
                 source: Box::new(e),
             })?;
-        trainer.restore(m, v, get).map_err(|e| file_err(&path, e))?;
+        trainer.restore(m, v, get).at_file(&path)?;
         members.push(SweepMember {
             name: spec.name,
             trainer,
@@ -349,14 +353,15 @@ pub(super) fn load<D: Trainable>(
     if let Some(s) = &sweep.row_scales
         && s.len() != sweep.row_widths().len()
     {
-        return Err(file_err(
+        return Err(FileError::new(
             &out.join(CHECKPOINT_FILE),
             format!(
                 "{} row scales, but the dictionaries read {} row blocks",
                 s.len(),
                 sweep.row_widths().len()
             ),
-        ));
+        )
+        .into());
     }
     // Log lines written after the checkpoint will be written again.
     for m in &sweep.members {
@@ -433,7 +438,7 @@ pub fn truncate_log(path: &Path, step: usize) -> Result<(), TrainError> {
         .filter(|l| serde_json::from_str::<StepLog>(l).is_ok_and(|log| log.step < step))
         .map(|l| format!("{l}\n"))
         .collect();
-    atomic_write(path, kept.as_bytes()).map_err(|e| file_err(path, e))
+    atomic_write(path, kept.as_bytes()).map_err(|e| FileError::new(path, e).into())
 }
 
 /// Opens every member's `log.jsonl` for appending; a run that starts at
@@ -459,7 +464,7 @@ pub(super) fn open_logs<D: Trainable>(
                 .create(true)
                 .open(&path)
                 .map(BufWriter::new)
-                .map_err(|e| file_err(&path, e))
+                .map_err(|e| FileError::new(&path, e).into())
         })
         .collect()
 }
@@ -469,8 +474,8 @@ pub(super) fn append_log(
     log: &StepLog,
     dir: &Path,
 ) -> Result<(), TrainError> {
-    let line = serde_json::to_string(log).map_err(|e| file_err(dir, e))?;
-    writeln!(w, "{line}").map_err(|e| file_err(&dir.join("log.jsonl"), e))
+    let line = serde_json::to_string(log).at_file(dir)?;
+    writeln!(w, "{line}").map_err(|e| FileError::new(&dir.join("log.jsonl"), e).into())
 }
 
 #[cfg(test)]

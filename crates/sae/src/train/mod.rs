@@ -36,6 +36,7 @@ pub use trainable::Trainable;
 use crate::ops::from_host;
 use crate::sae::Sae;
 use burn::tensor::Device;
+use kibitzer_io::FileResultExt;
 use kibitzer_store::ActivationSource;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -94,14 +95,10 @@ pub enum TrainError {
         /// Width found.
         found: usize,
     },
-    /// A file could not be read or written, or holds what it should not.
-    #[error("{path}: {source}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong: the I/O, JSON or SAELens error, or a message.
-        source: BoxError,
-    },
+    /// A file could not be read or written, or holds what it should not:
+    /// its path, then the cause.
+    #[error(transparent)]
+    File(#[from] kibitzer_io::FileError),
     /// The sweep is inconsistent (duplicate names, different batch sizes...).
     #[error("{0}")]
     Config(String),
@@ -127,15 +124,6 @@ pub enum TrainError {
         /// The loss value seen.
         loss: f64,
     },
-}
-
-/// A [`TrainError::File`] for `path` caused by `cause` (any error, or a
-/// message).
-pub(crate) fn file_err(path: &Path, cause: impl Into<BoxError>) -> TrainError {
-    TrainError::File {
-        path: path.to_path_buf(),
-        source: cause.into(),
-    }
 }
 
 /// One dictionary of a sweep.
@@ -355,10 +343,10 @@ impl<D: Trainable> Sweep<D> {
                 found: source.d_in(),
             });
         }
-        std::fs::create_dir_all(&options.out_dir).map_err(|e| file_err(&options.out_dir, e))?;
+        std::fs::create_dir_all(&options.out_dir).at_file(&options.out_dir)?;
         for m in &self.members {
             let dir = options.out_dir.join(&m.name);
-            std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
+            std::fs::create_dir_all(&dir).at_file(&dir)?;
         }
         // Temporary files of atomic writes by a run that was killed mid-write.
         checkpoint::remove_stale_temp_files(self, &options.out_dir);
@@ -378,7 +366,7 @@ impl<D: Trainable> Sweep<D> {
             if options.stop_after.is_some_and(|n| taken >= n) {
                 bar.abandon();
                 for l in logs.iter_mut() {
-                    l.flush().map_err(|e| file_err(&options.out_dir, e))?;
+                    l.flush().at_file(&options.out_dir)?;
                 }
                 return Ok(last.into_iter().flatten().collect());
             }
@@ -450,14 +438,14 @@ impl<D: Trainable> Sweep<D> {
                 && self.step < total
             {
                 for l in logs.iter_mut() {
-                    l.flush().map_err(|e| file_err(&options.out_dir, e))?;
+                    l.flush().at_file(&options.out_dir)?;
                 }
                 checkpoint::save(self, &options.out_dir, source.position())?;
             }
         }
         bar.finish();
         for l in logs.iter_mut() {
-            l.flush().map_err(|e| file_err(&options.out_dir, e))?;
+            l.flush().at_file(&options.out_dir)?;
         }
         checkpoint::save(self, &options.out_dir, source.position())?;
         self.save_dictionaries(&options.out_dir, &last)?;
@@ -502,7 +490,7 @@ impl<D: Trainable> Sweep<D> {
                 "row_scales": self.row_scales,
                 "rows_seen": self.rows_seen,
             });
-            dict.save(&dir, metadata).map_err(|e| file_err(&dir, e))?;
+            dict.save(&dir, metadata).at_file(&dir)?;
             let path = dir.join("training.json");
             let mut summary = serde_json::json!({
                 "name": name,
@@ -516,9 +504,9 @@ impl<D: Trainable> Sweep<D> {
                 "last_step": log,
             });
             summary[D::CONFIG_KEY] =
-                serde_json::to_value(m.trainer.dict.config()).map_err(|e| file_err(&path, e))?;
-            let text = serde_json::to_string_pretty(&summary).map_err(|e| file_err(&path, e))?;
-            crate::io::atomic_write(&path, text.as_bytes()).map_err(|e| file_err(&path, e))?;
+                serde_json::to_value(m.trainer.dict.config()).at_file(&path)?;
+            let text = serde_json::to_string_pretty(&summary).at_file(&path)?;
+            crate::io::atomic_write(&path, text.as_bytes()).at_file(&path)?;
         }
         Ok(())
     }

@@ -36,6 +36,7 @@ use super::{Clt, CltConfig};
 use crate::error::XcoderError;
 use crate::format::{Cfg, FORMAT_VERSION, write_cfg, write_tensors};
 use burn::tensor::Device;
+use kibitzer_io::{FileError, FileResultExt};
 use kibitzer_sae::io::{HostTensor, atomic_write, read_f32_safetensors};
 use kibitzer_sae::ops::{from_host, to_host};
 use kibitzer_sae::{Architecture, Params};
@@ -69,7 +70,7 @@ pub fn is_clt_dir(dir: &Path) -> bool {
 pub fn save(clt: &Clt, dir: &Path, meta: Map<String, Value>) -> Result<(), XcoderError> {
     let c = clt.config();
     let (n, d, f) = (c.n_layers, c.d_model, c.d_transcoder);
-    std::fs::create_dir_all(dir).map_err(|e| XcoderError::file(dir, e))?;
+    std::fs::create_dir_all(dir).at_file(dir)?;
     let p = clt.params();
     let (w_enc, w_dec) = (to_host(p.w_enc.clone()), to_host(p.w_dec.clone()));
     let (b_enc, b_dec) = (to_host(p.b_enc.clone()), to_host(p.b_dec.clone()));
@@ -150,7 +151,7 @@ pub fn save(clt: &Clt, dir: &Path, meta: Map<String, Value>) -> Result<(), Xcode
         c.input_hook, c.output_hook
     );
     let path = dir.join(CIRCUIT_TRACER_CONFIG);
-    atomic_write(&path, yaml.as_bytes()).map_err(|e| XcoderError::file(&path, e))?;
+    atomic_write(&path, yaml.as_bytes()).at_file(&path)?;
     write_cfg(dir, &cfg)
 }
 
@@ -159,23 +160,23 @@ pub fn save(clt: &Clt, dir: &Path, meta: Map<String, Value>) -> Result<(), Xcode
 fn read_config(dir: &Path) -> Result<CltConfig, XcoderError> {
     let cfg_path = dir.join(crate::format::CFG_FILE);
     if cfg_path.is_file() {
-        let text =
-            std::fs::read_to_string(&cfg_path).map_err(|e| XcoderError::file(&cfg_path, e))?;
+        let text = std::fs::read_to_string(&cfg_path).at_file(&cfg_path)?;
         let cfg: Value = serde_json::from_str(&text)
-            .map_err(|e| XcoderError::file(&cfg_path, format!("not valid JSON: {e}")))?;
+            .map_err(|e| FileError::new(&cfg_path, format!("not valid JSON: {e}")))?;
         return config_from_json(&cfg, &cfg_path);
     }
     let first = dir.join(encoder_file(0));
     let tensors = read_file(&first)?;
     let w_enc = find(&tensors, "W_enc_0", &first)?;
     let [f, d] = w_enc.shape[..] else {
-        return Err(XcoderError::file(
+        return Err(FileError::new(
             &first,
             format!(
                 "tensor `W_enc_0` has shape {:?}, expected [d_transcoder, d_model]",
                 w_enc.shape
             ),
-        ));
+        )
+        .into());
     };
     let n = (0..)
         .take_while(|&l| dir.join(encoder_file(l)).is_file())
@@ -206,7 +207,7 @@ fn yaml_hooks(dir: &Path) -> Result<(String, String), XcoderError> {
     if !path.is_file() {
         return Ok((input, output));
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| XcoderError::file(&path, e))?;
+    let text = std::fs::read_to_string(&path).at_file(&path)?;
     for line in text.lines() {
         let Some((key, value)) = line.split_once(':') else {
             continue;
@@ -224,10 +225,11 @@ fn yaml_hooks(dir: &Path) -> Result<(String, String), XcoderError> {
 fn config_from_json(cfg: &Value, path: &Path) -> Result<CltConfig, XcoderError> {
     let c = Cfg { value: cfg, path };
     if c.str("format")? != CLT_FORMAT {
-        return Err(XcoderError::file(
+        return Err(FileError::new(
             path,
             format!("key `format` is {}, expected {CLT_FORMAT:?}", cfg["format"]),
-        ));
+        )
+        .into());
     }
     c.check_format(CLT_FORMAT)?;
     let architecture = match c.str("architecture")? {
@@ -240,12 +242,12 @@ fn config_from_json(cfg: &Value, path: &Path) -> Result<CltConfig, XcoderError> 
         },
         "batchtopk" => Architecture::BatchTopK { k: c.usize("k")? },
         other => {
-            return Err(XcoderError::file(
+            return Err(FileError::new(
                 path,
                 format!(
                     "key `architecture` is {other:?}; a CLT is \"jumprelu\", \"batchtopk\" or \"standard\""
                 ),
-            ));
+            ).into());
         }
     };
     let config = CltConfig {
@@ -258,15 +260,13 @@ fn config_from_json(cfg: &Value, path: &Path) -> Result<CltConfig, XcoderError> 
     };
     config
         .validate()
-        .map_err(|e| XcoderError::file(path, e.to_string()))?;
+        .map_err(|e| FileError::new(path, e.to_string()))?;
     Ok(config)
 }
 
 fn read_file(path: &Path) -> Result<Vec<HostTensor>, XcoderError> {
-    let bytes = std::fs::read(path).map_err(|e| XcoderError::file(path, e))?;
-    Ok(read_f32_safetensors(&bytes)
-        .map_err(|e| XcoderError::file(path, e))?
-        .0)
+    let bytes = std::fs::read(path).at_file(path)?;
+    Ok(read_f32_safetensors(&bytes).at_file(path)?.0)
 }
 
 fn find<'a>(
@@ -276,10 +276,11 @@ fn find<'a>(
 ) -> Result<&'a HostTensor, XcoderError> {
     tensors.iter().find(|t| t.name == name).ok_or_else(|| {
         let names: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
-        XcoderError::file(
+        FileError::new(
             path,
             format!("tensor `{name}` is missing (found {names:?})"),
         )
+        .into()
     })
 }
 
@@ -291,13 +292,14 @@ fn shaped<'a>(
 ) -> Result<&'a [f32], XcoderError> {
     let t = find(tensors, name, path)?;
     if t.shape != shape {
-        return Err(XcoderError::file(
+        return Err(FileError::new(
             path,
             format!(
                 "tensor `{name}` has shape {:?}, expected {shape:?}",
                 t.shape
             ),
-        ));
+        )
+        .into());
     }
     Ok(&t.data)
 }
@@ -307,13 +309,14 @@ pub fn load(dir: &Path, device: &Device) -> Result<Clt, XcoderError> {
     let config = read_config(dir)?;
     let (n, d, f) = (config.n_layers, config.d_model, config.d_transcoder);
     if dir.join(encoder_file(n)).exists() {
-        return Err(XcoderError::file(
+        return Err(FileError::new(
             dir,
             format!(
                 "holds {} but its config says n_layers = {n}",
                 encoder_file(n)
             ),
-        ));
+        )
+        .into());
     }
     let with_threshold = !matches!(config.architecture, Architecture::Standard);
     let (enc_cols, dec_cols) = (n * f, n * d);
@@ -338,16 +341,18 @@ pub fn load(dir: &Path, device: &Device) -> Result<Clt, XcoderError> {
                 threshold.extend_from_slice(shaped(&tensors, &theta_name, &[f], &path)?)
             }
             (false, true) => {
-                return Err(XcoderError::file(
+                return Err(FileError::new(
                     &path,
                     format!("holds `{theta_name}`, but the CLT is configured as ReLU (standard)"),
-                ));
+                )
+                .into());
             }
             (true, false) if matches!(config.architecture, Architecture::JumpRelu { .. }) => {
-                return Err(XcoderError::file(
+                return Err(FileError::new(
                     &path,
                     format!("tensor `{theta_name}` is missing; a JumpReLU CLT has one per layer"),
-                ));
+                )
+                .into());
             }
             _ => {}
         }
@@ -365,10 +370,11 @@ pub fn load(dir: &Path, device: &Device) -> Result<Clt, XcoderError> {
         }
     }
     if !threshold.is_empty() && threshold.len() != n * f {
-        return Err(XcoderError::file(
+        return Err(FileError::new(
             dir,
             "some layers have a threshold and some do not; a CLT has one on every layer or none",
-        ));
+        )
+        .into());
     }
     let params = Params {
         w_enc: from_host(w_enc, n * d, enc_cols, device),
@@ -380,5 +386,5 @@ pub fn load(dir: &Path, device: &Device) -> Result<Clt, XcoderError> {
         r_mag: None,
         w_skip: None,
     };
-    Clt::from_params(config, params).map_err(|e| XcoderError::file(dir, e.to_string()))
+    Clt::from_params(config, params).map_err(|e| FileError::new(dir, e.to_string()).into())
 }
