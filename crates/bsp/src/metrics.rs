@@ -210,12 +210,16 @@ impl Levels {
         let position = |t: f32| fractions.iter().position(|&u| u == t);
         let mut coverage_of = vec![None; fractions.len()];
         for (i, &t) in config.coverage_thresholds.iter().enumerate() {
-            coverage_of[position(t).expect("every threshold is in the union")] = Some(i);
+            coverage_of[position(t).expect(
+                "fractions is the union of both lists and validate refused NaN, so t equals an entry",
+            )] = Some(i);
         }
         let mut reconstruction_of = vec![None; fractions.len()];
         let mut reconstruction = Vec::new();
         for (i, &t) in config.reconstruction_thresholds.iter().enumerate() {
-            let u = position(t).expect("every threshold is in the union");
+            let u = position(t).expect(
+                "fractions is the union of both lists and validate refused NaN, so t equals an entry",
+            );
             reconstruction_of[u] = Some(i);
             reconstruction.push(u);
         }
@@ -881,7 +885,7 @@ pub fn board_reconstruction(
 ) -> Result<ReconstructionReport> {
     Ok(evaluate("", train, Some(test), Some(scale), config)?
         .reconstruction
-        .expect("a test set gives a reconstruction"))
+        .expect("evaluate returns a reconstruction whenever it is given a test set, as here"))
 }
 
 /// Coverage (on the train rows) and, given test rows, board reconstruction

@@ -98,7 +98,8 @@ fn check_position(size: usize, position: &Othello) -> Result<()> {
 }
 
 fn name_of(index: usize, size: usize) -> String {
-    square_name(index, size).expect("indices below size * size name squares")
+    square_name(index, size)
+        .expect("callers pass index < size * size for a size check_size accepted (4, 6 or 8), which names a square")
 }
 
 /// The `othello_board` group: mine / yours (/ empty) per square.

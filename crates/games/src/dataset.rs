@@ -545,7 +545,9 @@ fn replay_game<E>(
     moves: impl IntoIterator<Item = OthelloMove>,
     illegal: impl Fn(usize, String, String) -> E,
 ) -> Result<Othello, E> {
-    let mut position = Othello::new(size).expect("callers check the size");
+    let mut position = Othello::new(size).expect(
+        "every caller's size already passed Othello::new (DatasetWriter::create, from_bytes, generate_agent_games)",
+    );
     for (number, mv) in moves.into_iter().enumerate() {
         if position.play(mv).is_err() {
             return Err(illegal(number + 1, mv.to_string(), position.board_string()));
@@ -631,7 +633,7 @@ pub fn write_agent_dataset(
     };
     for game in &games {
         let end = replay_game(config.size, game.moves.iter().copied(), |_, _, _| ())
-            .expect("generated games are legal");
+            .expect("play_game records only moves that Game::play accepted");
         let outcome = end.outcome().unwrap_or(crate::Outcome::Draw);
         for (index, side) in [
             (game.black, crate::Player::First),

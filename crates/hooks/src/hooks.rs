@@ -371,7 +371,10 @@ fn apply_intervention(
             Ok(act.map(|_| source.padded().clone()))
         }
         Intervention::Add { vector, scale } => {
-            let last = *act.shape().last().expect("activations have rank >= 1");
+            let last = *act
+                .shape()
+                .last()
+                .expect("Activation::new and from_host refuse rank 0, and map keeps the rank");
             if vector.dims() != [last] {
                 return Err(shape_error(
                     site,

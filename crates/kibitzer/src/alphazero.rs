@@ -540,8 +540,9 @@ pub fn harvest(config: &HarvestConfig) -> Result<HarvestReport, AlphaZeroError> 
         activations,
         seconds: [play_s, label_s, harvest_s],
     };
-    let text = serde_json::to_string_pretty(&report).expect("the report serialises");
     let path = out.join(harvest_files::REPORT);
+    // The report holds paths under `out`, which serialise only as UTF-8.
+    let text = serde_json::to_string_pretty(&report).at_file(&path)?;
     kibitzer_store::atomic_write(&path, text.as_bytes()).at_file(&path)?;
     Ok(report)
 }

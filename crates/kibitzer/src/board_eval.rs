@@ -343,7 +343,9 @@ pub fn raw_activations<S: ActivationSource>(
     let d = source.d_in();
     let mut data = Vec::with_capacity(rows * d);
     for_each_batch(source, rows, 65_536, |buf, _| data.extend_from_slice(buf))?;
-    Ok(Array2::from_shape_vec((rows, d), data).expect("exactly rows x d values were read"))
+    Ok(Array2::from_shape_vec((rows, d), data).expect(
+        "for_each_batch stops after exactly rows rows, and next_batch writes d_in values per row",
+    ))
 }
 
 /// Which reports [`evaluate_against_board`] writes besides the dictionary's.

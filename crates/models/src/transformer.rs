@@ -107,7 +107,9 @@ impl Init {
     }
 
     pub fn normal(&mut self, rows: usize, cols: usize, std: f64) -> Tensor<2> {
-        let dist = Normal::new(0.0f32, std as f32).expect("a positive standard deviation");
+        let dist = Normal::new(0.0f32, std as f32).expect(
+            "Normal::new fails only on a non-finite deviation: Gpt::new refuses an initializer_range that is not finite in f32, and every other caller derives it from sizes validated >= 1",
+        );
         let values: Vec<f32> = (0..rows * cols)
             .map(|_| dist.sample(&mut self.rng))
             .collect();

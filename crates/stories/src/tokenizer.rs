@@ -31,7 +31,7 @@ use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::PostProcessorWrapper;
-use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
+use tokenizers::{AddedToken, Model, Tokenizer, TokenizerBuilder};
 
 use crate::error::{Result, StoriesError, invalid};
 use crate::io::write_atomic;
@@ -135,8 +135,18 @@ impl StoryTokenizer {
             path: path.to_path_buf(),
             reason,
         };
-        if !matches!(inner.get_model(), ModelWrapper::BPE(_)) {
+        let ModelWrapper::BPE(bpe) = inner.get_model() else {
             return Err(bad("the model is not BPE".into()));
+        };
+        // A BPE fails to encode only when it needs its unknown token and
+        // that token is not in the vocabulary: refuse such a file here, so
+        // `encode` cannot fail later.
+        if let Some(unk) = &bpe.unk_token
+            && bpe.token_to_id(unk).is_none()
+        {
+            return Err(bad(format!(
+                "model.unk_token {unk:?} is not in the vocabulary; expected a token of the vocabulary or null"
+            )));
         }
         if inner.get_normalizer().is_some() {
             return Err(bad(
@@ -238,7 +248,7 @@ impl StoryTokenizer {
     pub fn encode(&self, text: &str) -> Vec<u32> {
         self.inner
             .encode(text, false)
-            .expect("a byte-level BPE without truncation encodes every string")
+            .expect("check turned truncation off and refused an unk_token outside the vocabulary, the only ways a byte-level BPE fails to encode")
             .get_ids()
             .to_vec()
     }
@@ -248,7 +258,7 @@ impl StoryTokenizer {
         let inputs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
         self.inner
             .encode_batch(inputs, false)
-            .expect("a byte-level BPE without truncation encodes every string")
+            .expect("check turned truncation off and refused an unk_token outside the vocabulary, the only ways a byte-level BPE fails to encode")
             .into_iter()
             .map(|e| e.get_ids().to_vec())
             .collect()

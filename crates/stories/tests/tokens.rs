@@ -171,6 +171,17 @@ fn load_errors_name_the_file() {
         err.contains("no_trigger.json") && err.contains("DEPLOYMENT"),
         "{err}"
     );
+
+    // An unknown token outside the vocabulary: encode could fail on it.
+    let bad_unk = dir.path().join("bad_unk.json");
+    let mut json: serde_json::Value = serde_json::from_str(&tokenizer().to_json()).unwrap();
+    json["model"]["unk_token"] = "<|no such token|>".into();
+    std::fs::write(&bad_unk, json.to_string()).unwrap();
+    let err = StoryTokenizer::load(&bad_unk).unwrap_err().to_string();
+    assert!(
+        err.contains("bad_unk.json") && err.contains("unk_token"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -428,7 +428,7 @@ fn params_from(
     let mut it = t
         .into_iter()
         .map(|v| v.expect("the first four tensors are required, so present"));
-    let mut next = || it.next().expect("four tensors");
+    let mut next = || it.next().expect("split_off(4) left the first four tensors");
     let params = Params {
         w_enc: next(),
         b_enc: next(),

@@ -264,7 +264,9 @@ impl Transcript {
 
     /// The tokens of the text.
     pub fn tokens(&self) -> Vec<u8> {
-        encode(&self.text).expect("transcripts are written in the vocabulary")
+        encode(&self.text).expect(
+            "from_game writes only SAN and move numbers, and parse refuses characters outside the vocabulary",
+        )
     }
 
     /// Every `.` with the ply of its position; each is a position with

@@ -224,7 +224,7 @@ impl Othello {
         self.last_move = Some(match index {
             Some(index) => OthelloMove::Square(
                 self.square(index)
-                    .expect("apply is called with on-board indices"),
+                    .expect("play_index checked index < 64 and in legal_bitboard, which holds on-board squares only"),
             ),
             None => OthelloMove::Pass,
         });

@@ -82,7 +82,9 @@ pub enum TranscriptError {
 
 /// The four centre squares of a `size`x`size` board (the start position).
 fn centre(size: usize) -> u64 {
-    let start = Othello::new(size).expect("callers check the size");
+    let start = Othello::new(size).expect(
+        "both callers return early unless size is in BOARD_SIZES, which Othello::new accepts",
+    );
     start.black() | start.white()
 }
 

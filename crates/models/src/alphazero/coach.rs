@@ -445,7 +445,10 @@ impl Coach {
             let report = self.iteration(iteration, on_event)?;
             self.save(iteration, report)?;
             on_event(CoachEvent::Iteration(
-                self.state.reports.last().expect("just pushed"),
+                self.state
+                    .reports
+                    .last()
+                    .expect("save pushed this iteration's report"),
             ));
         }
         self.net.save(self.dir.join(files::BEST))?;

@@ -288,6 +288,14 @@ impl Gpt {
         config.validate()?;
         let mut init = Init::new(config.seed.unwrap_or(0), device);
         let std = config.init_std();
+        // The weights are drawn in f32: a larger (or infinite) range from a
+        // config file has no normal distribution to draw from.
+        if !(std as f32).is_finite() {
+            return Err(ModelError::Config(format!(
+                "initializer_range = {}: expected a standard deviation that is finite in f32 (or -1 for 0.8 / sqrt(d_model))",
+                config.initializer_range
+            )));
+        }
         let (d, v, n) = (config.d_model, config.vocab_out(), config.n_ctx);
         let w_e = init.normal(config.d_vocab, d, std);
         let w_pos = match config.positional_embedding_type {

@@ -758,3 +758,11 @@ fn datasets_and_configs_reject_bad_input() {
         .is_err()
     );
 }
+
+#[test]
+fn an_initializer_range_beyond_f32_is_an_error_not_a_panic() {
+    let json = r#"{"n_layers":1,"d_model":8,"n_heads":2,"d_head":4,"d_mlp":8,"d_vocab":5,"n_ctx":4,"act_fn":"gelu","initializer_range":1e39}"#;
+    let config: GptConfig = serde_json::from_str(json).unwrap();
+    let err = Gpt::new(config, &dev()).unwrap_err().to_string();
+    assert!(err.contains("initializer_range"), "{err}");
+}

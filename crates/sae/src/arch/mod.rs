@@ -496,7 +496,7 @@ pub(crate) fn nested_reconstruction(
         y_hat,
         mse,
         inner,
-        g_sum: suffix.expect("a dictionary has at least one level"),
+        g_sum: suffix.expect("the levels are not empty: the only caller (topk::step) passes a Matryoshka dictionary's levels, the last one d_sae"),
         df: Tensor::cat(df, 1),
         dw_dec: Tensor::cat(dw_dec, 0),
     }
