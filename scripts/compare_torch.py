@@ -507,15 +507,19 @@ def main() -> None:
     shape_args(c)
 
     a = parser.parse_args()
-    for name in ("d_in", "d_sae", "batch", "steps", "threads"):
-        if getattr(a, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    check_positive(parser, a, ("d_in", "d_sae", "batch", "steps", "threads"))
     if a.command == "torch-step":
         torch_step_main(a)
     else:
-        if a.rounds < 1:
-            parser.error("--rounds must be at least 1")
+        check_positive(parser, a, ("rounds",))
         compare_main(a)
+
+
+def check_positive(parser: argparse.ArgumentParser, a: argparse.Namespace, names) -> None:
+    """Stops with argparse's usage error when one of the options `names` is below 1."""
+    for name in names:
+        if getattr(a, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
 
 
 if __name__ == "__main__":

@@ -232,6 +232,7 @@ impl LeaderboardSettings {
             batch_size: self.batch_size,
             lr: self.lr,
             steps: self.steps,
+            passes: 1,
             jumprelu_bandwidth: 0.05,
             jumprelu_target_l0: target,
             panneal_p_end: 0.2,
@@ -522,7 +523,9 @@ pub fn run_leaderboard(config: &LeaderboardConfig) -> Result<Leaderboard, Leader
         },
     )?
     .probes
-    .expect("probes were asked for");
+    .expect(
+        "probes and raw activations were passed, so evaluate_against_board returns a probe report",
+    );
     drop(raw);
     let probe_f1: BTreeMap<String, f64> = probes
         .aggregates
@@ -590,13 +593,15 @@ fn check_settings(out: &Path, s: &LeaderboardSettings) -> Result<(), Leaderboard
         let text = std::fs::read_to_string(&path).at_file(&path)?;
         let before: LeaderboardSettings = serde_json::from_str(&text).at_file(&path)?;
         if &before != s {
+            // A path given on the command line that is not UTF-8 does not
+            // serialise: an error naming the settings file, not a panic.
             let (a, b) = (
-                serde_json::to_value(&before).expect("settings serialise"),
-                serde_json::to_value(s).expect("settings serialise"),
+                serde_json::to_value(&before).at_file(&path)?,
+                serde_json::to_value(s).at_file(&path)?,
             );
             let changed: Vec<String> = a
                 .as_object()
-                .expect("settings are an object")
+                .expect("LeaderboardSettings is a struct, which serialises to a JSON object")
                 .iter()
                 .filter(|(k, v)| b.get(k.as_str()) != Some(v))
                 .map(|(k, v)| format!("{k} (was {v}, now {})", b[k.as_str()]))
@@ -611,7 +616,7 @@ fn check_settings(out: &Path, s: &LeaderboardSettings) -> Result<(), Leaderboard
         }
         return Ok(());
     }
-    let text = serde_json::to_string_pretty(s).expect("settings serialise");
+    let text = serde_json::to_string_pretty(s).at_file(&path)?;
     kibitzer_store::atomic_write(&path, text.as_bytes())
         .map_err(|e| FileError::new(&path, e).into())
 }
@@ -1165,10 +1170,10 @@ fn write(out: &Path, leaderboard: &Leaderboard) -> Result<(), LeaderboardError> 
     };
     put(files::MARKDOWN, &leaderboard.markdown())?;
     put(files::HTML, &leaderboard.html())?;
-    put(
-        files::JSON,
-        &serde_json::to_string_pretty(leaderboard).expect("the leaderboard serialises"),
-    )
+    let json_path = out.join(files::JSON);
+    // The settings hold command-line paths, which serialise only as UTF-8.
+    let json = serde_json::to_string_pretty(leaderboard).at_file(&json_path)?;
+    put(files::JSON, &json)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 use super::CliResult;
 use clap::{Args, Subcommand};
+use kibitzer::sweep::SweepGrid;
 use kibitzer_hooks::{HookedModel, Hooks};
 use kibitzer_models::gpt::othello::othello_gpt_config;
 use kibitzer_models::{Gpt, GptTrainConfig, GptTrainer, TokenDataset};
@@ -23,6 +24,11 @@ pub enum BenchCommand {
     /// Time full transcoder training steps (reference 000's transcoder
     /// reads 1024 and writes 1024 through 16384 features, k 256).
     Transcoder(BenchTranscoderArgs),
+    /// Time a whole sweep: every dictionary of a grid (the demo's `small`,
+    /// or reference 001's) stepping on the same batches, as `kibitzer
+    /// sweep` trains them. Reports dictionary-steps/s and the achieved
+    /// GFLOP/s against the device's sgemm peak, measured in the same run.
+    Sweep(BenchSweepArgs),
     /// Time GPT forward passes (or training steps with --train): tokens/s.
     /// The default shape is OthelloGPT's (8 blocks, d_model 512, 8 heads,
     /// 60 positions).
@@ -60,6 +66,25 @@ pub struct BenchSaeArgs {
     /// TopK/BatchTopK/Matryoshka: active features per row.
     #[arg(long, default_value_t = 32)]
     pub k: usize,
+    #[command(flatten)]
+    pub run: BenchRun,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchSweepArgs {
+    /// Which grid: small (the demo's 12 dictionaries) or reference
+    /// (reference 001's 125; use --steps 1).
+    #[arg(long, value_enum, default_value = "small")]
+    pub grid: super::sweep::PresetArg,
+    /// Input width (the demo's residual stream is 256 wide).
+    #[arg(long, default_value_t = 256)]
+    pub d_in: usize,
+    /// Rows per batch [default: the grid's].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Side of the square product that measures the sgemm peak.
+    #[arg(long, default_value_t = 2048)]
+    pub peak_size: usize,
     #[command(flatten)]
     pub run: BenchRun,
 }
@@ -125,6 +150,7 @@ pub fn run(cmd: BenchCommand) -> CliResult {
     match cmd {
         BenchCommand::Sae(a) => bench_sae(&a),
         BenchCommand::Transcoder(a) => bench_transcoder(&a),
+        BenchCommand::Sweep(a) => bench_sweep(&a),
         BenchCommand::Gpt(a) => bench_gpt(&a),
     }
 }
@@ -227,6 +253,102 @@ fn bench_sae(a: &BenchSaeArgs) -> CliResult {
             "arch": a.arch.name(), "d_in": a.d_in, "d_sae": a.d_sae, "batch": a.batch, "k": a.k,
         }),
     );
+    Ok(())
+}
+
+/// Floating-point operations of the five dense products of one training
+/// step of a dictionary reading `d_in` and writing `d_out` through `d_sae`
+/// features: the encoder, the decoder, and the three gradient products (of
+/// the decoder, of the features, of the encoder), `2 B F (2 d_in + 3
+/// d_out)`. This is the work every architecture's step is measured
+/// against ("dense-equivalent"): gated and JumpReLU do a little more, the
+/// TopK family much less (sparse products), so their GFLOP/s is a
+/// dense-equivalent rate and can exceed the sgemm peak.
+fn dense_step_flops(batch: usize, d_in: usize, d_out: usize, d_sae: usize) -> f64 {
+    2.0 * batch as f64 * d_sae as f64 * (2 * d_in + 3 * d_out) as f64
+}
+
+/// The device's sgemm rate: the best of five `[n, n] x [n, n]` products
+/// (after one warm-up), in GFLOP/s, read back so that queued device work
+/// is included.
+fn sgemm_peak(n: usize, device: &burn::tensor::Device) -> Result<f64, Box<dyn std::error::Error>> {
+    if n == 0 {
+        return Err("--peak-size must be at least 1".into());
+    }
+    let a = from_host(uniform_rows(n, n, 11), n, n, device);
+    let b = from_host(uniform_rows(n, n, 12), n, n, device);
+    let product = || scalar(a.clone().matmul(b.clone()).slice([0..1, 0..1]).reshape([1]));
+    product();
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let start = Instant::now();
+        product();
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (n as f64).powi(3) / best / 1e9)
+}
+
+fn bench_sweep(a: &BenchSweepArgs) -> CliResult {
+    let device = a.run.device.device()?;
+    let mut grid = SweepGrid::preset(a.grid.into());
+    if let Some(batch) = a.batch {
+        grid.batch_size = batch;
+    }
+    // The timed steps run at the full learning rate, as in the middle of
+    // a long run: no warm-up, nothing finishes.
+    let mut members = grid.members(a.d_in, a.run.steps + 2 + 1000, 0, &device)?;
+    for m in &mut members {
+        m.trainer.config.lr_warmup_steps = 0;
+    }
+    let flops_per_step: f64 = members
+        .iter()
+        .map(|m| {
+            let c = &m.trainer.dict.config;
+            dense_step_flops(grid.batch_size, c.d_in, c.d_out, c.d_sae)
+        })
+        .sum();
+    let peak = sgemm_peak(a.peak_size, &device)?;
+    let batch = grid.batch_size;
+    let x = from_host(uniform_rows(batch, a.d_in, 7), batch, a.d_in, &device);
+    let n = members.len();
+    let seconds = time_steps(&a.run, || {
+        let mut l0 = 0.0;
+        for m in &mut members {
+            let report = m.trainer.step(x.clone());
+            l0 = scalar(report.l0);
+        }
+        Ok(l0)
+    })?;
+    let sweep_steps_per_s = a.run.steps as f64 / seconds;
+    let dictionary_steps_per_s = sweep_steps_per_s * n as f64;
+    let gflops = flops_per_step * sweep_steps_per_s / 1e9;
+    if a.run.json {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        println!(
+            "{}",
+            serde_json::json!({
+                "implementation": "kibitzer", "kind": "sweep",
+                "grid": grid.preset, "dictionaries": n, "d_in": a.d_in, "batch": batch,
+                "steps": a.run.steps, "seconds": seconds,
+                "sweep_steps_per_s": sweep_steps_per_s,
+                "dictionary_steps_per_s": dictionary_steps_per_s,
+                "dense_equivalent_gflops": gflops, "sgemm_peak_gflops": peak,
+                "fraction_of_peak": gflops / peak,
+                "device": a.run.device.to_string(), "threads": threads,
+            })
+        );
+    } else {
+        println!(
+            "sweep `{}` ({n} dictionaries, d_in {}, batch {batch}): {dictionary_steps_per_s:.1} dictionary-steps/s, {gflops:.1} GFLOP/s dense-equivalent = {:.0}% of the sgemm peak {peak:.1} GFLOP/s ({} sweep steps in {seconds:.2} s on {})",
+            grid.preset,
+            a.d_in,
+            100.0 * gflops / peak,
+            a.run.steps,
+            a.run.device
+        );
+    }
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! `kibitzer sweep`: reference 001's grid of SAEs (and the same grid for the
-//! other architectures) trained from one pass over the activations, judged
+//! other architectures) trained together on the same batches of activations, judged
 //! on reconstruction and on the board, with the scaling table and charts.
 
 use super::CliResult;
@@ -19,9 +19,18 @@ pub enum PresetArg {
     /// 12,000 steps; the same 5 x 5 grid for p-annealing, gated, TopK and
     /// JumpReLU.
     Reference,
-    /// Features 256 and 512, a few sparsity values, batch 2048, lr 1e-3,
-    /// one pass over the store: the demo's grid.
+    /// Features 256 and 512, a few sparsity values, batch 2048, lr 3e-3,
+    /// three passes over the store: the demo's grid.
     Small,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(p: PresetArg) -> Preset {
+        match p {
+            PresetArg::Reference => Preset::Reference,
+            PresetArg::Small => Preset::Small,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -51,7 +60,7 @@ pub struct SweepArgs {
     /// Numbers of features instead of the preset's (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub features: Vec<usize>,
-    /// Optimiser steps (default: the preset's; small: one pass over the store).
+    /// Optimiser steps (default: the preset's; small: three passes over the store).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Rows per batch (default: the preset's).
@@ -92,10 +101,7 @@ pub struct SweepArgs {
 
 /// The grid the arguments ask for.
 pub fn grid(a: &SweepArgs) -> Result<SweepGrid, Box<dyn std::error::Error>> {
-    let mut grid = SweepGrid::preset(match a.preset {
-        PresetArg::Reference => Preset::Reference,
-        PresetArg::Small => Preset::Small,
-    });
+    let mut grid = SweepGrid::preset(a.preset.into());
     if !a.archs.is_empty() {
         let families = a
             .archs

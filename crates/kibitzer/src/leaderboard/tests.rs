@@ -284,6 +284,20 @@ fn settings_are_checked_before_anything_runs() {
     k_only.validate().unwrap();
 }
 
+#[cfg(unix)]
+#[test]
+fn a_path_that_is_not_utf8_is_an_error_naming_the_settings_file() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = tiny();
+    s.model = Some(std::ffi::OsStr::from_bytes(b"gpt-\xff").into());
+    let err = check_settings(dir.path(), &s).unwrap_err().to_string();
+    assert!(
+        err.contains(files::SETTINGS) && err.contains("UTF-8"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_tiny_leaderboard_ranks_every_architecture_and_resumes() {
     let dir = tempfile::tempdir().unwrap();

@@ -92,10 +92,7 @@ pub fn run_sweep(config: &SweepConfig, device: &Device) -> Result<ScalingReport,
             )
             .into());
         }
-        let steps = config
-            .grid
-            .steps
-            .unwrap_or_else(|| (store.rows() as usize / config.grid.batch_size.max(1)).max(1));
+        let steps = config.grid.steps_for(store.rows());
         let members = config
             .grid
             .members(store.d_in(), steps, config.seed, device)?;
@@ -122,7 +119,7 @@ pub fn run_sweep(config: &SweepConfig, device: &Device) -> Result<ScalingReport,
     if sweep.step < sweep.total_steps() || !saved {
         if config.progress {
             eprintln!(
-                "training {} dictionaries for {} steps of {} rows, one pass shared by all",
+                "training {} dictionaries for {} steps of {} rows, every batch shared by all",
                 sweep.members.len(),
                 sweep.total_steps(),
                 sweep.members[0].trainer.config.batch_size

@@ -266,3 +266,28 @@ fn charts_have_one_line_per_sparsity_value_on_a_log_axis() {
     assert!(md.contains("| 0.500 |") && md.contains("| — |"), "{md}");
     assert!(md.contains("![standard-l0.svg](charts/standard-l0.svg)"));
 }
+
+#[test]
+fn a_grid_without_steps_trains_its_passes_over_the_store() {
+    let mut small = SweepGrid::preset(Preset::Small);
+    assert_eq!(
+        (small.steps, small.passes, small.batch_size),
+        (None, 3, 2048)
+    );
+    // The demo's store: 400,011 rows are 195 whole batches a pass.
+    assert_eq!(small.steps_for(400_011), 585);
+    assert_eq!(small.steps_for(100), 1, "at least one step");
+    small.steps = Some(7);
+    assert_eq!(small.steps_for(400_011), 7, "steps, when set, win");
+    small.steps = None;
+    small.passes = 0;
+    assert!(small.validate().is_err());
+
+    // Settings written before `passes` existed meant one pass.
+    let mut old =
+        serde_json::to_value(SweepGrid::preset(Preset::Small)).expect("a grid serialises");
+    old.as_object_mut().expect("an object").remove("passes");
+    let read: SweepGrid = serde_json::from_value(old).expect("old settings still load");
+    assert_eq!(read.passes, 1);
+    assert_eq!(read.steps_for(400_011), 195);
+}
