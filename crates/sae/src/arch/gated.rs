@@ -32,12 +32,15 @@ pub fn step(model: &StepModel<'_>, x: Tensor<2>, y: Tensor<2>, inputs: &StepInpu
         .clone()
         .unwrap_or_else(|| Tensor::zeros([1, d_sae], &device));
     let scale = r_mag.exp();
-    let w_mag = p.w_enc.clone() * scale.clone();
 
+    // W_mag = W_enc * exp(r_mag) scales W_enc's columns, so both paths
+    // share one product: s W_mag = (s W_enc) * exp(r_mag). The same holds
+    // backwards, where the two encoder gradients fold into one product.
     let s = model.encoder_input(&x);
-    let gate = model.pre_acts(s.clone());
+    let enc = model.encode_product(s.clone());
+    let gate = enc.clone() + p.b_enc.clone();
     let gate_on = gate.clone().greater_elem(0.0).float();
-    let mag = s.clone().matmul(w_mag.clone()) + b_mag;
+    let mag = enc.clone() * scale.clone() + b_mag;
     let mag_on = mag.clone().greater_elem(0.0).float();
     let f = gate_on.clone() * mag * mag_on.clone();
     let y_hat = model.predict(&x, f.clone());
@@ -71,14 +74,15 @@ pub fn step(model: &StepModel<'_>, x: Tensor<2>, y: Tensor<2>, inputs: &StepInpu
         penalty.d_norms,
         inputs.sparsity_coefficient,
     );
-    let (dw_gate, db_gate) = linear_backward(s.clone(), dgate);
-    let (dw_mag, db_mag) = linear_backward(s, dmag);
-    // W_mag = W_enc * exp(r_mag): chain rule to both.
-    let dr_mag = (dw_mag.clone() * w_mag.clone()).sum_dim(0);
-    let dw_enc = dw_gate + dw_mag * scale;
+    // dL/dW_enc = s^T dgate + (s^T dmag) * exp(r_mag) = s^T (dgate + dmag *
+    // exp(r_mag)); dL/dr_mag_j = exp(r_mag_j) sum_b dmag_bj (s W_enc)_bj.
+    let db_gate = dgate.clone().sum_dim(0);
+    let db_mag = dmag.clone().sum_dim(0);
+    let dr_mag = (dmag.clone() * enc).sum_dim(0) * scale.clone();
+    let (dw_enc, db_enc_input) = linear_backward(s, dgate + dmag * scale);
     let mut db_dec = g.clone().sum_dim(0);
     if model.apply_b_dec_to_input {
-        db_dec = db_dec + input_bias_grad(&p.w_enc, &db_gate) + input_bias_grad(&w_mag, &db_mag);
+        db_dec = db_dec + input_bias_grad(&p.w_enc, &db_enc_input);
     }
     let dw_skip = p.w_skip.as_ref().map(|_| g.transpose().matmul(x));
     let grads = Params {

@@ -43,11 +43,11 @@ pub fn step(
         .unwrap_or_else(|| Tensor::zeros([1, d_sae], &x.device()));
     let s = model.encoder_input(&x);
     let pre = model.pre_acts(s.clone());
-    let on = pre
-        .clone()
-        .greater(theta.clone().expand(pre.dims()))
-        .float()
-        * pre.clone().greater_elem(0.0).float();
+    // On where pre > theta and pre > 0, i.e. pre > max(theta, 0): one
+    // row-broadcast subtraction and one comparison.
+    let on = (pre.clone() - theta.clone().clamp_min(0.0))
+        .greater_elem(0.0)
+        .float();
     let f = pre.clone() * on.clone();
     let y_hat = model.predict(&x, f.clone());
 
@@ -71,16 +71,22 @@ pub fn step(
     // The L0 term's derivative with respect to each H(pre - theta), times
     // the kernel: (lambda / (B eps)) K, times dsparsity/dL0 with a target.
     // It is d/dpre; d/dtheta is its negative.
-    let mut dl0 = kernel.clone().mul_scalar(lambda / (b * eps));
-    if let Some(slope) = dsparsity {
-        let dims = dl0.dims();
-        dl0 = dl0 * slope.reshape([1, 1]).expand(dims);
+    // Its column sums are what theta sees; the [B, d_sae] term itself is
+    // made only when it reaches the encoder.
+    let scale = lambda / (b * eps);
+    let slope = dsparsity.map(|s| s.reshape([1, 1]));
+    let mut dl0_rows = kernel.clone().sum_dim(0).mul_scalar(scale);
+    if let Some(slope) = &slope {
+        dl0_rows = dl0_rows * slope.clone();
     }
     // Through f: -(theta/eps) K.
-    let dtheta =
-        ((df.clone() * theta).div_scalar(-eps) * kernel).sum_dim(0) - dl0.clone().sum_dim(0);
-    let mut dpre = df * on;
+    let dtheta = ((df.clone() * theta).div_scalar(-eps) * kernel.clone()).sum_dim(0) - dl0_rows;
+    let mut dpre = df * on.clone();
     if to_encoder {
+        let mut dl0 = kernel.mul_scalar(scale);
+        if let Some(slope) = slope {
+            dl0 = dl0 * slope;
+        }
         dpre = dpre + dl0;
     }
     let mut grads = model.linear_grads(s, &x, f.clone(), g, dpre);

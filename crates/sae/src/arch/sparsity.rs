@@ -16,7 +16,8 @@ const LP_FLOOR: f32 = 1e-6;
 pub struct Penalty {
     /// `S`, one element.
     pub value: Tensor<1>,
-    /// `dS/df`, `[B, d_sae]` (only meaningful where `f > 0`).
+    /// `dS/df`, `[B, d_sae]`, or `[1, d_sae]` when it is the same for every
+    /// row (L1); it broadcasts either way (only meaningful where `f > 0`).
     pub d_features: Tensor<2>,
     /// `dS/dn_j`, `[1, d_sae]`.
     pub d_norms: Tensor<2>,
@@ -25,14 +26,18 @@ pub struct Penalty {
 /// The penalty for features `f [B, d_sae]` and decoder row norms `n [1, d_sae]`.
 pub fn lp_penalty(f: Tensor<2>, norms: Tensor<2>, p: f64) -> Penalty {
     let b = f.dims()[0] as f32;
-    let a = f.clone() * norms.clone();
     if (p - 1.0).abs() < 1e-12 {
+        // L1 is linear in f: one column sum gives the value and dS/dn, and
+        // dS/df is the same row for every example (a [1, d_sae] row that
+        // broadcasts), so no [B, d_sae] product is made.
+        let column = f.sum_dim(0).div_scalar(b);
         return Penalty {
-            value: a.sum().div_scalar(b),
-            d_features: norms.div_scalar(b).expand(f.dims()),
-            d_norms: f.sum_dim(0).div_scalar(b),
+            value: (column.clone() * norms.clone()).sum(),
+            d_features: norms.div_scalar(b),
+            d_norms: column,
         };
     }
+    let a = f.clone() * norms.clone();
     let p32 = p as f32;
     let active = f.clone().greater_elem(0.0).float();
     // p a^(p-1) / B on active entries.

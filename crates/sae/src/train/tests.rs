@@ -137,7 +137,41 @@ fn a_sweep_directory_of_the_old_layout_resumes_to_the_same_weights() {
     whole
         .run(&mut cycling(&d, 12, 0), &options(whole_dir.path()))
         .unwrap();
-    assert_eq!(weights(&resumed), weights(&whole));
+    // Equal up to rounding: the fixture's first 20 steps ran the gated step
+    // as it was then, which made W_mag's product separately; today's
+    // shares one product between both paths (the same function, its sums
+    // in another order). The other architectures' weights are bit-equal.
+    let (got, want) = (weights(&resumed), weights(&whole));
+    assert_eq!(got.len(), want.len());
+    let worst = got
+        .iter()
+        .flatten()
+        .zip(want.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "resumed weights differ by up to {worst}");
+    let gated = names
+        .iter()
+        .position(|n| *n == "gated")
+        .expect("a gated member");
+    for (i, (a, b)) in resumed.members.iter().zip(&whole.members).enumerate() {
+        if i != gated {
+            assert_eq!(
+                a.trainer.dict.params.named().len(),
+                b.trainer.dict.params.named().len()
+            );
+            for ((_, x), (_, y)) in a
+                .trainer
+                .dict
+                .params
+                .named()
+                .into_iter()
+                .zip(b.trainer.dict.params.named())
+            {
+                assert_eq!(to_host(x), to_host(y), "member {}", names[i]);
+            }
+        }
+    }
     assert_eq!(resumed.input_scale(), whole.input_scale());
     for (a, b) in resumed.members.iter().zip(&whole.members) {
         assert_eq!(
