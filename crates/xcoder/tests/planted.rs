@@ -935,3 +935,70 @@ fn a_clt_predicts_later_layers_through_earlier_features() {
         "layer 1's output without layer 0's features: FVU {fvu_1_silenced:.3}"
     );
 }
+
+/// Transcoders of different architectures and sizes trained as one sweep
+/// (every batch read once, every member stepped on it) end with exactly
+/// the weights each gets when trained alone on the same rows: the shared
+/// pass changes nothing but the reading.
+#[test]
+fn transcoders_trained_as_one_sweep_equal_each_trained_alone() {
+    use kibitzer_sae::train::{Sweep, SweepMember};
+    let members = || {
+        [
+            (Architecture::TopK { k: 5 }, 64, 3e-3, None),
+            (Architecture::Standard, 48, 1e-3, Some(1.0)),
+            (Architecture::Gated, 32, 3e-3, Some(1.0)),
+            (
+                Architecture::JumpRelu { bandwidth: 0.1 },
+                64,
+                3e-3,
+                Some(0.3),
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (arch, d_sae, lr, coefficient))| {
+            let mut c = training(&arch, d_sae, 60, lr);
+            c.batch_size = 128;
+            c.seed = 10 + i as u64;
+            if let Some(coefficient) = coefficient {
+                c.sparsity_coefficient = coefficient;
+            }
+            let x = transcoder(arch, 24, 16, d_sae, i == 1)
+                .init(c.seed, &dev())
+                .unwrap();
+            SweepMember {
+                name: format!("t{i}"),
+                trainer: XTrainer::new(x, c).unwrap(),
+            }
+        })
+        .collect::<Vec<_>>()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut together = Sweep::new(members(), &dev()).unwrap();
+    together
+        .run(
+            &mut Planted::new(transcoder_data(0.3)).unwrap(),
+            &options(&tmp.path().join("together")),
+        )
+        .unwrap();
+    for (i, member) in members().into_iter().enumerate() {
+        let mut alone = Sweep::new(vec![member], &dev()).unwrap();
+        alone
+            .run(
+                &mut Planted::new(transcoder_data(0.3)).unwrap(),
+                &options(&tmp.path().join(format!("alone{i}"))),
+            )
+            .unwrap();
+        let (p, q) = (
+            together.members[i].trainer.dict.params(),
+            alone.members[0].trainer.dict.params(),
+        );
+        assert_eq!(p.named().len(), q.named().len());
+        for ((name, x), (_, y)) in p.named().into_iter().zip(q.named()) {
+            assert_eq!(to_host(x), to_host(y), "member {i}: {name} differs");
+        }
+    }
+    assert_eq!(together.step, 60);
+    assert!(together.members.iter().all(|m| m.trainer.finished()));
+}
