@@ -508,3 +508,34 @@ fn jumprelu_starts_at_its_initial_l0_and_holds_its_target() {
         );
     }
 }
+
+/// A sweep reads each batch once and steps every member on it; each member
+/// ends with the weights and scalar state it gets when trained alone on the
+/// same rows (resampling, p-annealing, AuxK and the BatchTopK threshold
+/// included).
+#[test]
+fn every_member_of_a_sweep_ends_where_it_ends_alone() {
+    let dev = Device::flex();
+    let d = data(12, 200, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut together = Sweep::new(all_members(30), &dev).unwrap();
+    together
+        .run(&mut cycling(&d, 12, 0), &options(&dir.path().join("all")))
+        .unwrap();
+    for (i, m) in all_members(30).into_iter().enumerate() {
+        let name = m.name.clone();
+        let mut alone = Sweep::new(vec![m], &dev).unwrap();
+        alone
+            .run(&mut cycling(&d, 12, 0), &options(&dir.path().join(&name)))
+            .unwrap();
+        let (a, b) = (&alone.members[0].trainer, &together.members[i].trainer);
+        for ((tensor, x), (_, y)) in a.dict.params.named().into_iter().zip(b.dict.params.named()) {
+            assert_eq!(to_host(x), to_host(y), "{name}: {tensor}");
+        }
+        assert_eq!(
+            (a.threshold_estimate(), a.p, a.steps_done()),
+            (b.threshold_estimate(), b.p, b.steps_done()),
+            "{name}"
+        );
+    }
+}
