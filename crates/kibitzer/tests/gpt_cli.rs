@@ -667,7 +667,7 @@ fn a_clt_trains_on_a_gpts_mlps_and_replaces_them() {
         assert!(saved.join(file).is_file(), "{file}");
     }
     let eval: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(saved.join("eval.json")).unwrap()).unwrap();
     let per_layer = eval["fvu"]["per_block"].as_array().unwrap();
     assert_eq!(per_layer.len(), 2, "{eval}");
 

@@ -146,7 +146,7 @@ fn a_transcoder_trained_from_two_stores_recovers_the_planted_map() {
     let fresh = eval::evaluate(&saved, &mut held_out, 4096, 1024, &dev()).unwrap();
     assert!(fresh.fvu.concatenated < 0.1, "{:?}", fresh.fvu);
     // The command's own evaluation, on rows of the stores, agrees.
-    let e = json(&out.join("eval.json"));
+    let e = json(&dir.join("eval.json"));
     let fvu = e["fvu"]["concatenated"].as_f64().unwrap();
     assert!(fvu < 0.1, "{e}");
     assert_eq!(e["fvu"]["mean_of_blocks"].as_f64().unwrap(), fvu);
@@ -232,7 +232,7 @@ fn a_crosscoder_reads_one_store_per_layer_or_one_wide_store() {
     let score = mmcs(truth, 32, &to_host(c.params.w_dec.clone()), 64, d).unwrap();
     assert!(score > 0.9, "MMCS {score}");
     // Both FVUs are reported, with one value per layer.
-    let e = json(&out.join("eval.json"));
+    let e = json(&dir.join("eval.json"));
     let per_block = e["fvu"]["per_block"].as_array().unwrap();
     assert_eq!(per_block.len(), 3, "{e}");
     for key in ["concatenated", "mean_of_blocks"] {
@@ -285,7 +285,7 @@ fn a_crosscoder_reads_one_store_per_layer_or_one_wide_store() {
     };
     assert_eq!(c.config.widths(), vec![16, 16, 16]);
     assert_eq!(c.config.blocks[2].name, "resid[2]");
-    assert!(!out.join("eval.json").exists(), "--eval-rows 0 skips it");
+    assert!(!dir.join("eval.json").exists(), "--eval-rows 0 skips it");
     let used = &json(&dir.join("training.json"))["training_config"];
     assert_eq!(used["dead_after_rows"], 12345);
     assert_eq!(used["batch_size"], 256, "--batch-size beats the file");
@@ -742,4 +742,88 @@ fn bad_input_is_refused_naming_the_file_or_shape() {
         err.contains("--steps") && err.contains("--from-saved"),
         "{err}"
     );
+}
+
+/// Several sizes and coefficients train one transcoder of each from one
+/// pass over the stores, each saved, evaluated and named by its shape; a
+/// killed grid resumes to the end; `--name`, which names one dictionary, is
+/// refused for a grid.
+#[test]
+fn a_grid_of_transcoders_trains_from_one_pass_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let planted = transcoder_data();
+    let (input, output) = transcoder_stores(tmp.path(), &planted);
+    let out = tmp.path().join("grid");
+    let stores = format!("{},{}", p(&input), p(&output));
+    // Two sizes; the run below adds two coefficients (a 2 x 2 grid).
+    let grid = [
+        "xcoder",
+        "train",
+        "--kind",
+        "transcoder",
+        "--arch",
+        "standard",
+        "--d-sae",
+        "32,64",
+        "--stores",
+        &stores,
+    ];
+    let base = [
+        &grid[..],
+        &["--l1", "0.5,2"],
+        &[
+            "--steps",
+            "120",
+            "--batch-size",
+            "256",
+            "--lr",
+            "3e-3",
+            "--eval-rows",
+            "2048",
+            "--checkpoint-every",
+            "25",
+            "--out",
+            p(&out),
+            "--quiet",
+        ],
+    ]
+    .concat();
+    let mut killed = base.to_vec();
+    killed.extend(["--stop-after", "50"]);
+    let stdout = ok(&killed);
+    assert!(stdout.contains("stopped at step 50"), "{stdout}");
+    assert_eq!(json(&out.join("checkpoint.json"))["step"], 50);
+    let stdout = ok(&["xcoder", "train", "--out", p(&out), "--resume", "--quiet"]);
+    let names = [
+        "transcoder-standard-d32-l1_0.5",
+        "transcoder-standard-d32-l1_2",
+        "transcoder-standard-d64-l1_0.5",
+        "transcoder-standard-d64-l1_2",
+    ];
+    let mut l0 = Vec::new();
+    for name in names {
+        assert!(stdout.contains(&format!("{name}: step 120")), "{stdout}");
+        let dir = out.join(name);
+        let Xcoder::Transcoder(t) = format::load(&dir, &dev()).unwrap() else {
+            panic!("{name}: a transcoder was saved")
+        };
+        let e = json(&dir.join("eval.json"));
+        // The resuming call's --eval-rows, its default: all 8192 rows.
+        assert_eq!(e["rows"], 8192, "{e}");
+        l0.push(e["metrics"]["l0"].as_f64().unwrap());
+        let used = &json(&dir.join("training.json"))["training_config"];
+        let coefficient = if name.ends_with("0.5") { 0.5 } else { 2.0 };
+        assert_eq!(used["sparsity_coefficient"], coefficient, "{name}");
+        assert_eq!(
+            t.sae.config.d_sae,
+            if name.contains("d32") { 32 } else { 64 }
+        );
+    }
+    // The larger coefficient gives the sparser dictionary at each size.
+    assert!(l0[1] < l0[0] && l0[3] < l0[2], "L0 {l0:?}");
+
+    let named_out = tmp.path().join("named");
+    let named = p(&named_out);
+    let err = fails(&[&grid[..], &["--name", "one", "--out", named]].concat());
+    assert!(err.contains("--name names one dictionary"), "{err}");
 }

@@ -169,33 +169,59 @@ pub fn default_name(config: &XcoderConfig) -> String {
     name
 }
 
-/// What `kibitzer xcoder train` asks for.
+/// One dictionary of a training call: its shape, its training settings and
+/// its name.
 #[derive(Clone, Debug)]
-pub struct TrainRequest {
+pub struct DictionaryRequest {
     /// The dictionary's shape.
     pub spec: DictionarySpec,
-    /// Activation stores read in lockstep (see the [module documentation](self)).
-    pub stores: Vec<PathBuf>,
     /// Training settings (start from [`TrainConfig::for_architecture`]).
     pub training: TrainConfig,
-    /// Run name (default: [`default_name`]).
+    /// Run name, its sub-directory of the output (default: [`default_name`]).
     pub name: Option<String>,
-    /// Seed of the data order and shuffling (initialisation uses `training.seed`).
+}
+
+/// What `kibitzer xcoder train` asks for: one dictionary, or several
+/// trained from one pass over the same stores (every batch steps each).
+#[derive(Clone, Debug)]
+pub struct TrainRequest {
+    /// The dictionaries, at least one; their names must differ.
+    pub dictionaries: Vec<DictionaryRequest>,
+    /// Activation stores read in lockstep (see the [module documentation](self)).
+    pub stores: Vec<PathBuf>,
+    /// Seed of the data order and shuffling (initialisation uses each
+    /// dictionary's `training.seed`).
     pub reader: ReaderConfig,
     /// Output directory, checkpoints, logging and progress.
     pub options: RunOptions,
-    /// Fine-tune this saved dictionary instead of starting from scratch.
+    /// Fine-tune this saved dictionary instead of starting from scratch
+    /// (a request of one dictionary only).
     pub init_from: Option<PathBuf>,
+}
+
+/// A dictionary a training call saved.
+pub struct TrainedDictionary {
+    /// Its name.
+    pub name: String,
+    /// Where it was saved (`OUT/<name>`).
+    pub dir: PathBuf,
+    /// Its last logged step.
+    pub last: Option<StepLog>,
 }
 
 /// What a finished (or stopped) training call leaves.
 pub struct TrainOutcome {
-    /// The run (its trainer, scales, rows read).
+    /// The run (its trainers, scales, rows read).
     pub run: XRun,
-    /// The last logged step.
-    pub last: Option<StepLog>,
-    /// Where the dictionary was saved (`OUT/<name>`).
-    pub dictionary_dir: PathBuf,
+    /// Every dictionary of the run, in order.
+    pub dictionaries: Vec<TrainedDictionary>,
+}
+
+impl TrainOutcome {
+    /// The first dictionary's directory (the only one of a one-dictionary call).
+    pub fn dictionary_dir(&self) -> &Path {
+        &self.dictionaries[0].dir
+    }
 }
 
 /// Trains a new run. Refuses an output directory that already holds a run
@@ -211,61 +237,96 @@ pub fn train(req: &TrainRequest, device: &Device) -> Result<TrainOutcome, Xcoder
             ),
         ));
     }
-    let mut source = AlignedStores::open(&req.stores, req.reader)?;
-    let config = dictionary_config(&req.spec, &source.blocks())?;
-    if req.spec.kind == Kind::Clt && req.training.matryoshka_widths.is_some() {
-        // Nested prefixes of layer-major features would be "the first
-        // layers' features", not coarse-to-fine levels.
+    if req.dictionaries.is_empty() {
+        return Err(XcoderError::config("dictionaries", "give at least one"));
+    }
+    if req.init_from.is_some() && req.dictionaries.len() > 1 {
         return Err(XcoderError::config(
-            "matryoshka_widths",
-            "does not apply to CLTs; train a clt with batchtopk or jumprelu",
+            "init_from",
+            format!(
+                "fine-tunes one dictionary; the request has {}",
+                req.dictionaries.len()
+            ),
         ));
     }
-    let (xcoder, scales) = match &req.init_from {
-        None => (config.init(req.training.seed, device)?, None),
-        Some(dir) => {
-            let loaded = format::load(dir, device)?;
-            let same_shape = match (&loaded, &config) {
-                (Xcoder::Transcoder(t), XcoderConfig::Transcoder(c)) => {
-                    (
-                        t.sae.config.d_in,
-                        t.sae.config.d_out,
-                        t.sae.config.d_sae,
-                        &t.sae.config.architecture,
-                    ) == (c.d_in, c.d_out, c.d_sae, &c.architecture)
-                }
-                (Xcoder::Crosscoder(x), XcoderConfig::Crosscoder(c)) => {
-                    (x.config.widths(), x.config.d_sae, &x.config.architecture)
-                        == (c.widths(), c.d_sae, &c.architecture)
-                }
-                (Xcoder::Clt(x), XcoderConfig::Clt(c)) => x.config() == c,
-                _ => false,
-            };
-            if !same_shape {
-                return Err(FileError::new(
-                    dir,
-                    format!(
-                        "the saved dictionary {:?} does not match the one asked for {config:?}",
-                        loaded.config()
-                    ),
-                )
-                .into());
-            }
-            let scales = loaded.row_scales();
-            (loaded, Some(scales))
+    let mut source = AlignedStores::open(&req.stores, req.reader)?;
+    let blocks = source.blocks();
+    let mut members = Vec::with_capacity(req.dictionaries.len());
+    let mut fixed_scales = None;
+    for d in &req.dictionaries {
+        let config = dictionary_config(&d.spec, &blocks)?;
+        if d.spec.kind == Kind::Clt && d.training.matryoshka_widths.is_some() {
+            // Nested prefixes of layer-major features would be "the first
+            // layers' features", not coarse-to-fine levels.
+            return Err(XcoderError::config(
+                "matryoshka_widths",
+                "does not apply to CLTs; train a clt with batchtopk or jumprelu",
+            ));
         }
-    };
-    let mut training = req.training.clone();
-    if req.init_from.is_some() {
-        // A trained b_dec is kept.
-        training.init_b_dec_geometric_median = false;
+        let xcoder = match &req.init_from {
+            None => config.init(d.training.seed, device)?,
+            Some(dir) => {
+                let loaded = load_same_shape(dir, &config, device)?;
+                fixed_scales = Some(loaded.row_scales());
+                loaded
+            }
+        };
+        let mut training = d.training.clone();
+        if req.init_from.is_some() {
+            // A trained b_dec is kept.
+            training.init_b_dec_geometric_median = false;
+        }
+        let name = d.name.clone().unwrap_or_else(|| default_name(&config));
+        if members.iter().any(|(n, _)| *n == name) {
+            return Err(XcoderError::config(
+                "dictionary names",
+                format!("two dictionaries are named {name:?}; give each its own name"),
+            ));
+        }
+        members.push((name, XTrainer::new(xcoder, training)?));
     }
-    let name = req.name.clone().unwrap_or_else(|| default_name(&config));
-    let mut run = XRun::new(name, XTrainer::new(xcoder, training)?, device)?;
-    if let Some(scales) = scales {
+    let mut run = XRun::grid(members, device)?;
+    if let Some(scales) = fixed_scales {
         run = run.with_row_scales(scales)?;
     }
     finish(run, &mut source, &req.options)
+}
+
+/// The saved dictionary in `dir`, refused unless it has the shape `config`
+/// asks for.
+fn load_same_shape(
+    dir: &Path,
+    config: &XcoderConfig,
+    device: &Device,
+) -> Result<Xcoder, XcoderError> {
+    let loaded = format::load(dir, device)?;
+    let same_shape = match (&loaded, config) {
+        (Xcoder::Transcoder(t), XcoderConfig::Transcoder(c)) => {
+            (
+                t.sae.config.d_in,
+                t.sae.config.d_out,
+                t.sae.config.d_sae,
+                &t.sae.config.architecture,
+            ) == (c.d_in, c.d_out, c.d_sae, &c.architecture)
+        }
+        (Xcoder::Crosscoder(x), XcoderConfig::Crosscoder(c)) => {
+            (x.config.widths(), x.config.d_sae, &x.config.architecture)
+                == (c.widths(), c.d_sae, &c.architecture)
+        }
+        (Xcoder::Clt(x), XcoderConfig::Clt(c)) => x.config() == c,
+        _ => false,
+    };
+    if !same_shape {
+        return Err(FileError::new(
+            dir,
+            format!(
+                "the saved dictionary {:?} does not match the one asked for {config:?}",
+                loaded.config()
+            ),
+        )
+        .into());
+    }
+    Ok(loaded)
 }
 
 /// Resumes the run in `options.out_dir` from its last checkpoint, reading
@@ -297,13 +358,17 @@ fn finish<S: RowSource>(
             format!("width {}", source.d_in()),
         ));
     }
-    let last = run.run(source, options)?;
-    let dictionary_dir = options.out_dir.join(run.name());
-    Ok(TrainOutcome {
-        run,
-        last,
-        dictionary_dir,
-    })
+    let mut logs = run.run(source, options)?.into_iter();
+    let dictionaries = run
+        .members()
+        .iter()
+        .map(|m| TrainedDictionary {
+            name: m.name.clone(),
+            dir: options.out_dir.join(&m.name),
+            last: logs.next(),
+        })
+        .collect();
+    Ok(TrainOutcome { run, dictionaries })
 }
 
 /// What `kibitzer xcoder diff` asks for when it trains the stages.
@@ -440,10 +505,12 @@ mod tests {
         training.batch_size = 64;
         training.lr = 1e-3;
         TrainRequest {
-            spec,
+            dictionaries: vec![DictionaryRequest {
+                spec,
+                training,
+                name: None,
+            }],
             stores,
-            training,
-            name: None,
             reader: ReaderConfig {
                 seed: 3,
                 memory_ceiling_bytes: 1 << 20,
@@ -482,7 +549,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(whole.run.name(), "transcoder-topk-d16-k3");
-        let saved = format::load(&whole.dictionary_dir, &dev()).unwrap();
+        let saved = format::load(&whole.dictionary_dir(), &dev()).unwrap();
         let Xcoder::Transcoder(t) = &saved else {
             panic!("a transcoder was saved")
         };
@@ -518,7 +585,7 @@ mod tests {
         killed.options.stop_after = None;
         let resumed = resume(&stores, killed.reader, &killed.options, &dev()).unwrap();
         assert_eq!(resumed.run.step(), 60);
-        let resumed_saved = format::load(&resumed.dictionary_dir, &dev()).unwrap();
+        let resumed_saved = format::load(&resumed.dictionary_dir(), &dev()).unwrap();
         for ((name, a), (_, b)) in saved
             .params()
             .named()
@@ -542,7 +609,7 @@ mod tests {
             &dev(),
         )
         .unwrap();
-        let Xcoder::Crosscoder(c) = format::load(&out.dictionary_dir, &dev()).unwrap() else {
+        let Xcoder::Crosscoder(c) = format::load(out.dictionary_dir(), &dev()).unwrap() else {
             panic!("a crosscoder was saved")
         };
         assert_eq!(c.config.widths(), vec![10, 8]);
@@ -559,12 +626,12 @@ mod tests {
         // Fine-tuning keeps the scales it was trained under and starts
         // from the saved weights.
         let mut ft = request(vec![wide], &tmp.path().join("b"), s);
-        ft.init_from = Some(out.dictionary_dir.clone());
-        ft.training.steps = 1;
-        ft.training.lr = 1e-12;
+        ft.init_from = Some(out.dictionary_dir().to_path_buf());
+        ft.dictionaries[0].training.steps = 1;
+        ft.dictionaries[0].training.lr = 1e-12;
         let tuned = train(&ft, &dev()).unwrap();
         assert_eq!(tuned.run.row_scales(), Some(c.block_scales.as_slice()));
-        let Xcoder::Crosscoder(c2) = format::load(&tuned.dictionary_dir, &dev()).unwrap() else {
+        let Xcoder::Crosscoder(c2) = format::load(&tuned.dictionary_dir(), &dev()).unwrap() else {
             panic!()
         };
         let (a, b) = (
@@ -633,10 +700,10 @@ mod tests {
                 stage_stores[2].clone(),
                 stage_stores[3].clone(),
             ],
-            train: base.training.clone(),
+            train: base.dictionaries[0].training.clone(),
             fine_tune: TrainConfig {
                 steps: 20,
-                ..base.training.clone()
+                ..base.dictionaries[0].training.clone()
             },
             dm_parent: diff::DmParent::M,
             rank_by: RankBy::ModelChange,

@@ -1,5 +1,7 @@
-//! [`XRun`]: one transcoder or crosscoder trained over an activation source.
-//! It is a one-member [`Sweep`] of kibitzer-sae's shared trainer, so it has
+//! [`XRun`]: transcoders or crosscoders trained over an activation source,
+//! one ([`XRun::new`]) or several from one pass over it ([`XRun::grid`]:
+//! every batch is read once and steps each of them). It is a [`Sweep`] of
+//! kibitzer-sae's shared trainer, so it has
 //! the sweeps' checkpoints, resume, logs, progress bar, checksums and
 //! clean-up of a failed start (a run killed at any moment resumes from its
 //! last checkpoint and ends with the same weights as an uninterrupted one).
@@ -7,7 +9,7 @@
 //! Output directory (a sweep's):
 //!
 //! ```text
-//! OUT/sweep.json                        the member's name, dictionary config (`xcoder`) and training config
+//! OUT/sweep.json                        each member's name, dictionary config (`xcoder`) and training config
 //! OUT/checkpoint.json                   last complete checkpoint (step, rows, row scales, source position, checksum)
 //! OUT/<name>/checkpoint-<step>.safetensors   weights, Adam moments, scalar state, block scales
 //! OUT/<name>/log.jsonl                  one StepLog per logged step (with the FVU of each output block)
@@ -53,7 +55,8 @@ struct LegacyRunManifest {
 const LEGACY_RUN_FILE: &str = "run.json";
 const LEGACY_RUN_FORMAT: &str = "kibitzer-xcoder-run";
 
-/// One dictionary's training run; see the [module documentation](self).
+/// A training run of one dictionary or several; see the [module
+/// documentation](self).
 #[derive(Clone, Debug)]
 pub struct XRun {
     sweep: Sweep<Xcoder>,
@@ -78,6 +81,19 @@ impl XRun {
         })
     }
 
+    /// A run of several dictionaries over the same rows (the same row
+    /// blocks), trained from one pass: each `(name, trainer)` as in
+    /// [`XRun::new`], names distinct.
+    pub fn grid(members: Vec<(String, XTrainer)>, device: &Device) -> Result<Self, XcoderError> {
+        let members = members
+            .into_iter()
+            .map(|(name, trainer)| SweepMember { name, trainer })
+            .collect();
+        Ok(Self {
+            sweep: Sweep::new(members, device)?,
+        })
+    }
+
     /// Fixes the row scales instead of estimating them: for fine-tuning a
     /// dictionary whose weights were trained under these scales (a loaded
     /// crosscoder's [`Xcoder::row_scales`]).
@@ -87,22 +103,29 @@ impl XRun {
         })
     }
 
-    /// The run's name.
+    /// The first dictionary's name (the only one of a run made by
+    /// [`XRun::new`]).
     pub fn name(&self) -> &str {
         &self.sweep.members[0].name
     }
 
-    /// The trainer: the dictionary in training units and its optimiser state.
+    /// The first dictionary's trainer: the dictionary in training units and
+    /// its optimiser state.
     pub fn trainer(&self) -> &XTrainer {
         &self.sweep.members[0].trainer
     }
 
-    /// The one-member sweep this run is.
+    /// Every dictionary of the run with its trainer, in order.
+    pub fn members(&self) -> &[SweepMember<Xcoder>] {
+        &self.sweep.members
+    }
+
+    /// The sweep this run is.
     pub fn sweep(&self) -> &Sweep<Xcoder> {
         &self.sweep
     }
 
-    /// Steps taken so far.
+    /// Steps taken so far (every dictionary of a run steps together).
     pub fn step(&self) -> usize {
         self.trainer().steps_done()
     }
@@ -117,26 +140,27 @@ impl XRun {
         self.sweep.row_scales.as_deref()
     }
 
-    /// The dictionary for raw activations as it stands (BatchTopK threshold
-    /// set, scales applied).
+    /// The first dictionary for raw activations as it stands (BatchTopK
+    /// threshold set, scales applied).
     pub fn inference_xcoder(&self) -> Result<Xcoder, XcoderError> {
         let mut dictionaries = self.sweep.inference_dictionaries()?;
-        Ok(dictionaries.remove(0).1) // a run is a one-member sweep
+        Ok(dictionaries.remove(0).1) // a sweep has at least one member
     }
 
     /// Trains until the configured number of steps (or `options.stop_after`
     /// steps of this call), checkpointing, logging and showing progress as
-    /// `options` say, then saves the dictionary for raw activations in
-    /// `OUT/<name>/`. Returns the last logged step.
+    /// `options` say, then saves each dictionary for raw activations in
+    /// `OUT/<name>/`. Returns each dictionary's last logged step, in order
+    /// (none when this call logged nothing).
     pub fn run<S>(
         &mut self,
         source: &mut S,
         options: &RunOptions,
-    ) -> Result<Option<StepLog>, XcoderError>
+    ) -> Result<Vec<StepLog>, XcoderError>
     where
         S: ActivationSource + SourcePosition,
     {
-        Ok(self.sweep.run(source, options)?.into_iter().next())
+        Ok(self.sweep.run(source, options)?)
     }
 
     /// Reloads a run from the last checkpoint in `out_dir`, with the source
@@ -162,16 +186,6 @@ impl XRun {
         } else {
             Sweep::resume_from(out_dir, device)?
         };
-        if sweep.members.len() != 1 {
-            return Err(FileError::new(
-                out_dir.join("sweep.json"),
-                format!(
-                    "holds {} dictionaries; a transcoder or crosscoder run holds one",
-                    sweep.members.len()
-                ),
-            )
-            .into());
-        }
         Ok((XRun { sweep }, position))
     }
 }

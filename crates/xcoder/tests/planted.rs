@@ -715,7 +715,10 @@ fn p_annealed_transcoders_and_resampled_crosscoders_train() {
         .init(c.seed, &dev())
         .unwrap();
     let mut run = XRun::new("dict", XTrainer::new(xcoder, c).unwrap(), &dev()).unwrap();
-    let last = run.run(&mut source, &options(tmp.path())).unwrap().unwrap();
+    let last = run
+        .run(&mut source, &options(tmp.path()))
+        .unwrap()
+        .remove(0);
     assert_eq!(last.p, 0.5);
     assert!(last.coefficient != 1.0, "coefficient {}", last.coefficient);
     let t = run.inference_xcoder().unwrap();
@@ -743,7 +746,7 @@ fn p_annealed_transcoders_and_resampled_crosscoders_train() {
                 &options(tmp.path()),
             )
             .unwrap()
-            .unwrap();
+            .remove(0);
         assert!(last.fvu < 0.5, "FVU {}", last.fvu);
         last.dead_fraction
     };

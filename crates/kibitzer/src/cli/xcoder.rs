@@ -8,15 +8,17 @@
 //! dictionary and training flags): `--resume` reads them, so a run continues
 //! over the same stores in the same order whatever else the resuming command
 //! line says, and a flag that disagrees with them is refused by name.
-//! `xcoder train` also writes `eval.json`, the metrics of the saved
-//! dictionary on rows of its stores.
+//! `xcoder train` also writes `<name>/eval.json`, the metrics of each saved
+//! dictionary on rows of its stores. Several values of `--d-sae`, `--k` or
+//! `--l1` train one dictionary of each combination from one pass over the
+//! stores, as `sae train` does.
 
 use super::CliResult;
 use clap::{Args, Subcommand, ValueEnum};
 use kibitzer_sae::train::{RunOptions, TrainConfig, TrainFlags};
 use kibitzer_sae::{Architecture, DeviceChoice, Family};
 use kibitzer_store::{ReaderConfig, Store, atomic_write};
-use kibitzer_xcoder::api::{self, DictionarySpec, DiffRequest, TrainRequest};
+use kibitzer_xcoder::api::{self, DictionaryRequest, DictionarySpec, DiffRequest, TrainRequest};
 use kibitzer_xcoder::diff::{DmParent, RankBy, StagewiseDiff};
 use kibitzer_xcoder::source::AlignedStores;
 use kibitzer_xcoder::{Block, Kind, eval, format};
@@ -228,20 +230,25 @@ pub struct DictionaryArgs {
     /// standard).
     #[arg(long, value_parser = super::family_parser(&XCODER_FAMILIES))]
     pub arch: Option<Family>,
-    /// Number of features (a CLT: features per layer).
-    #[arg(long, conflicts_with = "expansion")]
-    pub d_sae: Option<usize>,
+    /// Number of features (a CLT: features per layer); several
+    /// (comma-separated) train one dictionary of each size from one pass.
+    #[arg(long, conflicts_with = "expansion", value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub d_sae: Vec<usize>,
     /// Number of features as a multiple of the input width (a transcoder's
     /// input site; a crosscoder's widest block; a CLT's d_model, per layer).
     #[arg(long)]
     pub expansion: Option<usize>,
-    /// TopK/BatchTopK: active features per row [default: 32].
-    #[arg(long)]
-    pub k: Option<usize>,
+    /// TopK/BatchTopK: active features per row [default: 32]; several
+    /// (comma-separated) make a grid with the sizes.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub k: Vec<usize>,
     /// Sparsity coefficient: L1 for standard, L0 for jumprelu [default: the
-    /// architecture's].
-    #[arg(long)]
-    pub l1: Option<f64>,
+    /// architecture's]; several (comma-separated) make a grid with the sizes.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub l1: Vec<f64>,
     /// JumpReLU: bandwidth of the straight-through estimator [default: 0.001].
     #[arg(long)]
     pub bandwidth: Option<f64>,
@@ -256,6 +263,26 @@ pub struct DictionaryArgs {
     /// the block widths (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub block_widths: Vec<usize>,
+}
+
+/// A list field of the settings, read from a `command.json` written when it
+/// held one value (a number, or null for none) or from one that holds a list.
+fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        One(T),
+    }
+    Ok(match Option::<OneOrMany<T>>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(v)) => vec![v],
+        Some(OneOrMany::Many(v)) => v,
+    })
 }
 
 /// Optimiser and data-order settings, shared by `train` and `diff`.
@@ -371,8 +398,8 @@ pub struct TrainSettings {
 pub struct TrainArgs {
     #[command(flatten)]
     pub settings: TrainSettings,
-    /// Output directory: the run (sweep.json, checkpoint.json, command.json,
-    /// eval.json) and the dictionary in <name>/.
+    /// Output directory: the run (sweep.json, checkpoint.json, command.json)
+    /// and each dictionary in <name>/ (with its eval.json).
     #[arg(long)]
     pub out: PathBuf,
     /// Continue the run in --out from its last checkpoint, with the stores
@@ -647,7 +674,9 @@ fn one_pass(store: &Path, batch: usize) -> Result<usize, AnyError> {
     Ok((rows / batch.max(1)).max(1))
 }
 
-fn architecture(d: &DictionaryArgs) -> Result<Architecture, AnyError> {
+/// The family the flags name, checked against the flags that only some
+/// families take.
+fn family(d: &DictionaryArgs) -> Result<Family, AnyError> {
     let arch = d
         .arch
         .ok_or("--arch is required: standard, topk, batchtopk, jumprelu or matryoshka")?;
@@ -659,10 +688,10 @@ fn architecture(d: &DictionaryArgs) -> Result<Architecture, AnyError> {
     }
     let uses_k = arch.uses_k();
     let name = arch.name();
-    if !uses_k && d.k.is_some() {
+    if !uses_k && !d.k.is_empty() {
         return Err(format!("--k applies to topk, batchtopk and matryoshka, not {name}").into());
     }
-    if uses_k && d.l1.is_some() {
+    if uses_k && !d.l1.is_empty() {
         return Err(
             "--l1 does not apply to topk, batchtopk and matryoshka (their sparsity is k)".into(),
         );
@@ -670,19 +699,29 @@ fn architecture(d: &DictionaryArgs) -> Result<Architecture, AnyError> {
     if arch != Family::Jumprelu && d.bandwidth.is_some() {
         return Err(format!("--bandwidth applies to jumprelu, not {name}").into());
     }
-    Ok(arch.architecture(d.k.unwrap_or(32), d.bandwidth.unwrap_or(0.001)))
+    Ok(arch)
 }
 
-/// The dictionary the flags ask for, over the blocks the stores provide.
-fn dictionary_spec(
+/// One dictionary of the grid the flags ask for: its shape and, for the
+/// families with a coefficient, the `--l1` value it trains with (`None`:
+/// the architecture's default).
+#[derive(Clone, Debug)]
+struct GridPoint {
+    spec: DictionarySpec,
+    l1: Option<f64>,
+}
+
+/// The dictionaries the flags ask for, over the blocks the stores provide:
+/// every `--d-sae` with every `--k` (or `--l1`) value, sizes outermost.
+fn dictionary_grid(
     kind: Kind,
     d: &DictionaryArgs,
     store_blocks: &[Block],
-) -> Result<DictionarySpec, AnyError> {
+) -> Result<Vec<GridPoint>, AnyError> {
+    let family = family(d)?;
     let block_widths = (!d.block_widths.is_empty()).then(|| d.block_widths.clone());
-    let d_sae = match (d.d_sae, d.expansion) {
-        (Some(n), _) => n,
-        (None, Some(e)) => {
+    let sizes = match (d.d_sae.as_slice(), d.expansion) {
+        ([], Some(e)) => {
             let widths: Vec<usize> = store_blocks.iter().map(|b| b.width).collect();
             let base = match kind {
                 Kind::Transcoder => d.input_width.or(widths.first().copied()),
@@ -695,26 +734,72 @@ fn dictionary_spec(
                 // Features per layer, a multiple of d_model.
                 Kind::Clt => widths.first().copied(),
             };
-            e * base.ok_or("--expansion needs at least one store")?
+            vec![e * base.ok_or("--expansion needs at least one store")?]
         }
-        (None, None) => return Err("--d-sae or --expansion is required".into()),
+        ([], None) => return Err("--d-sae or --expansion is required".into()),
+        (sizes, _) => sizes.to_vec(),
     };
-    Ok(DictionarySpec {
-        kind,
-        architecture: architecture(d)?,
-        d_sae,
-        skip: d.skip,
-        input_width: d.input_width,
-        block_widths,
-    })
+    let bandwidth = d.bandwidth.unwrap_or(0.001);
+    // (architecture, coefficient) for each sparsity value.
+    let sparsities: Vec<(Architecture, Option<f64>)> = if family.uses_k() {
+        let ks = if d.k.is_empty() {
+            vec![32]
+        } else {
+            d.k.clone()
+        };
+        ks.into_iter()
+            .map(|k| (family.architecture(k, bandwidth), None))
+            .collect()
+    } else if d.l1.is_empty() {
+        vec![(family.architecture(32, bandwidth), None)]
+    } else {
+        d.l1.iter()
+            .map(|&l1| (family.architecture(32, bandwidth), Some(l1)))
+            .collect()
+    };
+    let mut grid = Vec::new();
+    for &d_sae in &sizes {
+        for (architecture, l1) in &sparsities {
+            grid.push(GridPoint {
+                spec: DictionarySpec {
+                    kind,
+                    architecture: architecture.clone(),
+                    d_sae,
+                    skip: d.skip,
+                    input_width: d.input_width,
+                    block_widths: block_widths.clone(),
+                },
+                l1: *l1,
+            });
+        }
+    }
+    Ok(grid)
 }
 
-/// Refuses a dictionary (`copies` of it at once) whose training would not
-/// fit in memory, naming the flags, before anything is allocated. The
-/// estimate takes every block as both input and output (exact for a
-/// crosscoder, an upper bound for a transcoder).
+/// The one dictionary the flags ask for (`xcoder diff` trains one per
+/// stage).
+fn dictionary_spec(
+    kind: Kind,
+    d: &DictionaryArgs,
+    store_blocks: &[Block],
+) -> Result<GridPoint, AnyError> {
+    let mut grid = dictionary_grid(kind, d, store_blocks)?;
+    if grid.len() != 1 {
+        return Err(format!(
+            "the flags ask for {} dictionaries; give one --d-sae and one --k or --l1 value",
+            grid.len()
+        )
+        .into());
+    }
+    Ok(grid.remove(0))
+}
+
+/// Refuses dictionaries (`specs`, each held `copies` times at once) whose
+/// training would not fit in memory, naming the flags, before anything is
+/// allocated. The estimate takes every block as both input and output
+/// (exact for a crosscoder, an upper bound for a transcoder).
 fn check_memory(
-    spec: &DictionarySpec,
+    specs: &[&DictionarySpec],
     blocks: &[Block],
     batch: usize,
     copies: usize,
@@ -723,7 +808,7 @@ fn check_memory(
     let width = blocks
         .iter()
         .fold(0usize, |acc, b| acc.saturating_add(b.width));
-    let shape = match spec.kind {
+    let shape = |spec: &DictionarySpec| match spec.kind {
         // A CLT is a transcoder of its stacked layers (half the blocks in,
         // half out) with d_sae features per layer.
         Kind::Clt => {
@@ -742,12 +827,17 @@ fn check_memory(
             ..kibitzer_sae::SaeConfig::new(spec.architecture.clone(), width, spec.d_sae)
         },
     };
+    let shapes: Vec<kibitzer_sae::SaeConfig> = specs
+        .iter()
+        .flat_map(|spec| std::iter::repeat_n(shape(spec), copies))
+        .collect();
+    let sizes: Vec<String> = specs.iter().map(|s| s.d_sae.to_string()).collect();
     kibitzer_store::memory::check(
         format!(
             "--d-sae {} (or --expansion) with --batch-size {batch} over blocks {width} wide",
-            spec.d_sae
+            sizes.join(",")
         ),
-        kibitzer_sae::train::memory_needed(&vec![shape; copies], batch, on_host),
+        kibitzer_sae::train::memory_needed(&shapes, batch, on_host),
     )?;
     Ok(())
 }
@@ -757,16 +847,17 @@ fn check_memory(
 fn training_config(
     t: &TrainingArgs,
     d: &DictionaryArgs,
-    spec: &DictionarySpec,
+    point: &GridPoint,
     steps: usize,
     lr: Option<f64>,
 ) -> Result<TrainConfig, AnyError> {
+    let spec = &point.spec;
     let flags = TrainFlags {
         steps,
         seed: t.seed.unwrap_or(0),
         batch_size: t.batch_size,
         lr,
-        sparsity_coefficient: d.l1,
+        sparsity_coefficient: point.l1,
         p_anneal: None,
     };
     let mut config =
@@ -818,12 +909,22 @@ fn train(a: &TrainArgs) -> CliResult {
                 "give the activation stores: --stores (or --input-store and --output-store)".into(),
             );
         }
-        // Check the stores and the dictionary before writing anything.
+        // Check the stores and the dictionaries before writing anything.
         let blocks = AlignedStores::open(&settings.stores, reader)?.blocks();
-        let spec = dictionary_spec(kind, &settings.dictionary, &blocks)?;
-        api::dictionary_config(&spec, &blocks)?;
+        let grid = dictionary_grid(kind, &settings.dictionary, &blocks)?;
+        if grid.len() > 1 && settings.name.is_some() {
+            return Err(format!(
+                "--name names one dictionary; the flags ask for {}, each named by its shape",
+                grid.len()
+            )
+            .into());
+        }
+        let configs = grid
+            .iter()
+            .map(|point| api::dictionary_config(&point.spec, &blocks))
+            .collect::<Result<Vec<_>, _>>()?;
         check_memory(
-            &spec,
+            &grid.iter().map(|point| &point.spec).collect::<Vec<_>>(),
             &blocks,
             settings.training.batch_size.unwrap_or(DEFAULT_BATCH),
             1,
@@ -836,19 +937,35 @@ fn train(a: &TrainArgs) -> CliResult {
                 settings.training.batch_size.unwrap_or(DEFAULT_BATCH),
             )?,
         };
-        let training = training_config(
-            &settings.training,
-            &settings.dictionary,
-            &spec,
-            steps,
-            settings.training.lr,
-        )?;
+        let several_l1 = settings.dictionary.l1.len() > 1;
+        let mut dictionaries = Vec::with_capacity(grid.len());
+        for (point, config) in grid.iter().zip(&configs) {
+            let training = training_config(
+                &settings.training,
+                &settings.dictionary,
+                point,
+                steps,
+                settings.training.lr,
+            )?;
+            // The default name says the shape and k; a grid over --l1 adds
+            // the coefficient so that every dictionary has its own directory.
+            let name = match (&settings.name, point.l1) {
+                (Some(name), _) => Some(name.clone()),
+                (None, Some(l1)) if several_l1 => {
+                    Some(format!("{}-l1_{l1}", api::default_name(config)))
+                }
+                (None, _) => None,
+            };
+            dictionaries.push(DictionaryRequest {
+                spec: point.spec.clone(),
+                training,
+                name,
+            });
+        }
         save_command(&a.out, "xcoder train", &settings, cadence)?;
         let request = TrainRequest {
-            spec,
+            dictionaries,
             stores: settings.stores.clone(),
-            training,
-            name: settings.name.clone(),
             reader,
             options,
             init_from: settings.init_from.clone(),
@@ -857,20 +974,21 @@ fn train(a: &TrainArgs) -> CliResult {
     };
 
     let run = &outcome.run;
-    let dir = outcome.dictionary_dir.display();
-    match &outcome.last {
-        Some(l) => println!(
-            "{}: step {}  loss {:.5}  mse {:.5}  L0 {:.2}  FVU {:.4} (mean of blocks {:.4})  dead {:.1}%",
-            run.name(),
-            run.step(),
-            l.loss.loss,
-            l.loss.mse,
-            l.l0,
-            l.fvu,
-            l.fvu_mean_of_blocks.unwrap_or(l.fvu),
-            100.0 * l.dead_fraction
-        ),
-        None => println!("{}: step {}", run.name(), run.step()),
+    for d in &outcome.dictionaries {
+        match &d.last {
+            Some(l) => println!(
+                "{}: step {}  loss {:.5}  mse {:.5}  L0 {:.2}  FVU {:.4} (mean of blocks {:.4})  dead {:.1}%",
+                d.name,
+                run.step(),
+                l.loss.loss,
+                l.loss.mse,
+                l.l0,
+                l.fvu,
+                l.fvu_mean_of_blocks.unwrap_or(l.fvu),
+                100.0 * l.dead_fraction
+            ),
+            None => println!("{}: step {}", d.name, run.step()),
+        }
     }
     if !run.trainer().finished() {
         println!(
@@ -881,41 +999,60 @@ fn train(a: &TrainArgs) -> CliResult {
         );
         return Ok(());
     }
-    println!("dictionary: {dir}");
-    if a.eval_rows > 0 {
-        let xcoder = format::load(&outcome.dictionary_dir, &device)?;
-        let mut rows = AlignedStores::open(
-            &settings.stores,
-            ReaderConfig {
-                seed: 0,
-                shuffle: false,
-                cycle: false,
-                ..reader
-            },
-        )?;
-        let batch = run.trainer().config.batch_size;
-        let evaluation = eval::evaluate(&xcoder, &mut rows, a.eval_rows, batch, &device)?;
-        let fvu = &evaluation.fvu;
-        let per_block: Vec<String> = fvu.per_block.iter().map(|v| format!("{v:.4}")).collect();
-        let path = a.out.join("eval.json");
-        let json = serde_json::json!({
-            "dictionary": outcome.dictionary_dir,
-            "rows": evaluation.metrics.rows,
-            "fvu": fvu,
-            "metrics": evaluation.metrics,
-        });
-        atomic_write(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
-        println!(
-            "on {} rows of the stores: FVU {:.4} over the concatenated outputs, {:.4} mean of blocks [{}]  L0 {:.2}  dead {:.1}%  -> {}",
-            evaluation.metrics.rows,
-            fvu.concatenated,
-            fvu.mean_of_blocks,
-            per_block.join(", "),
-            evaluation.metrics.l0,
-            100.0 * evaluation.metrics.dead_fraction,
-            path.display()
-        );
+    for d in &outcome.dictionaries {
+        println!("dictionary: {}", d.dir.display());
     }
+    if a.eval_rows > 0 {
+        for d in &outcome.dictionaries {
+            evaluate_saved(d, &settings, reader, run, a.eval_rows, &device)?;
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates the saved dictionary `d` on the first `rows` rows of the
+/// stores (in store order) and writes `<its directory>/eval.json`.
+fn evaluate_saved(
+    d: &api::TrainedDictionary,
+    settings: &TrainSettings,
+    reader: ReaderConfig,
+    run: &kibitzer_xcoder::run::XRun,
+    rows: usize,
+    device: &burn::tensor::Device,
+) -> CliResult {
+    let xcoder = format::load(&d.dir, device)?;
+    let mut source = AlignedStores::open(
+        &settings.stores,
+        ReaderConfig {
+            seed: 0,
+            shuffle: false,
+            cycle: false,
+            ..reader
+        },
+    )?;
+    let batch = run.trainer().config.batch_size;
+    let evaluation = eval::evaluate(&xcoder, &mut source, rows, batch, device)?;
+    let fvu = &evaluation.fvu;
+    let per_block: Vec<String> = fvu.per_block.iter().map(|v| format!("{v:.4}")).collect();
+    let path = d.dir.join("eval.json");
+    let json = serde_json::json!({
+        "dictionary": d.dir,
+        "rows": evaluation.metrics.rows,
+        "fvu": fvu,
+        "metrics": evaluation.metrics,
+    });
+    atomic_write(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    println!(
+        "{}, on {} rows of the stores: FVU {:.4} over the concatenated outputs, {:.4} mean of blocks [{}]  L0 {:.2}  dead {:.1}%  -> {}",
+        d.name,
+        evaluation.metrics.rows,
+        fvu.concatenated,
+        fvu.mean_of_blocks,
+        per_block.join(", "),
+        evaluation.metrics.l0,
+        100.0 * evaluation.metrics.dead_fraction,
+        path.display()
+    );
     Ok(())
 }
 
@@ -1005,12 +1142,12 @@ fn diff(a: &DiffArgs) -> CliResult {
     }
     let reader = reader_config(&s.training);
     let blocks = AlignedStores::open(&stores[0], reader)?.blocks();
-    let spec = dictionary_spec(kind, &s.dictionary, &blocks)?;
-    api::dictionary_config(&spec, &blocks)?;
+    let point = dictionary_spec(kind, &s.dictionary, &blocks)?;
+    api::dictionary_config(&point.spec, &blocks)?;
     let batch = s.training.batch_size.unwrap_or(DEFAULT_BATCH);
     // A stage starts from its parent's weights: two dictionaries at once.
     check_memory(
-        &spec,
+        &[&point.spec],
         &blocks,
         batch,
         2,
@@ -1024,11 +1161,11 @@ fn diff(a: &DiffArgs) -> CliResult {
         Some(n) => n,
         None => one_pass(&stores[1][0], batch)?,
     };
-    let train = training_config(&s.training, &s.dictionary, &spec, steps, s.training.lr)?;
+    let train = training_config(&s.training, &s.dictionary, &point, steps, s.training.lr)?;
     let fine_tune = training_config(
         &s.training,
         &s.dictionary,
-        &spec,
+        &point,
         fine_tune_steps,
         s.fine_tune_lr.or(s.training.lr),
     )?;
@@ -1036,7 +1173,7 @@ fn diff(a: &DiffArgs) -> CliResult {
         save_command(out, "xcoder diff", &settings, cadence)?;
     }
     let request = DiffRequest {
-        spec,
+        spec: point.spec,
         stores,
         train,
         fine_tune,
@@ -1102,7 +1239,7 @@ mod tests {
             assert_eq!(cli.dictionary.arch, Some(f));
             let spec = dictionary_spec(Kind::Crosscoder, &cli.dictionary, &[]).unwrap();
             let c = training_config(&cli.training, &cli.dictionary, &spec, 100, None).unwrap();
-            let mut defaults = TrainConfig::for_architecture(&spec.architecture, 64, 100);
+            let mut defaults = TrainConfig::for_architecture(&spec.spec.architecture, 64, 100);
             // Matryoshka's nested widths are a training option of BatchTopK.
             f.apply_training_options(&mut defaults, 64);
             assert_eq!(
@@ -1123,5 +1260,47 @@ mod tests {
             e.contains("standard, gated, topk, batchtopk, jumprelu"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn settings_saved_with_one_size_still_resume_and_lists_make_a_grid() {
+        // command.json as `xcoder train` wrote it before --d-sae, --k and
+        // --l1 took lists.
+        let old = serde_json::json!({
+            "arch": "standard", "d_sae": 512, "expansion": null, "k": null, "l1": 2.0,
+            "bandwidth": null, "skip": false, "input_width": null, "block_widths": [],
+        });
+        let d: DictionaryArgs = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            (d.d_sae.clone(), d.k.clone(), d.l1.clone()),
+            (vec![512], vec![], vec![2.0])
+        );
+        let again: DictionaryArgs =
+            serde_json::from_value(serde_json::to_value(&d).unwrap()).unwrap();
+        assert_eq!(again, d);
+
+        let blocks = [Block::new("in", 8), Block::new("out", 4)];
+        let grid = |d: &DictionaryArgs| dictionary_grid(Kind::Transcoder, d, &blocks).unwrap();
+        let one = grid(&d);
+        assert_eq!(one.len(), 1);
+        assert_eq!((one[0].spec.d_sae, one[0].l1), (512, Some(2.0)));
+        let topk = DictionaryArgs {
+            arch: Some(Family::Topk),
+            d_sae: vec![16, 32],
+            k: vec![2, 4, 8],
+            l1: vec![],
+            ..d.clone()
+        };
+        let points: Vec<(usize, Architecture)> = grid(&topk)
+            .into_iter()
+            .map(|g| (g.spec.d_sae, g.spec.architecture))
+            .collect();
+        assert_eq!(points.len(), 6);
+        assert_eq!(points[0], (16, Architecture::TopK { k: 2 }));
+        assert_eq!(points[5], (32, Architecture::TopK { k: 8 }));
+        let err = dictionary_spec(Kind::Transcoder, &topk, &blocks)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("6 dictionaries"), "{err}");
     }
 }
