@@ -116,7 +116,7 @@ def torch_sweep_main(a: argparse.Namespace) -> None:
                 "batch": batch,
                 "steps": a.steps,
                 "seconds": seconds,
-                "sweep_steps_per_s": sweep_rate,
+                "steps_per_s": sweep_rate,
                 "dictionary_steps_per_s": sweep_rate * len(grid),
                 "dense_equivalent_gflops": flops * sweep_rate / 1e9,
                 "threads": torch.get_num_threads(),

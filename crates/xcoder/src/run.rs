@@ -72,13 +72,7 @@ impl XRun {
         trainer: XTrainer,
         device: &Device,
     ) -> Result<Self, XcoderError> {
-        let member = SweepMember {
-            name: name.into(),
-            trainer,
-        };
-        Ok(Self {
-            sweep: Sweep::new(vec![member], device)?,
-        })
+        Self::grid(vec![(name.into(), trainer)], device)
     }
 
     /// A run of several dictionaries over the same rows (the same row

@@ -319,36 +319,23 @@ fn bench_sweep(a: &BenchSweepArgs) -> CliResult {
         }
         Ok(l0)
     })?;
-    let sweep_steps_per_s = a.run.steps as f64 / seconds;
-    let dictionary_steps_per_s = sweep_steps_per_s * n as f64;
-    let gflops = flops_per_step * sweep_steps_per_s / 1e9;
-    if a.run.json {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        println!(
-            "{}",
-            serde_json::json!({
-                "implementation": "kibitzer", "kind": "sweep",
-                "grid": grid.preset, "dictionaries": n, "d_in": a.d_in, "batch": batch,
-                "steps": a.run.steps, "seconds": seconds,
-                "sweep_steps_per_s": sweep_steps_per_s,
-                "dictionary_steps_per_s": dictionary_steps_per_s,
-                "dense_equivalent_gflops": gflops, "sgemm_peak_gflops": peak,
-                "fraction_of_peak": gflops / peak,
-                "device": a.run.device.to_string(), "threads": threads,
-            })
-        );
-    } else {
-        println!(
-            "sweep `{}` ({n} dictionaries, d_in {}, batch {batch}): {dictionary_steps_per_s:.1} dictionary-steps/s, {gflops:.1} GFLOP/s dense-equivalent = {:.0}% of the sgemm peak {peak:.1} GFLOP/s ({} sweep steps in {seconds:.2} s on {})",
+    let gflops = flops_per_step * a.run.steps as f64 / seconds / 1e9;
+    report(
+        &a.run,
+        &format!(
+            "sweep `{}` ({n} dictionaries, d_in {}, batch {batch}; {gflops:.1} GFLOP/s dense-equivalent, {:.0}% of the sgemm peak {peak:.1} GFLOP/s)",
             grid.preset,
             a.d_in,
-            100.0 * gflops / peak,
-            a.run.steps,
-            a.run.device
-        );
-    }
+            100.0 * gflops / peak
+        ),
+        seconds,
+        Some(("dictionary_steps_per_s", n as f64)),
+        serde_json::json!({
+            "kind": "sweep", "grid": grid.preset, "dictionaries": n, "d_in": a.d_in,
+            "batch": batch, "dense_equivalent_gflops": gflops, "sgemm_peak_gflops": peak,
+            "fraction_of_peak": gflops / peak,
+        }),
+    );
     Ok(())
 }
 

@@ -1003,26 +1003,28 @@ fn train(a: &TrainArgs) -> CliResult {
         println!("dictionary: {}", d.dir.display());
     }
     if a.eval_rows > 0 {
+        let batch = run.trainer().config.batch_size;
         for d in &outcome.dictionaries {
-            evaluate_saved(d, &settings, reader, run, a.eval_rows, &device)?;
+            evaluate_saved(d, &settings.stores, reader, batch, a.eval_rows, &device)?;
         }
     }
     Ok(())
 }
 
 /// Evaluates the saved dictionary `d` on the first `rows` rows of the
-/// stores (in store order) and writes `<its directory>/eval.json`.
+/// stores (in store order, `batch` rows at a time) and writes `<its
+/// directory>/eval.json`.
 fn evaluate_saved(
     d: &api::TrainedDictionary,
-    settings: &TrainSettings,
+    stores: &[PathBuf],
     reader: ReaderConfig,
-    run: &kibitzer_xcoder::run::XRun,
+    batch: usize,
     rows: usize,
     device: &burn::tensor::Device,
 ) -> CliResult {
     let xcoder = format::load(&d.dir, device)?;
     let mut source = AlignedStores::open(
-        &settings.stores,
+        stores,
         ReaderConfig {
             seed: 0,
             shuffle: false,
@@ -1030,7 +1032,6 @@ fn evaluate_saved(
             ..reader
         },
     )?;
-    let batch = run.trainer().config.batch_size;
     let evaluation = eval::evaluate(&xcoder, &mut source, rows, batch, device)?;
     let fvu = &evaluation.fvu;
     let per_block: Vec<String> = fvu.per_block.iter().map(|v| format!("{v:.4}")).collect();

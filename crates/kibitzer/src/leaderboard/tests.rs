@@ -124,6 +124,16 @@ fn tiny() -> LeaderboardSettings {
     }
 }
 
+/// A leaderboard of `settings` in `dir/lb`, on the CPU, without progress bars.
+fn config_in(dir: &Path, settings: LeaderboardSettings) -> LeaderboardConfig {
+    LeaderboardConfig {
+        settings,
+        out: dir.join("lb"),
+        device: Device::flex(),
+        progress: false,
+    }
+}
+
 /// A freshly initialised GPT of `config` (seed 4) saved in `dir/name`.
 fn saved_gpt(dir: &Path, name: &str, mut config: kibitzer_models::gpt::GptConfig) -> PathBuf {
     config.seed = Some(4);
@@ -140,7 +150,6 @@ fn saved_gpt(dir: &Path, name: &str, mut config: kibitzer_models::gpt::GptConfig
 #[test]
 fn an_othello_gpt_leaderboard_ranks_every_architecture() {
     let dir = tempfile::tempdir().unwrap();
-    let device = Device::flex();
     let model_dir = saved_gpt(
         dir.path(),
         "gpt",
@@ -155,13 +164,7 @@ fn an_othello_gpt_leaderboard_ranks_every_architecture() {
         families: vec![Family::Standard, Family::Topk, Family::Jumprelu],
         ..tiny()
     };
-    let config = LeaderboardConfig {
-        settings,
-        out: dir.path().join("lb"),
-        device,
-        progress: false,
-    };
-    let lb = run_leaderboard(&config).unwrap();
+    let lb = run_leaderboard(&config_in(dir.path(), settings)).unwrap();
     assert_eq!(lb.entries.len(), 2 * 3);
     assert_eq!(lb.d_in, 32);
     for e in &lb.entries {
@@ -203,7 +206,6 @@ fn a_chess_gpt_leaderboard_ranks_on_the_pieces() {
     use kibitzer_games::chess::pgn::{GameResult, pgn_string};
     use rand::SeedableRng;
     let dir = tempfile::tempdir().unwrap();
-    let device = Device::flex();
     let model_dir = saved_gpt(
         dir.path(),
         "chess-gpt",
@@ -226,13 +228,7 @@ fn a_chess_gpt_leaderboard_ranks_on_the_pieces() {
         families: vec![Family::Standard, Family::Topk],
         ..tiny()
     };
-    let config = LeaderboardConfig {
-        settings,
-        out: dir.path().join("lb"),
-        device,
-        progress: false,
-    };
-    let lb = run_leaderboard(&config).unwrap();
+    let lb = run_leaderboard(&config_in(dir.path(), settings)).unwrap();
     assert_eq!(lb.entries.len(), 2 * 2);
     assert!(lb.probe_f1.contains_key("low_level") && !lb.probe_f1.contains_key("board"));
     assert!(board(&lb.probe_f1) > 0.0, "{:?}", lb.probe_f1);
@@ -301,12 +297,7 @@ fn a_path_that_is_not_utf8_is_an_error_naming_the_settings_file() {
 #[test]
 fn a_tiny_leaderboard_ranks_every_architecture_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LeaderboardConfig {
-        settings: tiny(),
-        out: dir.path().join("lb"),
-        device: Device::flex(),
-        progress: false,
-    };
+    let config = config_in(dir.path(), tiny());
     let lb = run_leaderboard(&config).unwrap();
     assert_eq!(lb.entries.len(), 2 * Family::ALL.len());
     for &t in &[2usize, 6] {

@@ -10,8 +10,8 @@
 
 use super::sparsity::lp_penalty;
 use super::{
-    LossTensors, StepInputs, StepModel, StepOutput, add_block_norm_grad, input_bias_grad,
-    linear_backward, norm_sum, reconstruction_grad,
+    LossTensors, StepInputs, StepModel, StepOutput, add_block_norm_grad, input_bias_grad, norm_sum,
+    reconstruction_grad,
 };
 use crate::sae::Params;
 use burn::tensor::Tensor;
@@ -79,9 +79,11 @@ pub fn step(model: &StepModel<'_>, x: Tensor<2>, y: Tensor<2>, inputs: &StepInpu
     let db_gate = dgate.clone().sum_dim(0);
     let db_mag = dmag.clone().sum_dim(0);
     let dr_mag = (dmag.clone() * enc).sum_dim(0) * scale.clone();
-    let (dw_enc, db_enc_input) = linear_backward(s, dgate + dmag * scale);
+    let dw_enc = s.transpose().matmul(dgate + dmag * scale.clone());
     let mut db_dec = g.clone().sum_dim(0);
     if model.apply_b_dec_to_input {
+        // The batch sum of the folded gradient, from the two bias gradients.
+        let db_enc_input = db_gate.clone() + db_mag.clone() * scale;
         db_dec = db_dec + input_bias_grad(&p.w_enc, &db_enc_input);
     }
     let dw_skip = p.w_skip.as_ref().map(|_| g.transpose().matmul(x));

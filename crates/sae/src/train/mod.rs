@@ -62,8 +62,9 @@ impl SourcePosition for kibitzer_store::ShuffledReader {
     }
 }
 
-/// A cause of any error type, kept for [`std::error::Error::source`].
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A cause of any error type, kept for [`std::error::Error::source`]
+/// (kibitzer-io's, which [`kibitzer_io::FileError`] holds).
+pub use kibitzer_io::file_error::BoxError;
 
 /// What can stop training. Variants that wrap another error keep it as
 /// their [`source`](std::error::Error::source), so the whole chain can be
