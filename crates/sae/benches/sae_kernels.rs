@@ -5,7 +5,13 @@
 //!   TopK k = 32, 64);
 //! * `train_step/*`: one full [`DictTrainer::step`] (forward, hand-written
 //!   backward, clipping, Adam, decoder constraint, dead-feature tracking) for
-//!   standard, TopK k = 32 and 64, BatchTopK k = 32, gated and JumpReLU.
+//!   standard, TopK k = 32 and 64, BatchTopK k = 32, gated and JumpReLU;
+//! * `sweep_step/*`: one step of a sweep of the demo's shape (ten
+//!   dictionaries, 256 and 512 features, batch 2048: standard, gated,
+//!   JumpReLU, TopK k = 16, BatchTopK k = 16), the members side by side on
+//!   the cores (`side_by_side`, what [`Sweep::step_batch`] does on the CPU)
+//!   and one after another with every core on each member's products
+//!   (`one_after_another`).
 //!
 //! Run with `cargo bench -p kibitzer-sae --bench sae_kernels` (a few minutes
 //! on 2 cores); `RAYON_NUM_THREADS` sets the thread count. Each bench keeps
@@ -17,7 +23,7 @@
 use burn::tensor::{Device, Tensor};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use kibitzer_sae::ops::{from_host, scalar};
-use kibitzer_sae::train::{DictTrainer, TrainConfig};
+use kibitzer_sae::train::{DictTrainer, Sweep, SweepMember, TrainConfig};
 use kibitzer_sae::{Architecture, DeviceChoice, Dictionary, Sae, SaeConfig};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -123,5 +129,53 @@ fn train_step(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, inference, train_step);
+fn sweep_step(c: &mut Criterion) {
+    let device = device();
+    let (d_in, rows) = (256, 2048);
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let data = (0..rows * d_in)
+        .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+        .collect();
+    let x = from_host(data, rows, d_in, &device);
+    let archs = [
+        ("standard", Architecture::Standard),
+        ("gated", Architecture::Gated),
+        ("jumprelu", Architecture::JumpRelu { bandwidth: 0.05 }),
+        ("topk16", Architecture::TopK { k: 16 }),
+        ("batchtopk16", Architecture::BatchTopK { k: 16 }),
+    ];
+    let mut members = Vec::new();
+    for (name, arch) in archs {
+        for d_sae in [256, 512] {
+            let mut config = TrainConfig::for_architecture(&arch, d_sae, 1_000_000);
+            config.batch_size = rows;
+            config.lr_warmup_steps = 0;
+            let sae = Sae::init(SaeConfig::new(arch.clone(), d_in, d_sae), 0, &device);
+            members.push(SweepMember {
+                name: format!("{name}-{d_sae}"),
+                trainer: DictTrainer::new(sae, config)
+                    .expect("the architecture's default training config is valid"),
+            });
+        }
+    }
+    let mut sweep = Sweep::new(members, &device).expect("the members agree on d_in and batch");
+    // The first step also sets b_dec to the geometric median: keep it out.
+    sweep.step_batch(&x, true);
+    assert!(sweep.steps_members_in_parallel() || rayon::current_num_threads() == 1);
+    let mut group = c.benchmark_group("sweep_step");
+    short(&mut group);
+    group.bench_function("side_by_side", |b| {
+        b.iter(|| black_box(sweep.step_batch(&x, true)))
+    });
+    group.bench_function("one_after_another", |b| {
+        b.iter(|| {
+            for m in &mut sweep.members {
+                black_box(m.trainer.step(x.clone()).read());
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, inference, train_step, sweep_step);
 criterion_main!(benches);

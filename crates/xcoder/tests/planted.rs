@@ -979,20 +979,28 @@ fn transcoders_trained_as_one_sweep_equal_each_trained_alone() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let mut together = Sweep::new(members(), &dev()).unwrap();
-    together
-        .run(
+    // Three threads: the members step side by side on any machine.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        assert!(together.steps_members_in_parallel());
+        together.run(
             &mut Planted::new(transcoder_data(0.3)).unwrap(),
             &options(&tmp.path().join("together")),
         )
-        .unwrap();
+    })
+    .unwrap();
     for (i, member) in members().into_iter().enumerate() {
         let mut alone = Sweep::new(vec![member], &dev()).unwrap();
-        alone
-            .run(
+        pool.install(|| {
+            alone.run(
                 &mut Planted::new(transcoder_data(0.3)).unwrap(),
                 &options(&tmp.path().join(format!("alone{i}"))),
             )
-            .unwrap();
+        })
+        .unwrap();
         let (p, q) = (
             together.members[i].trainer.dict.params(),
             alone.members[0].trainer.dict.params(),

@@ -10,7 +10,7 @@ use kibitzer_hooks::{HookedModel, Hooks};
 use kibitzer_models::gpt::othello::othello_gpt_config;
 use kibitzer_models::{Gpt, GptTrainConfig, GptTrainer, TokenDataset};
 use kibitzer_sae::ops::{from_host, scalar};
-use kibitzer_sae::train::{DictTrainer, TrainConfig};
+use kibitzer_sae::train::{DictTrainer, Sweep, TrainConfig};
 use kibitzer_sae::{DeviceChoice, Family, Sae, SaeConfig};
 use kibitzer_xcoder::train::XTrainer;
 use kibitzer_xcoder::{TranscoderConfig, XcoderConfig};
@@ -311,13 +311,13 @@ fn bench_sweep(a: &BenchSweepArgs) -> CliResult {
     let batch = grid.batch_size;
     let x = from_host(uniform_rows(batch, a.d_in, 7), batch, a.d_in, &device);
     let n = members.len();
+    // The step `kibitzer sweep` takes: members side by side on the CPU.
+    let mut sweep = Sweep::new(members, &device)?;
     let seconds = time_steps(&a.run, || {
-        let mut l0 = 0.0;
-        for m in &mut members {
-            let report = m.trainer.step(x.clone());
-            l0 = scalar(report.l0);
-        }
-        Ok(l0)
+        sweep.step_batch(&x, false);
+        // Reading a weight waits for queued device work.
+        let last = &sweep.members[n - 1].trainer.dict.params.b_dec;
+        Ok(scalar(last.clone().sum()))
     })?;
     let gflops = flops_per_step * a.run.steps as f64 / seconds / 1e9;
     report(

@@ -35,7 +35,7 @@ pub use trainable::Trainable;
 
 use crate::ops::from_host;
 use crate::sae::Sae;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use kibitzer_io::FileResultExt;
 use kibitzer_store::ActivationSource;
 use std::io::Write;
@@ -401,26 +401,21 @@ impl<D: Trainable> Sweep<D> {
             }
             let x = from_host(std::mem::take(&mut host), rows, width, &self.device);
             let log_now = (self.step + 1) % options.log_every.max(1) == 0 || self.step + 1 == total;
-            for (i, m) in self.members.iter_mut().enumerate() {
-                if m.trainer.finished() {
-                    continue;
+            let stepped = self.step_batch(&x, log_now);
+            for (i, log) in stepped.into_iter().enumerate() {
+                let Some(log) = log else { continue };
+                let m = &self.members[i];
+                if !log.loss.loss.is_finite() {
+                    return Err(TrainError::Diverged {
+                        name: m.name.clone(),
+                        step: log.step,
+                        loss: log.loss.loss,
+                    });
                 }
-                let report = m.trainer.step(x.clone());
-                if log_now || m.trainer.finished() {
-                    let log = report.read();
-                    if !log.loss.loss.is_finite() {
-                        return Err(TrainError::Diverged {
-                            name: m.name.clone(),
-                            step: log.step,
-                            loss: log.loss.loss,
-                        });
-                    }
-                    checkpoint::append_log(&mut logs[i], &log, &options.out_dir.join(&m.name))?;
-                    last[i] = Some(log);
-                }
+                checkpoint::append_log(&mut logs[i], &log, &options.out_dir.join(&m.name))?;
+                last[i] = Some(log);
             }
             host = Vec::with_capacity(batch * width);
-            self.step += 1;
             taken += 1;
             kibitzer_store::fault::point("train.step");
             if log_now {
@@ -451,6 +446,52 @@ impl<D: Trainable> Sweep<D> {
         checkpoint::save(self, &options.out_dir, source.position())?;
         self.save_dictionaries(&options.out_dir, &last)?;
         Ok(last.into_iter().flatten().collect())
+    }
+
+    /// One step of every member that has steps left, on the batch `x`
+    /// (rows already scaled by [`Sweep::row_scales`], as [`Sweep::run`]
+    /// scales them); advances [`Sweep::step`]. On the CPU the members step
+    /// side by side, one per core (see [`Sweep::steps_members_in_parallel`]).
+    /// Returns each member's log of the step, read back when `read_logs` or
+    /// when the member has just finished; `None` for a member that did not
+    /// step or whose log was not read. Reading a log waits for the device.
+    pub fn step_batch(&mut self, x: &Tensor<2>, read_logs: bool) -> Vec<Option<StepLog>> {
+        let step_one = |m: &mut SweepMember<D>| {
+            if m.trainer.finished() {
+                return None;
+            }
+            let report = m.trainer.step(x.clone());
+            (read_logs || m.trainer.finished()).then(|| report.read())
+        };
+        let logs = if self.steps_members_in_parallel() {
+            use rayon::prelude::*;
+            // One member per task: members differ in size by up to 16x, so
+            // rayon's stealing balances the cores better than fixed halves.
+            self.members
+                .par_iter_mut()
+                .with_max_len(1)
+                .map(step_one)
+                .collect()
+        } else {
+            self.members.iter_mut().map(step_one).collect()
+        };
+        self.step += 1;
+        logs
+    }
+
+    /// Whether the members step side by side, one per core, rather than
+    /// one after another with every core on each member's products. On the
+    /// CPU a sweep's products are small (a few hundred features against a
+    /// batch of a few thousand rows) and two cores on one product scale by
+    /// only ~1.5x, while one core per member keeps each core's product at
+    /// its single-thread rate (`kibitzer bench sweep`, docs/RESULTS.md). A
+    /// GPU queues each member's work anyway, so there members go one after
+    /// another. The members share nothing, so the result is the same either
+    /// way (the sweep tests compare every member with its lone training).
+    pub fn steps_members_in_parallel(&self) -> bool {
+        crate::device::is_host(&self.device)
+            && self.members.len() > 1
+            && rayon::current_num_threads() > 1
     }
 
     /// Every member's dictionary as used at inference on raw activations
@@ -635,10 +676,11 @@ fn scale_blocks(rows: &mut [f32], widths: &[usize], scales: &[f32]) {
 /// [`Sweep`]) on batches of `batch_size` rows needs at least. On the host
 /// (`on_host`, burn's `flex` backend): every dictionary's parameters five
 /// times over (the weights, their gradients, Adam's two moments, and the
-/// host copy made at initialisation), plus the largest member's batch
-/// temporaries (members step one after another): four `[batch, d_sae]`
-/// matrices (pre-activations, features, their gradients) and two of the
-/// input and output widths. On a GPU only the host side of initialisation
+/// host copy made at initialisation), plus the batch temporaries of the
+/// largest members that step at once (one per core of rayon's pool, see
+/// [`Sweep::steps_members_in_parallel`]): four `[batch, d_sae]` matrices
+/// each (pre-activations, features, their gradients) and two of the input
+/// and output widths. On a GPU only the host side of initialisation
 /// counts (the parameters twice); what lives on the device is the device's
 /// business. Callers check it with [`kibitzer_store::memory::check`] before
 /// [`Sae::init`](crate::Sae::init) allocates anything. Saturates instead of
@@ -650,7 +692,7 @@ pub fn memory_needed(shapes: &[crate::SaeConfig], batch_size: usize, on_host: bo
         .iter()
         .map(|c| c.parameter_count().saturating_mul(copies))
         .fold(0u128, u128::saturating_add);
-    let batch = shapes
+    let mut temporaries: Vec<u128> = shapes
         .iter()
         .map(|c| {
             product(&[batch_size, c.d_sae])
@@ -659,8 +701,12 @@ pub fn memory_needed(shapes: &[crate::SaeConfig], batch_size: usize, on_host: bo
                     product(&[batch_size, c.d_in.saturating_add(c.d_out)]).saturating_mul(2),
                 )
         })
-        .max()
-        .unwrap_or(0);
+        .collect();
+    temporaries.sort_unstable_by(|a, b| b.cmp(a));
+    let batch = temporaries
+        .iter()
+        .take(rayon::current_num_threads().max(1))
+        .fold(0u128, |sum, &t| sum.saturating_add(t));
     f32_bytes(params.saturating_add(if on_host { batch } else { 0 }))
 }
 

@@ -513,12 +513,24 @@ fn jumprelu_starts_at_its_initial_l0_and_holds_its_target() {
 /// ends with the weights and scalar state it gets when trained alone on the
 /// same rows (resampling, p-annealing, AuxK and the BatchTopK threshold
 /// included).
+///
+/// It runs in a pool of three threads, so that the members step side by
+/// side (`Sweep::step_batch`) on any machine.
 #[test]
 fn every_member_of_a_sweep_ends_where_it_ends_alone() {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap()
+        .install(sweep_members_end_where_they_end_alone);
+}
+
+fn sweep_members_end_where_they_end_alone() {
     let dev = Device::flex();
     let d = data(12, 200, 3);
     let dir = tempfile::tempdir().unwrap();
     let mut together = Sweep::new(all_members(30), &dev).unwrap();
+    assert!(together.steps_members_in_parallel());
     together
         .run(&mut cycling(&d, 12, 0), &options(&dir.path().join("all")))
         .unwrap();
@@ -538,4 +550,28 @@ fn every_member_of_a_sweep_ends_where_it_ends_alone() {
             "{name}"
         );
     }
+}
+
+/// The memory check counts the batch temporaries of as many members as
+/// step at once: one per thread of the pool.
+#[test]
+fn memory_needed_counts_the_members_that_step_at_once() {
+    let shape = |d_sae| SaeConfig::new(Architecture::Standard, 16, d_sae);
+    let shapes = [shape(64), shape(256), shape(128)];
+    let in_pool = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| memory_needed(&shapes, 100, true))
+    };
+    // A member's temporaries: four [100, d_sae] and two [100, 16 + 16] f32 matrices.
+    let temporaries = |d_sae: u128| 4 * (4 * 100 * d_sae + 2 * 100 * 32);
+    assert_eq!(in_pool(2) - in_pool(1), temporaries(128));
+    assert_eq!(in_pool(8) - in_pool(2), temporaries(64));
+    // On a GPU the host holds no batch temporaries.
+    assert_eq!(
+        memory_needed(&shapes, 100, false),
+        memory_needed(&shapes, 1, false)
+    );
 }

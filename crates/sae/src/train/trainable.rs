@@ -20,7 +20,7 @@ use burn::tensor::{Device, Tensor};
 use std::path::Path;
 
 /// A dictionary the shared trainer can optimise.
-pub trait Trainable: Clone + std::fmt::Debug {
+pub trait Trainable: Clone + std::fmt::Debug + Send {
     /// What [`Trainable::check`] and the trainer's constructor return: a
     /// [`ConfigError`] for a training setting, or the dictionary's own
     /// error for its shapes.
