@@ -92,64 +92,13 @@ def step_config(arch: str, k: int, d_in: int, d_sae: int, batch: int) -> StepCon
     return StepConfig(arch, k, d_in, d_sae, batch, lr, coef, clip, unit, sub)
 
 
-def torch_trainer(cfg: StepConfig, adam: str, seed: int = 0):
-    """Returns `step(x)`, one full training step of `cfg.arch` in PyTorch."""
+def jumprelu_functions():
+    """JumpReLU's activation and its L0 step with the paper's
+    straight-through gradients (rectangle kernel of width `eps`), as
+    dictionary_learning's JumpReluTrainer writes them. Each broadcasts the
+    threshold against the pre-activations, so a stacked `[G, 1, F]`
+    threshold works as well as a `[F]` one."""
     import torch
-    import torch.nn.functional as F
-
-    g = torch.Generator().manual_seed(seed)
-    norm = 1.0 if cfg.unit_norm else 0.1
-    w_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=g)
-    w_dec = w_dec / w_dec.norm(dim=1, keepdim=True) * norm
-    P = torch.nn.Parameter
-    params = {
-        "w_enc": P(w_dec.t().contiguous().clone()),  # [d_in, d_sae]
-        "b_enc": P(torch.zeros(cfg.d_sae)),
-        "w_dec": P(w_dec.clone()),  # [d_sae, d_in], one row per feature
-        "b_dec": P(torch.zeros(cfg.d_in)),
-    }
-    if cfg.arch == "gated":
-        params["b_mag"] = P(torch.zeros(cfg.d_sae))
-        params["r_mag"] = P(torch.zeros(cfg.d_sae))
-    if cfg.arch == "jumprelu":
-        params["threshold"] = P(torch.full((cfg.d_sae,), 0.001))
-    plist = list(params.values())
-    options = {"lr": cfg.lr, "betas": (0.9, 0.999), "eps": 1e-8}
-    if adam == "fused":
-        options["fused"] = True
-    elif adam == "foreach":
-        options["foreach"] = True
-    optimizer = torch.optim.Adam(plist, **options)
-    state = {"tokens_since_fired": torch.zeros(cfg.d_sae, dtype=torch.long), "threshold": -1.0}
-    p = params
-
-    def encoder_input(x):
-        return x - p["b_dec"] if cfg.subtract_b_dec else x
-
-    def recon_loss(x, x_hat):
-        return (x - x_hat).pow(2).sum(dim=-1).mean()
-
-    def track_fired(fired_mask, rows):
-        # dictionary_learning's num_tokens_since_fired bookkeeping.
-        since = state["tokens_since_fired"]
-        since += rows
-        since[fired_mask] = 0
-
-    def auxk_loss(residual, post_relu):
-        # Gao et al.'s AuxK, as dictionary_learning's TopK trainers write it.
-        dead = state["tokens_since_fired"] >= cfg.dead_after_tokens
-        n_dead = int(dead.sum())
-        if n_dead == 0:
-            return None
-        k_aux = min(cfg.d_in // 2, n_dead)
-        latents = torch.where(dead[None], post_relu, -torch.inf)
-        acts, idx = latents.topk(k_aux, sorted=False)
-        buf = torch.zeros_like(post_relu).scatter_(-1, idx, acts)
-        e_hat = buf @ p["w_dec"]
-        l2 = (residual - e_hat).pow(2).sum(dim=-1).mean()
-        mu = residual.mean(dim=0, keepdim=True)
-        denom = (residual - mu).pow(2).sum(dim=-1).mean()
-        return (l2 / denom).nan_to_num(0.0)
 
     class Rectangle(torch.autograd.Function):
         @staticmethod
@@ -190,6 +139,104 @@ def torch_trainer(cfg: StepConfig, adam: str, seed: int = 0):
             eps = ctx.eps
             d_theta = -(1.0 / eps) * Rectangle.apply((pre - theta) / eps) * grad
             return torch.zeros_like(pre), d_theta, None
+    return JumpReLU, Step
+
+
+def make_adam(cfg: StepConfig, plist, adam: str):
+    """PyTorch's Adam at `cfg.lr`, in the implementation `adam` names."""
+    import torch
+
+    options = {"lr": cfg.lr, "betas": (0.9, 0.999), "eps": 1e-8}
+    if adam == "fused":
+        options["fused"] = True
+    elif adam == "foreach":
+        options["foreach"] = True
+    return torch.optim.Adam(plist, **options)
+
+
+def update(cfg: StepConfig, p: dict, optimizer, row_dim: int, clip) -> None:
+    """Everything of a step after `backward`, as dictionary_learning's
+    trainers do it: the decoder-row gradient projected onto the unit
+    sphere's tangent, `clip()` (gradient clipping) when `cfg.clip` is set,
+    Adam, the decoder rows renormalised, JumpReLU's thresholds kept at or
+    above zero. `row_dim` is the axis of a decoder row's entries (1, or 2
+    for parameters stacked on a group axis)."""
+    import torch
+
+    if cfg.unit_norm:
+        with torch.no_grad():
+            w = p["w_dec"]
+            unit = w / (w.norm(dim=row_dim, keepdim=True) + 1e-6)
+            gw = w.grad
+            gw -= (gw * unit).sum(dim=row_dim, keepdim=True) * unit
+    if cfg.clip is not None:
+        clip()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if cfg.unit_norm:
+        with torch.no_grad():
+            w = p["w_dec"]
+            w /= w.norm(dim=row_dim, keepdim=True) + torch.finfo(w.dtype).eps
+    if cfg.arch == "jumprelu":
+        with torch.no_grad():
+            p["threshold"].clamp_(min=0.0)
+
+
+def torch_trainer(cfg: StepConfig, adam: str, seed: int = 0):
+    """Returns `step(x)`, one full training step of `cfg.arch` in PyTorch."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    norm = 1.0 if cfg.unit_norm else 0.1
+    w_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=g)
+    w_dec = w_dec / w_dec.norm(dim=1, keepdim=True) * norm
+    P = torch.nn.Parameter
+    params = {
+        "w_enc": P(w_dec.t().contiguous().clone()),  # [d_in, d_sae]
+        "b_enc": P(torch.zeros(cfg.d_sae)),
+        "w_dec": P(w_dec.clone()),  # [d_sae, d_in], one row per feature
+        "b_dec": P(torch.zeros(cfg.d_in)),
+    }
+    if cfg.arch == "gated":
+        params["b_mag"] = P(torch.zeros(cfg.d_sae))
+        params["r_mag"] = P(torch.zeros(cfg.d_sae))
+    if cfg.arch == "jumprelu":
+        params["threshold"] = P(torch.full((cfg.d_sae,), 0.001))
+    plist = list(params.values())
+    optimizer = make_adam(cfg, plist, adam)
+    state = {"tokens_since_fired": torch.zeros(cfg.d_sae, dtype=torch.long), "threshold": -1.0}
+    p = params
+
+    def encoder_input(x):
+        return x - p["b_dec"] if cfg.subtract_b_dec else x
+
+    def recon_loss(x, x_hat):
+        return (x - x_hat).pow(2).sum(dim=-1).mean()
+
+    def track_fired(fired_mask, rows):
+        # dictionary_learning's num_tokens_since_fired bookkeeping.
+        since = state["tokens_since_fired"]
+        since += rows
+        since[fired_mask] = 0
+
+    def auxk_loss(residual, post_relu):
+        # Gao et al.'s AuxK, as dictionary_learning's TopK trainers write it.
+        dead = state["tokens_since_fired"] >= cfg.dead_after_tokens
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return None
+        k_aux = min(cfg.d_in // 2, n_dead)
+        latents = torch.where(dead[None], post_relu, -torch.inf)
+        acts, idx = latents.topk(k_aux, sorted=False)
+        buf = torch.zeros_like(post_relu).scatter_(-1, idx, acts)
+        e_hat = buf @ p["w_dec"]
+        l2 = (residual - e_hat).pow(2).sum(dim=-1).mean()
+        mu = residual.mean(dim=0, keepdim=True)
+        denom = (residual - mu).pow(2).sum(dim=-1).mean()
+        return (l2 / denom).nan_to_num(0.0)
+
+    JumpReLU, Step = jumprelu_functions()
 
     def loss_of(x):
         rows = x.shape[0]
@@ -267,23 +314,7 @@ def torch_trainer(cfg: StepConfig, adam: str, seed: int = 0):
     def step(x):
         loss = loss_of(x)
         loss.backward()
-        if cfg.unit_norm:
-            with torch.no_grad():
-                w = p["w_dec"]
-                unit = w / (w.norm(dim=1, keepdim=True) + 1e-6)
-                gw = w.grad
-                gw -= (gw * unit).sum(dim=1, keepdim=True) * unit
-        if cfg.clip is not None:
-            torch.nn.utils.clip_grad_norm_(plist, cfg.clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if cfg.unit_norm:
-            with torch.no_grad():
-                w = p["w_dec"]
-                w /= w.norm(dim=1, keepdim=True) + torch.finfo(w.dtype).eps
-        if cfg.arch == "jumprelu":
-            with torch.no_grad():
-                p["threshold"].clamp_(min=0.0)
+        update(cfg, p, optimizer, row_dim=1, clip=lambda: torch.nn.utils.clip_grad_norm_(plist, cfg.clip))
         return loss
 
     def init_b_dec(x):
@@ -301,6 +332,9 @@ def torch_trainer(cfg: StepConfig, adam: str, seed: int = 0):
                     break
             p["b_dec"].copy_(guess)
 
+    step.params = params
+    step.optimizer = optimizer
+    step.state = state
     return step, init_b_dec
 
 
