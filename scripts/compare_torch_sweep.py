@@ -344,7 +344,9 @@ def compare_main(a: argparse.Namespace) -> None:
     print()
     print("| implementation | dictionary-steps/s | GFLOP/s (dense-equivalent) | of the sgemm peak |")
     print("|---|---:|---:|---:|")
-    peak = best_k.get("sgemm_peak_gflops", float("nan"))
+    # The peak is a best-of: the highest of the rounds (a round whose own
+    # measurement caught a busy moment would otherwise inflate the shares).
+    peak = max(r["kibitzer"].get("sgemm_peak_gflops", float("nan")) for r in rounds)
     for name, r in (
         ("kibitzer", best_k),
         ("PyTorch, one dictionary after another", best_t),
@@ -353,7 +355,7 @@ def compare_main(a: argparse.Namespace) -> None:
         gf = r["dense_equivalent_gflops"]
         print(f"| {name} | {r['dictionary_steps_per_s']:.2f} | {gf:.1f} | {100 * gf / peak:.0f}% |")
     print()
-    print(f"kibitzer / PyTorch's faster way: **{ratio:.2f}x**; sgemm peak measured by kibitzer in each round: {peak:.1f} GFLOP/s (best round)")
+    print(f"kibitzer / PyTorch's faster way: **{ratio:.2f}x**; sgemm peak measured by kibitzer in each round: {peak:.1f} GFLOP/s (the highest)")
     ct.write_atomic(a.json_out, json.dumps({"grid": a.grid, "rounds": rounds, "ratio": ratio}, indent=2))
     print(f"\nwrote {a.json_out}")
 
