@@ -19,7 +19,9 @@ use crate::sae::{Params, Sae, SaeConfig};
 use burn::tensor::{Device, Tensor};
 use std::path::Path;
 
-/// A dictionary the shared trainer can optimise.
+/// A dictionary the shared trainer can optimise. `Send`, because a
+/// [`Sweep`](super::Sweep) on the CPU steps its members on several threads
+/// ([`Sweep::step_batch`](super::Sweep::step_batch)).
 pub trait Trainable: Clone + std::fmt::Debug + Send {
     /// What [`Trainable::check`] and the trainer's constructor return: a
     /// [`ConfigError`] for a training setting, or the dictionary's own
