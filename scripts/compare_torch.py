@@ -332,9 +332,8 @@ def torch_trainer(cfg: StepConfig, adam: str, seed: int = 0):
                     break
             p["b_dec"].copy_(guess)
 
+    # The parameters, for compare_torch_sweep.py's grouped steps and check.
     step.params = params
-    step.optimizer = optimizer
-    step.state = state
     return step, init_b_dec
 
 

@@ -197,8 +197,8 @@ def grouped_trainer(cfg: ct.StepConfig, singles: list, adam: str):
         return losses
 
     def member_params(g: int) -> dict:
-        return {name: (t[g, 0] if t.shape[1] == 1 and singles[0].params[name].dim() == 1 else t[g]).detach()
-                for name, t in p.items()}
+        # A 1-D parameter was stacked as [G, 1, width].
+        return {name: (t[g, 0] if singles[0].params[name].dim() == 1 else t[g]).detach() for name, t in p.items()}
 
     step.member_params = member_params
     return step
