@@ -9,6 +9,9 @@
 //! * `kernels/*`: the two flex kernels of [`kibitzer_models::flex_kernels`]
 //!   beside burn's own operations, on the MLP's `[1888, 512] x [512, 2048]`
 //!   shape.
+//! * `attention/*`: causal attention's forward and backward pass at
+//!   reference 004's quick shape (32 quizzes of 261 tokens, 4 heads of 32),
+//!   fused ([`kibitzer_models::causal_attention`]) and as burn's operations.
 //!
 //! Run with `cargo bench -p kibitzer-models --bench gpt_forward`. Tokens/s
 //! beside TransformerLens in one run: `python3
@@ -18,6 +21,7 @@ use burn::tensor::activation;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use kibitzer_hooks::{HookSite, HookedModel, Hooks};
+use kibitzer_models::causal_attention::{fused_causal_attention, unfused_causal_attention};
 use kibitzer_models::{Gpt, GptConfig, flex_kernels};
 use std::hint::black_box;
 use std::time::Duration;
@@ -92,5 +96,41 @@ fn kernels(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gpt, kernels);
+/// One training step's worth of one block's attention: forward, then the
+/// gradients of q, k and v.
+fn attention(c: &mut Criterion) {
+    let device = Device::flex().autodiff();
+    let shape = [32, 261, 4, 32];
+    let input =
+        || Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let (q, k, v) = (input(), input(), input());
+    let scale = (shape[3] as f32).sqrt();
+    let mut group = c.benchmark_group("attention");
+    short(&mut group);
+    group.throughput(Throughput::Elements((shape[0] * shape[1]) as u64));
+    let step = |z: Tensor<4>| {
+        let grads = z.sum().backward();
+        black_box(q.grad(&grads).expect("q's gradient").into_data())
+    };
+    group.bench_function("forward_backward/fused", |b| {
+        b.iter(|| {
+            let z = fused_causal_attention(q.clone(), k.clone(), v.clone(), scale)
+                .unwrap_or_else(|_| panic!("flex f32 tensors take the fused path"));
+            step(z)
+        })
+    });
+    group.bench_function("forward_backward/burn", |b| {
+        b.iter(|| {
+            step(unfused_causal_attention(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                scale,
+            ))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, gpt, kernels, attention);
 criterion_main!(benches);

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod alphazero;
+pub mod causal_attention;
 #[cfg(feature = "chess")]
 pub mod chess_policy;
 pub mod error;

@@ -7,6 +7,7 @@
 //! `[n_heads * d_head, d_model]`, biases as `[1, n]` rows. The conversion
 //! to and from TransformerLens's shapes happens only in the weight files.
 
+use crate::causal_attention::fused_causal_attention;
 use crate::error::ModelError;
 use burn::tensor::activation::{gelu_approximate, relu, softmax};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
@@ -218,7 +219,7 @@ impl Block {
     ) -> Result<Option<Tensor<3>>, HookError> {
         use Axis::*;
         let site = |hook| HookSite::block(layer, hook);
-        let [b, p, d] = x.dims();
+        let [b, p, _] = x.dims();
         let (h, dh) = (shape.n_heads, shape.d_head);
         let Some(resid_pre) = hooks.visit(site(BlockHook::ResidPre), x, [Batch, Pos, Hidden])?
         else {
@@ -252,6 +253,16 @@ impl Block {
         let Some(v) = hooks.visit(site(BlockHook::AttnV), v, [Batch, Pos, Head, Hidden])? else {
             return Ok(None);
         };
+        let scores_wanted =
+            hooks.wants(site(BlockHook::AttnScores)) || hooks.wants(site(BlockHook::AttnPattern));
+        let (q, k, v) = if shape.causal && !scores_wanted {
+            match fused_causal_attention(q, k, v, shape.attn_scale as f32) {
+                Ok(z) => return self.after_attention(layer, resid_pre, z, shape, hooks),
+                Err([q, k, v]) => (q, k, v),
+            }
+        } else {
+            (q, k, v)
+        };
         // [b, h, q, k]
         let mut scores = q
             .swap_dims(1, 2)
@@ -281,6 +292,23 @@ impl Block {
             return Ok(None);
         };
         let z = pattern.matmul(v.swap_dims(1, 2)).swap_dims(1, 2);
+        self.after_attention(layer, resid_pre, z, shape, hooks)
+    }
+
+    /// The rest of the block from the heads' outputs `z` (`[batch, pos,
+    /// heads, d_head]`, `hook_z`) to `hook_resid_post`.
+    fn after_attention(
+        &self,
+        layer: usize,
+        resid_pre: Tensor<3>,
+        z: Tensor<4>,
+        shape: &BlockShape,
+        hooks: &mut Hooks<'_>,
+    ) -> Result<Option<Tensor<3>>, HookError> {
+        use Axis::*;
+        let site = |hook| HookSite::block(layer, hook);
+        let [b, p, h, dh] = z.dims();
+        let d = resid_pre.dims()[2];
         let Some(z) = hooks.visit(site(BlockHook::AttnZ), z, [Batch, Pos, Head, Hidden])? else {
             return Ok(None);
         };
