@@ -584,10 +584,15 @@ pub struct MlpAblation {
     pub clean: AccuracyTable,
     /// One table per block, its MLP output zero-ablated.
     pub ablated: Vec<AccuracyTable>,
-    /// The block whose ablation costs `contact` the most accuracy (ties:
-    /// the one that costs the other tasks least); `None` without contact
-    /// quizzes.
+    /// The block whose ablation costs `contact` the most beyond what it
+    /// costs the other tasks (see [`contact_block`]): the reference's block
+    /// 8, whose ablation "primarily impacted the contact task". `None`
+    /// without contact quizzes.
     pub contact_block: Option<usize>,
+    /// The block whose ablation costs `contact` the most accuracy, whatever
+    /// it costs the other tasks (ties: the one that costs them least).
+    #[serde(default)]
+    pub largest_contact_drop: Option<usize>,
 }
 
 /// Experiment 3.
@@ -609,36 +614,61 @@ pub fn mlp_ablation(
             &score(model, layout, quizzes, &run, batch_size)?,
         ));
     }
-    let contact_block = contact_block(&clean, &ablated);
     Ok(MlpAblation {
+        contact_block: contact_block(&clean, &ablated),
+        largest_contact_drop: largest_contact_drop(&clean, &ablated),
         clean,
         ablated,
-        contact_block,
     })
 }
 
-/// The block (index into `ablated`) whose ablation costs `contact` the
-/// most exact-grid accuracy; ties go to the one that costs the other tasks
-/// least on average. `None` without contact quizzes or blocks.
+/// Accuracy lost by `ablated` against `clean`: contact's, and the mean over
+/// the other tasks (0 without other tasks). `None` without contact quizzes.
+fn contact_drops(clean: &AccuracyTable, ablated: &AccuracyTable) -> Option<(f64, f64)> {
+    let contact = clean.task(TaskKind::Contact)?.accuracy;
+    let contact_drop = contact - ablated.task(TaskKind::Contact).map_or(0.0, |r| r.accuracy);
+    let others: Vec<f64> = clean
+        .tasks
+        .iter()
+        .filter(|(n, _)| n.as_str() != TaskKind::Contact.name())
+        .map(|(n, r)| r.accuracy - ablated.tasks.get(n).map_or(0.0, |a| a.accuracy))
+        .collect();
+    let others_drop = others.iter().sum::<f64>() / others.len().max(1) as f64;
+    Some((contact_drop, others_drop))
+}
+
+/// The block (index into `ablated`) whose ablation costs `contact` the most
+/// beyond what it costs the other tasks: the largest contact drop minus the
+/// other tasks' mean drop (ties: the larger contact drop). A block that
+/// every task needs (a small model's first MLP) is not the one that
+/// carries contact; the reference's block 8 is named for hurting contact
+/// while the other tasks survive. `None` without contact quizzes or blocks.
 pub fn contact_block(clean: &AccuracyTable, ablated: &[AccuracyTable]) -> Option<usize> {
-    let contact = clean.task(TaskKind::Contact)?;
-    let drop = |t: &AccuracyTable| {
-        contact.accuracy - t.task(TaskKind::Contact).map_or(0.0, |r| r.accuracy)
-    };
-    let others = |t: &AccuracyTable| -> f64 {
-        let v: Vec<f64> = clean
-            .tasks
-            .iter()
-            .filter(|(n, _)| n.as_str() != TaskKind::Contact.name())
-            .map(|(n, r)| r.accuracy - t.tasks.get(n).map_or(0.0, |a| a.accuracy))
-            .collect();
-        v.iter().sum::<f64>() / v.len().max(1) as f64
-    };
-    (0..ablated.len()).max_by(|&a, &b| {
-        drop(&ablated[a])
-            .total_cmp(&drop(&ablated[b]))
-            .then_with(|| others(&ablated[b]).total_cmp(&others(&ablated[a])))
+    block_by_drops(clean, ablated, |(ca, oa), (cb, ob)| {
+        (ca - oa).total_cmp(&(cb - ob)).then(ca.total_cmp(&cb))
     })
+}
+
+/// The block whose ablation costs `contact` the most accuracy, whatever it
+/// costs the other tasks (ties: the one that costs them least).
+pub fn largest_contact_drop(clean: &AccuracyTable, ablated: &[AccuracyTable]) -> Option<usize> {
+    block_by_drops(clean, ablated, |(ca, oa), (cb, ob)| {
+        ca.total_cmp(&cb).then(ob.total_cmp(&oa))
+    })
+}
+
+/// The block whose (contact drop, other tasks' mean drop) is greatest by
+/// `order`.
+fn block_by_drops(
+    clean: &AccuracyTable,
+    ablated: &[AccuracyTable],
+    order: impl Fn((f64, f64), (f64, f64)) -> std::cmp::Ordering,
+) -> Option<usize> {
+    let drops: Vec<(f64, f64)> = ablated
+        .iter()
+        .map(|t| contact_drops(clean, t))
+        .collect::<Option<_>>()?;
+    (0..drops.len()).max_by(|&a, &b| order(drops[a], drops[b]))
 }
 
 /// Experiment 4: an SAE spliced in place of an MLP's output.
@@ -1348,21 +1378,28 @@ mod tests {
     }
 
     #[test]
-    fn the_contact_block_is_the_one_whose_ablation_hurts_contact_most() {
+    fn the_contact_block_is_the_one_whose_ablation_hurts_contact_beyond_the_others() {
         let clean = table(0.9, 0.9);
         let ablated = [
             table(0.8, 0.9),
             table(0.2, 0.8),
             table(0.2, 0.3),
             table(0.9, 0.1),
+            table(0.0, 0.0),
         ];
-        // Blocks 1 and 2 cost contact the same; 1 spares frame.
+        // Block 4 breaks everything: the largest drop in contact, none of
+        // it contact's own. Blocks 1 and 2 cost contact the same; 1 spares
+        // frame.
         assert_eq!(contact_block(&clean, &ablated), Some(1));
+        assert_eq!(largest_contact_drop(&clean, &ablated), Some(4));
+        // Ties in contact's drop go to the block that spares the others.
+        assert_eq!(largest_contact_drop(&clean, &ablated[..4]), Some(1));
         let no_contact = AccuracyTable {
             overall: row(0.5),
             tasks: [("frame".to_string(), row(0.5))].into_iter().collect(),
         };
         assert_eq!(contact_block(&no_contact, &ablated), None);
+        assert_eq!(largest_contact_drop(&no_contact, &ablated), None);
     }
 
     #[test]

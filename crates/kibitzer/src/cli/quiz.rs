@@ -705,8 +705,14 @@ fn ablation_markdown(
     }
     if let Some(b) = mlp.contact_block {
         md += &format!(
-            "\nThe block whose MLP ablation hurts contact most: **{b}** (the reference's 12-layer model: block 8).\n"
+            "\nThe block whose MLP ablation hurts contact most beyond the other tasks (contact's drop minus their mean drop): **{b}** (the reference's 12-layer model: block 8, which \"primarily impacted the contact task\")."
         );
+        if let Some(w) = mlp.largest_contact_drop.filter(|&w| w != b) {
+            md += &format!(
+                " Contact's largest drop alone is block {w}'s, which costs the other tasks as much or more."
+            );
+        }
+        md += "\n";
     }
     md
 }
