@@ -35,7 +35,7 @@ done
 
 if [[ $quick == 1 ]]; then
     size=8 tasks=contact,replace_color loss_on=answers
-    train_quizzes=60000 layers=4 d_model=128 heads=4 steps=2000 batch=32 lr=3e-3
+    train_quizzes=60000 layers=4 d_model=128 heads=4 steps=4000 batch=32 lr=3e-3
     analysis_quizzes=2000 harvest_quizzes=4000 d_sae=1024 sae_steps=3000 feature_quizzes=500
 else
     size=10 tasks=replace_color,translate,grow,half_fill,frame,detect,corners,contact loss_on=final
@@ -77,9 +77,9 @@ cat accuracy.md
 step "3. experiments 1-3: attention ablation, layer 0, MLP ablation per task"
 [[ -f ablations/ablations.json ]] || "$kibitzer" quiz ablate --model gpt --quizzes analysis.jsonl --device "$device" --out ablations
 layer=$(python3 -c 'import json,sys; print(json.load(open("ablations/ablations.json"))["mlp_ablation"]["contact_block"])' 2>/dev/null \
-    || sed -n 's/.*hurts contact most: \*\*\([0-9]*\)\*\*.*/\1/p' ablations/ablations.md)
+    || sed -n 's/.*hurts contact most[^*]*\*\*\([0-9]*\)\*\*.*/\1/p' ablations/ablations.md)
 [[ -n $layer && $layer != None ]] || { echo "no block carries contact (no contact quizzes?)" >&2; exit 1; }
-echo "the MLP of block $layer carries contact" >&2
+echo "the MLP of block $layer carries contact (its ablation costs contact the most beyond the other tasks)" >&2
 
 step "4. an SAE on blocks.$layer.hook_mlp_out (the reference's recipe: L1 5 warmed up over 5%, lr decayed over the last 20%)"
 [[ -d mlp-acts ]] || "$kibitzer" quiz harvest --model gpt --quizzes harvest.jsonl --site "blocks.$layer.hook_mlp_out" \
