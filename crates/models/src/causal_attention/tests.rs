@@ -68,7 +68,15 @@ fn forward_equals_burns_operations() {
 
 #[test]
 fn gradients_equal_burns_operations() {
-    let device = Device::flex().autodiff();
+    gradients_equal_burns_operations_on(Device::flex().autodiff());
+}
+
+#[test]
+fn gradients_equal_burns_operations_under_gradient_checkpointing() {
+    gradients_equal_burns_operations_on(Device::flex().autodiff().gradient_checkpointing());
+}
+
+fn gradients_equal_burns_operations_on(device: Device) {
     for (n, shape) in SHAPES.into_iter().enumerate() {
         let seed = 100 + 10 * n as u64;
         let inputs = || {
