@@ -51,16 +51,29 @@ pub fn fused_causal_attention(
     }
 }
 
-/// The same attention as burn's operations: a batched `q kᵀ`, the causal
-/// mask, softmax and `pattern v`, all recorded by autodiff. What a block
-/// runs, with hooks between the steps, when a hook wants the scores or the
-/// pattern; here as the reference the tests and benches hold the fused
-/// kernel to, on any backend.
+/// The same attention as burn's operations: [`attention_scores`], softmax
+/// and [`attend`], all recorded by autodiff. What a block runs, with hooks
+/// between the steps, when a hook wants the scores or the pattern; here as
+/// the reference the tests and benches hold the fused kernel to, on any
+/// backend.
 pub fn unfused_causal_attention(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
     attn_scale: f32,
+) -> Tensor<4> {
+    let scores = attention_scores(q, k, attn_scale as f64, true);
+    attend(burn::tensor::activation::softmax(scores, 3), v)
+}
+
+/// The scores `q kᵀ / attn_scale`, `[batch, heads, query, key]`, from `q`
+/// and `k` `[batch, pos, heads, d_head]`; with `causal`, `-inf` where the
+/// key comes after the query.
+pub(crate) fn attention_scores(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    attn_scale: f64,
+    causal: bool,
 ) -> Tensor<4> {
     use burn::tensor::Bool;
     let [b, p, h, _] = q.dims();
@@ -68,10 +81,18 @@ pub fn unfused_causal_attention(
         .swap_dims(1, 2)
         .matmul(k.swap_dims(1, 2).swap_dims(2, 3))
         .div_scalar(attn_scale);
+    if !causal {
+        return scores;
+    }
     let mask = Tensor::<2, Bool>::tril_mask([p, p], 0, &scores.device())
         .reshape([1, 1, p, p])
         .expand([b, h, p, p]);
-    let pattern = burn::tensor::activation::softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
+    scores.mask_fill(mask, f32::NEG_INFINITY)
+}
+
+/// The heads' outputs `pattern v`, `[batch, pos, heads, d_head]`, from the
+/// pattern `[batch, heads, query, key]` and `v` `[batch, pos, heads, d_head]`.
+pub(crate) fn attend(pattern: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     pattern.matmul(v.swap_dims(1, 2)).swap_dims(1, 2)
 }
 
@@ -629,22 +650,20 @@ mod flex {
                 return Err([back(q), back(k), back(v)]);
             }
         };
-        let dims = dims_of(q.primitive());
-        let same_shape =
-            dims.is_some() && dims == dims_of(k.primitive()) && dims == dims_of(v.primitive());
+        // The shape all three share, if they do.
+        let dims = dims_of(q.primitive())
+            .filter(|&d| dims_of(k.primitive()) == Some(d) && dims_of(v.primitive()) == Some(d));
         let scale = 1.0 / attn_scale;
-        match (q, k, v) {
-            (Input::Plain(q), Input::Plain(k), Input::Plain(v)) if same_shape => {
-                let dims = dims.expect("checked above");
+        match (dims, q, k, v) {
+            (Some(dims), Input::Plain(q), Input::Plain(k), Input::Plain(v)) => {
                 let (q, k, v) = (values(&q), values(&k), values(&v));
                 let qkv = (q.storage(), k.storage(), v.storage());
                 let (z, _) = forward(dims, scale, qkv, false);
                 Ok(plain(tensor(z, dims)))
             }
-            (Input::Tracked(q, s), Input::Tracked(k, sk), Input::Tracked(v, sv))
-                if same_shape && s == sk && s == sv =>
+            (Some(dims), Input::Tracked(q, s), Input::Tracked(k, sk), Input::Tracked(v, sv))
+                if s == sk && s == sv =>
             {
-                let dims = dims.expect("checked above");
                 let z = match s {
                     GradientCheckpointingStrategy::Disabled => {
                         tracked_forward::<NoCheckpointing>(q, k, v, dims, scale)
@@ -655,7 +674,7 @@ mod flex {
                 };
                 Ok(tracked(z, s))
             }
-            (q, k, v) => Err([q.back(), k.back(), v.back()]),
+            (_, q, k, v) => Err([q.back(), k.back(), v.back()]),
         }
     }
 

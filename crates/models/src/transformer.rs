@@ -7,10 +7,10 @@
 //! `[n_heads * d_head, d_model]`, biases as `[1, n]` rows. The conversion
 //! to and from TransformerLens's shapes happens only in the weight files.
 
-use crate::causal_attention::fused_causal_attention;
+use crate::causal_attention::{attend, attention_scores, fused_causal_attention};
 use crate::error::ModelError;
 use burn::tensor::activation::{gelu_approximate, relu, softmax};
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use kibitzer_hooks::{Axis, BlockHook, HookError, HookSite, Hooks, LnHook};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -263,17 +263,7 @@ impl Block {
         } else {
             (q, k, v)
         };
-        // [b, h, q, k]
-        let mut scores = q
-            .swap_dims(1, 2)
-            .matmul(k.swap_dims(1, 2).swap_dims(2, 3))
-            .div_scalar(shape.attn_scale);
-        if shape.causal {
-            let mask = Tensor::<2, Bool>::tril_mask([p, p], 0, &scores.device())
-                .reshape([1, 1, p, p])
-                .expand([b, h, p, p]);
-            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
-        }
+        let scores = attention_scores(q, k, shape.attn_scale, shape.causal);
         let Some(scores) = hooks.visit(
             site(BlockHook::AttnScores),
             scores,
@@ -291,8 +281,7 @@ impl Block {
         else {
             return Ok(None);
         };
-        let z = pattern.matmul(v.swap_dims(1, 2)).swap_dims(1, 2);
-        self.after_attention(layer, resid_pre, z, shape, hooks)
+        self.after_attention(layer, resid_pre, attend(pattern, v), shape, hooks)
     }
 
     /// The rest of the block from the heads' outputs `z` (`[batch, pos,

@@ -134,3 +134,21 @@ fn the_future_does_not_reach_the_past() {
     assert_eq!(z[..earlier], z2[..earlier]);
     assert_ne!(z[earlier..], z2[earlier..]);
 }
+
+#[test]
+fn inputs_of_different_shapes_are_handed_back_untouched() {
+    let device = Device::flex();
+    let (q, k, v) = (
+        random([1, 4, 2, 3], 1, &device),
+        random([1, 5, 2, 3], 2, &device),
+        random([1, 5, 2, 3], 3, &device),
+    );
+    let want = [host(q.clone()), host(k.clone()), host(v.clone())];
+    match fused_causal_attention(q, k, v, 1.0) {
+        Ok(_) => panic!("q and k differ in length: no fused path"),
+        Err(back) => {
+            let got = back.map(host);
+            assert_eq!(got, want);
+        }
+    }
+}
